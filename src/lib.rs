@@ -1,0 +1,11 @@
+//! git-vmoat: one VM per git worktree, each running the project's full stack on its stock ports.
+
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod exec;
+pub mod naming;
+pub mod output;
+pub mod repo;
+pub mod shell;
+pub mod state;

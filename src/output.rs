@@ -1,0 +1,105 @@
+//! Messages on stderr (coloured on a TTY unless NO_COLOR), data on stdout, JSON helpers.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0 = quiet, 1 = normal, 2 = verbose (shows the commands run).
+static LEVEL: AtomicU8 = AtomicU8::new(1);
+
+pub fn set_level(level: u8) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    LEVEL.load(Ordering::Relaxed) >= 2
+}
+
+fn quiet() -> bool {
+    LEVEL.load(Ordering::Relaxed) == 0
+}
+
+/// Whether stderr gets colours: a terminal, NO_COLOR unset or empty, TERM not dumb.
+pub fn color() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+fn paint(code: &str, text: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A progress or status message.
+pub fn info(msg: impl AsRef<str>) {
+    if !quiet() {
+        eprintln!("{} {}", paint("1;34", "vmoat:"), msg.as_ref());
+    }
+}
+
+/// Something the user should know but that does not stop the command.
+pub fn warn(msg: impl AsRef<str>) {
+    eprintln!("{} {}", paint("1;33", "vmoat: warning:"), msg.as_ref());
+}
+
+/// A command about to be run, shown with `-v`.
+pub fn trace(msg: impl AsRef<str>) {
+    if verbose() {
+        eprintln!("{} {}", paint("2", "vmoat: $"), msg.as_ref());
+    }
+}
+
+/// Prints the final error and its hint.
+pub fn error(msg: impl AsRef<str>, hint: Option<&str>) {
+    eprintln!("{} {}", paint("1;31", "error:"), msg.as_ref());
+    if let Some(h) = hint {
+        eprintln!("{} {}", paint("1;36", "hint:"), h);
+    }
+}
+
+/// Writes lines of data to stdout; a broken pipe surfaces as an io error (exit 0 in main).
+pub fn data(text: impl AsRef<str>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_ref().as_bytes())?;
+    if !text.as_ref().ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints a JSON document on stdout.
+pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+    data(serde_json::to_string_pretty(value)?)
+}
+
+/// The version of every `--json` schema; bumped only on incompatible change.
+pub const JSON_VERSION: u32 = 1;
+
+/// Human duration: 4s, 1m05s, 1h02m.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{}.{}s", s, d.subsec_millis() / 100)
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(duration(Duration::from_secs(65)), "1m05s");
+        assert_eq!(duration(Duration::from_secs(3720)), "1h02m");
+    }
+}

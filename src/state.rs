@@ -1,0 +1,160 @@
+//! git-vmoat's own files: the state dir (registries, per-VM runtime files) and file locks.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where git-vmoat keeps what it knows between runs.
+#[derive(Clone, Debug)]
+pub struct State {
+    root: PathBuf,
+}
+
+impl State {
+    /// `$GIT_VMOAT_STATE_DIR`, else the platform state dir (`~/.local/state/git-vmoat` on Linux;
+    /// macOS has none, so its local data dir).
+    pub fn open() -> Result<Self> {
+        let root = match std::env::var_os("GIT_VMOAT_STATE_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let dirs = directories::ProjectDirs::from("", "", "git-vmoat")
+                    .context("cannot find a home directory for git-vmoat's state (is HOME set?)")?;
+                dirs.state_dir()
+                    .unwrap_or_else(|| dirs.data_local_dir())
+                    .to_path_buf()
+            }
+        };
+        Ok(Self { root })
+    }
+
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory holding one VM's runtime files (ssh config, tunnels, logs), created.
+    pub fn vm_dir(&self, vm: &str) -> Result<PathBuf> {
+        let dir = self.root.join("vms").join(vm);
+        create_private_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// The VM's dir without creating it.
+    pub fn vm_dir_path(&self, vm: &str) -> PathBuf {
+        self.root.join("vms").join(vm)
+    }
+
+    /// Takes an exclusive lock named `name`, blocking until it is free. Released on drop
+    /// (and by the kernel if we die), so a crash never leaves a stale lock.
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        let dir = self.root.join("locks");
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock {}", path.display()))?;
+        if file.try_lock().is_err() {
+            crate::output::info(format!("waiting for another git-vmoat ({name})…"));
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Ok(Lock { _file: file })
+    }
+
+    /// Reads a JSON file of the state dir, or the default when it does not exist yet.
+    pub fn read_json<T: DeserializeOwned + Default>(&self, rel: &str) -> Result<T> {
+        read_json(&self.root.join(rel))
+    }
+
+    /// Reads, changes and writes back a JSON file under its own lock (read-modify-write safe
+    /// against concurrent git-vmoat processes).
+    pub fn update_json<T, R>(&self, rel: &str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R>
+    where
+        T: DeserializeOwned + Serialize + Default,
+    {
+        let _lock = self.lock(&rel.replace(['/', '.'], "-"))?;
+        let path = self.root.join(rel);
+        let mut value: T = read_json(&path)?;
+        let r = f(&mut value)?;
+        write_json(&path, &value)?;
+        Ok(r)
+    }
+}
+
+/// Held while a lock is taken.
+pub struct Lock {
+    _file: File,
+}
+
+pub fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.is_empty() => Ok(T::default()),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is corrupt; move it away and retry", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes atomically (temp file + rename), so a reader never sees half a file.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path.parent().context("state path has no parent")?;
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn json_update_round_trips_and_missing_is_default() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = State::at(tmp.path().join("s"));
+        let m: BTreeMap<String, u32> = st.read_json("x.json").unwrap();
+        assert!(m.is_empty());
+        st.update_json("x.json", |m: &mut BTreeMap<String, u32>| {
+            m.insert("a".into(), 1);
+            Ok(())
+        })
+        .unwrap();
+        let m: BTreeMap<String, u32> = st.read_json("x.json").unwrap();
+        assert_eq!(m.get("a"), Some(&1));
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("x.json"), "{nope").unwrap();
+        let st = State::at(tmp.path().to_path_buf());
+        let err = st.read_json::<BTreeMap<String, u32>>("x.json").unwrap_err();
+        assert!(format!("{err:#}").contains("x.json is corrupt"), "{err:#}");
+    }
+}
