@@ -15,6 +15,7 @@ pub struct Cmd {
     inner: Command,
     argv: Vec<OsString>,
     stdin_inherit: bool,
+    stdout_to_stderr: bool,
 }
 
 impl Cmd {
@@ -23,6 +24,7 @@ impl Cmd {
             inner: Command::new(program.as_ref()),
             argv: vec![program.as_ref().to_os_string()],
             stdin_inherit: false,
+            stdout_to_stderr: false,
         }
     }
 
@@ -61,6 +63,12 @@ impl Cmd {
     /// Lets the child read the user's stdin (interactive commands, piped input).
     pub fn stdin_inherit(mut self) -> Self {
         self.stdin_inherit = true;
+        self
+    }
+
+    /// Sends the child's stdout to our stderr: its output is a message, not our data.
+    pub fn stdout_to_stderr(mut self) -> Self {
+        self.stdout_to_stderr = true;
         self
     }
 
@@ -121,12 +129,25 @@ impl Cmd {
 
     /// Runs with stdout and stderr going to the user's terminal; returns the exit status.
     pub fn status(mut self) -> Result<ExitStatus> {
+        use std::os::fd::AsFd;
         self.prepare();
+        let stdout = if self.stdout_to_stderr {
+            Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?)
+        } else {
+            Stdio::inherit()
+        };
         self.inner
-            .stdout(Stdio::inherit())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .status()
             .map_err(|e| self.spawn_error(e))
+    }
+
+    /// Spawns with the given stdout and stderr (stdin per `stdin_inherit`).
+    pub fn spawn_with(mut self, stdout: Stdio, stderr: Stdio) -> Result<std::process::Child> {
+        self.prepare();
+        self.inner.stdout(stdout).stderr(stderr);
+        self.inner.spawn().map_err(|e| self.spawn_error(e))
     }
 
     /// Starts the process in its own process group, detached from our terminal, with its

@@ -1,11 +1,17 @@
 //! git-vmoat: one VM per git worktree, each running the project's full stack on its stock ports.
 
+pub mod backend;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod context;
 pub mod detect;
 pub mod error;
 pub mod exec;
 pub mod naming;
 pub mod output;
 pub mod repo;
+pub mod seed;
 pub mod shell;
 pub mod state;
+pub mod tunnel;

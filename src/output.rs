@@ -14,7 +14,7 @@ pub fn verbose() -> bool {
     LEVEL.load(Ordering::Relaxed) >= 2
 }
 
-fn quiet() -> bool {
+pub fn quiet() -> bool {
     LEVEL.load(Ordering::Relaxed) == 0
 }
 

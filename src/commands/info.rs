@@ -1,0 +1,59 @@
+//! `name`, `config`, `trust`, `version`: what git-vmoat knows, without touching a VM.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::config::KEYS;
+use crate::context::Ctx;
+use crate::output::{self, JSON_VERSION};
+
+pub fn name(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let name = ctx.vm_name()?;
+    if as_json {
+        output::json(&json!({
+            "version": JSON_VERSION,
+            "name": name,
+            "backend": ctx.backend.kind(),
+            "worktree": ctx.wt.root,
+        }))
+    } else {
+        output::data(name)
+    }
+}
+
+pub fn config(ctx: &Ctx, as_json: bool) -> Result<()> {
+    if as_json {
+        return output::json(&ctx.cfg.to_json());
+    }
+    let mut out = String::new();
+    for d in KEYS {
+        let line = match ctx.cfg.values.get(d.key) {
+            Some((v, src)) => format!("{:<17} = {:<32} # {src}", d.key, v.to_string()),
+            None => format!("{:<17}   {:<32} # unset", d.key, "(unset)"),
+        };
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    output::data(out)
+}
+
+pub fn trust() -> Result<()> {
+    let wt = crate::repo::discover(&std::env::current_dir()?)?;
+    let state = crate::state::State::open()?;
+    let trusted = crate::config::trust(&wt.root, &state)?;
+    if trusted.is_empty() {
+        output::info("no vmoat.conf or vmoat.local.conf in this worktree: nothing to trust");
+    }
+    for (path, hash) in trusted {
+        output::info(format!(
+            "trusted {} (sha256 {})",
+            path.display(),
+            &hash[..16]
+        ));
+    }
+    Ok(())
+}
+
+pub fn version() -> Result<()> {
+    output::data(format!("git-vmoat {}", env!("CARGO_PKG_VERSION")))
+}

@@ -1,0 +1,79 @@
+//! `down` and `destroy`: stop or delete the VM, closing its tunnels first.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Result;
+
+use crate::backend::VmState;
+use crate::context::Ctx;
+use crate::error::hint;
+use crate::output;
+use crate::tunnel;
+
+pub fn down(ctx: &Ctx) -> Result<()> {
+    ctx.backend.ensure_installed()?;
+    let vm = ctx.vm_name()?;
+    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
+    tunnel::close_all(&ctx.state, &vm)?;
+    match ctx.backend.info(&vm)?.state {
+        VmState::Missing => output::info(format!("VM {vm} does not exist: nothing to stop")),
+        VmState::Stopped => output::info(format!("VM {vm} is already stopped")),
+        _ => {
+            output::info(format!("stopping VM {vm} (its disk is kept)…"));
+            ctx.backend.stop(&vm)?;
+            output::info(format!("stopped {vm}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn destroy(ctx: &Ctx, force: bool) -> Result<()> {
+    ctx.backend.ensure_installed()?;
+    let vm = ctx.vm_name()?;
+    let exists = ctx.backend.info(&vm)?.state != VmState::Missing;
+    output::info(format!(
+        "{} VM {vm} of worktree {}",
+        if exists {
+            "destroying"
+        } else {
+            "cleaning up after"
+        },
+        ctx.wt.root.display()
+    ));
+    if exists && !force {
+        confirm(&vm)?;
+    }
+    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
+    tunnel::close_all(&ctx.state, &vm)?;
+    if exists {
+        ctx.backend.delete(&vm)?;
+    }
+    ctx.release_vm(&vm)?;
+    output::info(format!(
+        "destroyed {vm}; the worktree's files are untouched"
+    ));
+    Ok(())
+}
+
+fn confirm(vm: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(hint(
+            format!(
+                "destroying VM {vm} deletes its containers, images and volumes, and there is no terminal to confirm"
+            ),
+            "run `git vmoat destroy -f` to destroy without asking",
+        ));
+    }
+    eprint!("Delete VM {vm} with its containers, images and volumes? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(hint(
+            "not confirmed: nothing was destroyed",
+            "answer y to destroy, or pass -f",
+        ))
+    }
+}

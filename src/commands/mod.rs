@@ -1,0 +1,49 @@
+//! One module per subcommand; `run` dispatches the parsed command line.
+
+mod info;
+mod init;
+mod lifecycle;
+mod provision;
+mod run_in_vm;
+mod status;
+mod tunnel;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+use crate::context::Ctx;
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Init(a) => init::run(&a),
+        Command::Trust => info::trust(),
+        Command::Version => info::version(),
+        Command::Name(a) => info::name(&Ctx::load()?, a.json),
+        Command::Config(a) => info::config(&Ctx::load()?, a.json),
+        Command::Provision => {
+            provision::provision(&Ctx::load()?, provision::Mode::Always).map(drop)
+        }
+        Command::Up => provision::up(&Ctx::load()?),
+        Command::Test(a) => run_in_vm::test(&Ctx::load()?, &a.args),
+        Command::Ssh(a) => run_in_vm::ssh(&Ctx::load()?, &a.args),
+        Command::Tunnel(a) => tunnel::tunnel(&Ctx::load()?, &a.ports, a.json),
+        Command::Untunnel => tunnel::untunnel(&Ctx::load()?),
+        Command::Status(a) => status::run(&Ctx::load()?, a.json),
+        Command::Down => lifecycle::down(&Ctx::load()?),
+        Command::Destroy(a) => lifecycle::destroy(&Ctx::load()?, a.force),
+    }
+}
+
+/// The VM name of a worktree whose VM must be running for the command to make sense.
+fn running_vm(ctx: &Ctx) -> Result<String> {
+    ctx.backend.ensure_installed()?;
+    let vm = ctx.vm_name()?;
+    let state = ctx.backend.info(&vm)?.state;
+    if state != crate::backend::VmState::Running {
+        return Err(crate::error::hint(
+            format!("VM {vm} is {state}, not running"),
+            "start it with `git vmoat up` (or `git vmoat provision`)",
+        ));
+    }
+    Ok(vm)
+}

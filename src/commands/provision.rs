@@ -1,0 +1,308 @@
+//! `provision` and `up`: create or start the VM, install packages, run the provision script,
+//! seed files, start the stack and wait for it to be healthy.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{Io, StartSpec, VmState};
+use crate::context::Ctx;
+use crate::error::hint;
+use crate::output;
+use crate::seed::{self, Outcome};
+use crate::shell;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `provision`: run every step.
+    Always,
+    /// `up`: skip packages and script when this VM already had them with the same config.
+    IfNeeded,
+}
+
+/// Brings the VM to a provisioned, running state; returns its name.
+pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
+    ctx.backend.ensure_installed()?;
+    check_mount(ctx)?;
+    let vm = ctx.claim_vm_name()?;
+    // One provisioning per VM at a time: a second `up` waits here, then finds it done.
+    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
+    let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
+    let state = ctx.backend.info(&vm)?.state;
+    let spec = StartSpec {
+        cpus: ctx.cfg.cpus,
+        memory_gib: ctx.cfg.memory,
+        disk_gib: ctx.cfg.disk,
+        vm_type: ctx.cfg.vm_type.as_deref(),
+        mount_type: ctx.cfg.mount_type.as_deref(),
+        mount: &ctx.cfg.mount,
+    };
+    let started = Instant::now();
+    match &state {
+        VmState::Running => output::info(format!("VM {vm} is running")),
+        VmState::Missing => {
+            ram_warning(ctx.cfg.memory);
+            let _ = std::fs::remove_file(&stamp_path);
+            output::info(format!(
+                "creating VM {vm} ({} CPU, {} GiB RAM, {} GiB disk) with {}…",
+                spec.cpus,
+                spec.memory_gib,
+                spec.disk_gib,
+                ctx.backend.kind()
+            ));
+            ctx.backend.start(&vm, &spec, &state)?;
+            output::info(format!(
+                "VM {vm} created in {}",
+                output::duration(started.elapsed())
+            ));
+        }
+        other => {
+            output::info(format!("starting VM {vm} ({other})…"));
+            ctx.backend.start(&vm, &spec, &state)?;
+            output::info(format!(
+                "VM {vm} started in {}",
+                output::duration(started.elapsed())
+            ));
+        }
+    }
+    let stamp = provision_stamp(ctx);
+    let done = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp);
+    if mode == Mode::IfNeeded && done {
+        output::info("packages and provision script: already done for this config");
+    } else {
+        install_packages(ctx, &vm)?;
+        run_script(ctx, &vm)?;
+        std::fs::write(&stamp_path, &stamp).context("recording the provisioning")?;
+    }
+    seed_files(ctx)?;
+    Ok(vm)
+}
+
+/// A digest of the provisioning inputs: a change re-runs packages and script on the next `up`.
+fn provision_stamp(ctx: &Ctx) -> String {
+    let mut h = Sha256::new();
+    h.update(ctx.cfg.apt.join("\n"));
+    h.update("\0");
+    h.update(ctx.cfg.script.as_deref().unwrap_or(""));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_mount(ctx: &Ctx) -> Result<()> {
+    let mount = &ctx.cfg.mount;
+    let real = std::fs::canonicalize(mount).map_err(|e| {
+        hint(
+            format!(
+                "vm.mount (VM_MOUNT) {} cannot be used: {e}",
+                mount.display()
+            ),
+            "set vm.mount to an existing dir that holds the worktree",
+        )
+    })?;
+    if !ctx.wt.root.starts_with(&real) {
+        return Err(hint(
+            format!(
+                "the worktree {} is outside vm.mount (VM_MOUNT) {}, so the VM could not see it",
+                ctx.wt.root.display(),
+                real.display()
+            ),
+            "set vm.mount in vmoat.local.toml to a dir that contains the worktree",
+        ));
+    }
+    Ok(())
+}
+
+fn host_ram_gib() -> Option<u64> {
+    if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
+        let kb: u64 = text
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        return Some(kb / 1024 / 1024);
+    }
+    let out = crate::exec::Cmd::new("sysctl")
+        .args(["-n", "hw.memsize"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|b| b >> 30)
+}
+
+fn ram_warning(memory_gib: u64) {
+    if let Some(host) = host_ram_gib()
+        && memory_gib >= host
+    {
+        output::warn(format!(
+            "vm.memory is {memory_gib} GiB but this machine has {host} GiB: the VM may swap or fail to start (lower vm.memory in vmoat.local.toml)"
+        ));
+    }
+}
+
+fn install_packages(ctx: &Ctx, vm: &str) -> Result<()> {
+    if ctx.cfg.apt.is_empty() {
+        return Ok(());
+    }
+    let pkgs = shell::join(&ctx.cfg.apt);
+    // Only what dpkg does not already have; one update + install, as root.
+    let script = format!(
+        "missing=''; for p in {pkgs}; do dpkg -s \"$p\" >/dev/null 2>&1 || missing=\"$missing $p\"; done; \
+         if [ -z \"$missing\" ]; then exit 0; fi; echo \"installing:$missing\"; \
+         if [ \"$(id -u)\" -eq 0 ]; then s=''; else s=sudo; fi; \
+         $s env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+         $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing"
+    );
+    output::info(format!("checking apt packages: {}", ctx.cfg.apt.join(" ")));
+    let out = ctx.backend.exec(vm, &ctx.wt.root, Some(&script), Io::Log)?;
+    if out.code != 0 {
+        return Err(hint(
+            format!(
+                "installing apt packages in VM {vm} failed (exit {})",
+                out.code
+            ),
+            "check provision.apt (PROVISION_APT) names; apt's output is above",
+        ));
+    }
+    Ok(())
+}
+
+fn run_script(ctx: &Ctx, vm: &str) -> Result<()> {
+    let Some(script) = &ctx.cfg.script else {
+        return Ok(());
+    };
+    output::info("running the provision script in the VM…");
+    let out = ctx.backend.exec(vm, &ctx.wt.root, Some(script), Io::Log)?;
+    if out.code != 0 {
+        return Err(hint(
+            format!("the provision script failed in VM {vm} (exit {})", out.code),
+            "its output is above; fix provision.script (PROVISION_SCRIPT) and run `git vmoat provision`",
+        ));
+    }
+    Ok(())
+}
+
+fn seed_files(ctx: &Ctx) -> Result<()> {
+    if ctx.cfg.seed.is_empty() || ctx.wt.is_main() {
+        return Ok(());
+    }
+    let Some(main) = &ctx.wt.main_root else {
+        output::warn("the main repository is bare: there is no main checkout to seed from");
+        return Ok(());
+    };
+    for (entry, outcome) in seed::seed(main, &ctx.wt.root, &ctx.cfg.seed, false)? {
+        match outcome {
+            Outcome::Copied(n) => output::info(format!(
+                "seeded {entry} ({n} file{})",
+                if n == 1 { "" } else { "s" }
+            )),
+            Outcome::Partial { copied, kept } => {
+                output::info(format!(
+                    "seeded {entry}: {copied} copied, {kept} already present and kept"
+                ));
+            }
+            Outcome::Exists => {}
+            Outcome::Missing => output::warn(format!(
+                "seed {entry} is in neither the main checkout nor this worktree"
+            )),
+            Outcome::Tracked => output::warn(format!(
+                "seed {entry} is tracked by git, so every checkout has it: not copied"
+            )),
+            Outcome::NotIgnored => output::warn(format!(
+                "seed {entry} is not gitignored in the main checkout: not copied"
+            )),
+        }
+    }
+    Ok(())
+}
+
+pub fn up(ctx: &Ctx) -> Result<()> {
+    let Some(up_cmd) = ctx.cfg.up.clone() else {
+        return Err(hint(
+            "no up command: nothing says how to start this project's stack",
+            "add a compose.yaml, a Makefile `up:` target or a package.json `dev` script, or set commands.up (run `git vmoat init`)",
+        ));
+    };
+    let started = Instant::now();
+    let vm = provision(ctx, Mode::IfNeeded)?;
+    output::info(format!("running `{up_cmd}` in {vm}…"));
+    let out = ctx
+        .backend
+        .exec(&vm, &ctx.wt.root, Some(&up_cmd), Io::Log)?;
+    if out.code != 0 {
+        return Err(hint(
+            format!(
+                "the up command `{up_cmd}` failed in VM {vm} (exit {})",
+                out.code
+            ),
+            "its output is above; fix it and run `git vmoat up` again (some stacks need a second try on a fresh database)",
+        ));
+    }
+    if let Some(url) = &ctx.cfg.health_url {
+        wait_healthy(ctx, &vm, url, Duration::from_secs(ctx.cfg.health_timeout))?;
+    }
+    output::info(format!(
+        "{vm} is up ({})",
+        output::duration(started.elapsed())
+    ));
+    output::info(
+        "next: `git vmoat tunnel` (ports to localhost), `git vmoat test`, `git vmoat ssh`, `git vmoat down` / `destroy`",
+    );
+    Ok(())
+}
+
+/// The probe run inside the VM: exit 0 when the URL answers 2xx.
+pub fn health_probe(url: &str) -> String {
+    let u = shell::quote(url);
+    format!(
+        "if command -v curl >/dev/null 2>&1; then c=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {u}); \
+         case $c in 2??) exit 0;; *) exit 1;; esac; else wget -q -O /dev/null -T 5 {u}; fi"
+    )
+}
+
+/// How often the health wait says it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last = start;
+    output::info(format!(
+        "waiting for {url} to answer (up to {})…",
+        output::duration(timeout)
+    ));
+    let probe = health_probe(url);
+    loop {
+        let out = ctx
+            .backend
+            .exec(vm, &ctx.wt.root, Some(&probe), Io::Capture)?;
+        if out.code == 0 {
+            output::info(format!(
+                "healthy: {url} after {}",
+                output::duration(start.elapsed())
+            ));
+            return Ok(());
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= timeout {
+            return Err(hint(
+                format!(
+                    "{url} did not become healthy within {} (polled inside VM {vm})",
+                    output::duration(timeout)
+                ),
+                "inspect the stack with `git vmoat ssh docker ps -a` and `git vmoat ssh docker compose logs`; raise health.timeout (HEALTH_TIMEOUT) if it only needs longer",
+            ));
+        }
+        if last.elapsed() >= PROGRESS_EVERY {
+            output::info(format!(
+                "still waiting for {url}: {} elapsed",
+                output::duration(elapsed)
+            ));
+            last = Instant::now();
+        }
+        std::thread::sleep(Duration::from_secs(2).min(timeout - elapsed));
+    }
+}

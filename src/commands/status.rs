@@ -1,0 +1,106 @@
+//! `status`: the VM, its containers, health and tunnels (dead ones marked).
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::backend::{Io, VmState};
+use crate::context::Ctx;
+use crate::output::{self, JSON_VERSION};
+use crate::tunnel;
+
+pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
+    ctx.backend.ensure_installed()?;
+    let vm = ctx.vm_name()?;
+    let info = ctx.backend.info(&vm)?;
+    let running = info.state == VmState::Running;
+    let mut containers = vec![];
+    let mut docker_error: Option<String> = None;
+    let mut health: Option<bool> = None;
+    if running {
+        let out = ctx.backend.exec(
+            &vm,
+            &ctx.wt.root,
+            Some("docker ps --format '{{.Names}}\t{{.Status}}'"),
+            Io::Capture,
+        )?;
+        if out.code != 0 {
+            docker_error = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        for line in out.stdout_text().lines().filter(|l| !l.is_empty()) {
+            let (name, st) = line.split_once('\t').unwrap_or((line, ""));
+            containers.push((name.to_string(), st.to_string()));
+        }
+        if let Some(url) = &ctx.cfg.health_url {
+            let probe = super::provision::health_probe(url);
+            health = Some(
+                ctx.backend
+                    .exec(&vm, &ctx.wt.root, Some(&probe), Io::Capture)?
+                    .code
+                    == 0,
+            );
+        }
+    }
+    let tunnels = tunnel::list(&ctx.state, &vm)?;
+    if as_json {
+        return output::json(&json!({
+            "version": JSON_VERSION,
+            "vm": vm,
+            "backend": ctx.backend.kind(),
+            "worktree": ctx.wt.root,
+            "state": info.state.to_string(),
+            "exists": info.state != VmState::Missing,
+            "cpus": info.cpus,
+            "memory_bytes": info.memory_bytes,
+            "disk_bytes": info.disk_bytes,
+            "docker_error": docker_error,
+            "containers": containers.iter().map(|(n, s)| json!({"name": n, "status": s})).collect::<Vec<_>>(),
+            "health": ctx.cfg.health_url.as_ref().map(|u| json!({"url": u, "ok": health})),
+            "tunnels": tunnels.iter().map(|(t, alive)| json!({"guest": t.guest, "host": t.host, "url": t.url(), "pid": t.pid, "alive": alive})).collect::<Vec<_>>(),
+        }));
+    }
+    let mut out = format!(
+        "vm:        {vm} ({}, {})\nworktree:  {}\n",
+        ctx.backend.kind(),
+        info.state,
+        ctx.wt.root.display()
+    );
+    if info.state == VmState::Missing {
+        out.push_str("           no VM yet: `git vmoat up` creates it\n");
+    }
+    if let (Some(c), Some(m)) = (info.cpus, info.memory_bytes) {
+        out.push_str(&format!("size:      {c} CPU, {} GiB RAM\n", m >> 30));
+    }
+    if running {
+        out.push_str("containers:");
+        if let Some(e) = &docker_error {
+            out.push_str(&format!(" unknown: `docker ps` failed in the VM: {e}\n"));
+        } else if containers.is_empty() {
+            out.push_str(" none running\n");
+        } else {
+            out.push('\n');
+            for (n, s) in &containers {
+                out.push_str(&format!("  {n:<24} {s}\n"));
+            }
+        }
+    }
+    if let Some(url) = &ctx.cfg.health_url {
+        let h = match health {
+            Some(true) => "ok",
+            Some(false) => "not ready",
+            None => "unknown (VM not running)",
+        };
+        out.push_str(&format!("health:    {h} ({url})\n"));
+    }
+    if !tunnels.is_empty() {
+        out.push_str("tunnels:\n");
+        for (t, alive) in &tunnels {
+            let mark = if *alive {
+                ""
+            } else {
+                "  DEAD: run `git vmoat tunnel` to reopen"
+            };
+            out.push_str(&format!("  {} -> {}{mark}\n", t.url(), t.guest));
+        }
+    }
+    output::data(out)
+}
