@@ -29,9 +29,15 @@ pub fn join(args: &[String]) -> String {
     args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-/// A script that runs `script` in `dir`, failing clearly if the directory is missing.
+/// A script that runs `script` in `dir`, failing if the directory is missing. The script
+/// stays a separate command list: joined with `&&`, a trailing `&` in it would background the
+/// whole list, `cd` included, holding the session's output open.
 pub fn in_dir(dir: &std::path::Path, script: &str) -> String {
-    format!("cd -- {} && {}", quote(&dir.to_string_lossy()), script)
+    format!(
+        "cd -- {} || exit 1\n{}",
+        quote(&dir.to_string_lossy()),
+        script
+    )
 }
 
 #[cfg(test)]
@@ -83,6 +89,9 @@ mod tests {
     #[test]
     fn in_dir_survives_odd_paths() {
         let dir = std::path::Path::new("/tmp/it's a dir");
-        assert_eq!(in_dir(dir, "true"), "cd -- '/tmp/it'\\''s a dir' && true");
+        assert_eq!(
+            in_dir(dir, "true"),
+            "cd -- '/tmp/it'\\''s a dir' || exit 1\ntrue"
+        );
     }
 }

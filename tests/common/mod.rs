@@ -1,0 +1,336 @@
+//! Test fixtures: hermetic temp dirs, real git repos and worktrees, the built binary run against
+//! the Colima stand-in (tests/support/colima), and cleanup of every process a test started.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+    /// Servers a test started; killed and reaped on drop.
+    pub children: std::cell::RefCell<Vec<std::process::Child>>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+}
+
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_git-vmoat"))
+}
+
+/// Why tests that need a real sshd cannot run here (None: they can).
+pub fn ssh_unavailable() -> Option<String> {
+    for tool in ["ssh", "ssh-keygen"] {
+        if which(tool).is_none() {
+            return Some(format!(
+                "{tool} is not installed (apt install openssh-client)"
+            ));
+        }
+    }
+    if which("sshd").is_none() && !Path::new("/usr/sbin/sshd").exists() {
+        return Some("sshd is not installed (apt install openssh-server)".into());
+    }
+    None
+}
+
+/// Prints why a test is skipped; returns true when it must be.
+pub fn skip_without_ssh() -> bool {
+    match ssh_unavailable() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new().prefix("vmt").tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join("src")).unwrap();
+        Self {
+            tmp,
+            home,
+            extra_env: vec![],
+            children: Default::default(),
+        }
+    }
+
+    pub fn colima_state(&self) -> PathBuf {
+        self.tmp.path().join("colima")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.join(".local/state/git-vmoat")
+    }
+
+    fn path_var(&self, with_colima: bool) -> String {
+        let sys = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+        let bin_dir = bin().parent().unwrap().to_path_buf();
+        if with_colima {
+            format!("{}:{}:{sys}", support_dir().display(), bin_dir.display())
+        } else {
+            format!("{}:{sys}", bin_dir.display())
+        }
+    }
+
+    /// A command with the hermetic environment: no user or system git config, HOME in the temp dir.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(dir)
+            .env_clear()
+            .env("PATH", self.path_var(true))
+            .env("HOME", &self.home)
+            .env(
+                "USER",
+                std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            )
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_SYSTEM", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("FAKE_COLIMA_STATE", self.colima_state())
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    #[track_caller]
+    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.cmd("git", dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A repo with one commit under $HOME/src/<name>.
+    pub fn repo(&self, name: &str) -> PathBuf {
+        let dir = self.home.join("src").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        self.git(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("README.md"), "hello\n").unwrap();
+        self.git(&dir, &["add", "."]);
+        self.git(&dir, &["commit", "-q", "-m", "init"]);
+        dir
+    }
+
+    /// A linked worktree of `repo` at `path` on a new branch.
+    pub fn worktree(&self, repo: &Path, path: &Path, branch: &str) -> PathBuf {
+        self.git(
+            repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                branch,
+                path.to_str().unwrap(),
+            ],
+        );
+        path.to_path_buf()
+    }
+
+    pub fn output(&self, dir: &Path, args: &[&str], with_colima: bool) -> Output {
+        let mut c = self.cmd(bin(), dir);
+        c.args(args).env("PATH", self.path_var(with_colima));
+        c.output().unwrap()
+    }
+
+    pub fn vmoat(&self, dir: &Path, args: &[&str]) -> Run {
+        to_run(self.output(dir, args, true))
+    }
+
+    pub fn vmoat_without_colima(&self, dir: &Path, args: &[&str]) -> Run {
+        to_run(self.output(dir, args, false))
+    }
+
+    /// Every colima call the stand-in recorded: argv, and whether stdin was /dev/null.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.colima_state().join("calls.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The argv of every recorded call, space-joined.
+    pub fn call_lines(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|c| {
+                c["argv"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.colima_state().join("calls.jsonl"));
+    }
+
+    /// The stand-in's record of a profile (None when it does not exist).
+    pub fn profile(&self, name: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(
+            self.colima_state()
+                .join("profiles")
+                .join(format!("{name}.json")),
+        )
+        .ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn write(&self, path: &Path, text: &str) {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn to_run(out: Output) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Drop for Env {
+    /// Ends every process whose command line mentions this test's temp dir (sshds, tunnels,
+    /// ssh masters, servers), so a failing test leaks nothing.
+    fn drop(&mut self) {
+        for mut c in self.children.borrow_mut().drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let needle = self.tmp.path().to_string_lossy().into_owned();
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if pid as u32 == me {
+                continue;
+            }
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmdline).contains(&needle)
+                && let Some(p) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+        }
+    }
+}
+
+/// Polls `f` until it is true or the deadline passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// A plain HTTP GET over TCP; returns the body or None.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Serves `dir` over HTTP on 127.0.0.1 at a free port (a stand-in for a stack in the VM);
+/// killed by Env's cleanup because its command line holds the temp dir.
+pub fn serve(env: &Env, dir: &Path) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = env
+        .cmd("python3", dir)
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.children.borrow_mut().push(child);
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(port).is_some()),
+        "server did not start"
+    );
+    port
+}

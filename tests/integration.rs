@@ -1,0 +1,11 @@
+//! Integration tests: the built binary in real git repos and worktrees, against the Colima
+//! stand-in (tests/support/colima), which runs a real sshd per profile.
+
+mod common;
+
+mod integration {
+    mod basics;
+    mod config;
+    mod lifecycle;
+    mod tunnels;
+}

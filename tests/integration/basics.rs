@@ -1,0 +1,202 @@
+//! Identity, names, usage and the errors a user meets first.
+
+use crate::common::*;
+
+#[test]
+fn name_is_the_original_one_from_any_subdirectory() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let wt = env.worktree(&repo, &env.home.join("src/Feature_X"), "feature-x");
+    std::fs::create_dir_all(wt.join("deep/er")).unwrap();
+    assert_eq!(env.vmoat(&wt, &["name"]).ok().stdout, "wt-feature-x\n");
+    assert_eq!(
+        env.vmoat(&wt.join("deep/er"), &["name"]).ok().stdout,
+        "wt-feature-x\n"
+    );
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout, "wt-proj\n");
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&wt, &["name", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["name"], "wt-feature-x");
+    assert_eq!(j["backend"], "colima");
+    assert_eq!(
+        j["worktree"],
+        std::fs::canonicalize(&wt).unwrap().to_str().unwrap()
+    );
+}
+
+#[test]
+fn name_honours_git_dir_like_git_does() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let out = env
+        .cmd(bin(), &env.home)
+        .args(["name"])
+        .env("GIT_DIR", repo.join(".git"))
+        .env("GIT_WORK_TREE", &repo)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "wt-proj\n");
+}
+
+#[test]
+fn two_worktrees_named_main_in_two_repos_get_two_vms() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let a = env.repo("a");
+    let b = env.repo("b");
+    let wa = env.worktree(&a, &env.home.join("src/x/main"), "wa");
+    let wb = env.worktree(&b, &env.home.join("src/y/main"), "wb");
+    for wt in [&wa, &wb] {
+        env.write(&wt.join("vmoat.toml"), "[commands]\nup = \"true\"\n");
+    }
+    env.vmoat(&wa, &["up"]).ok();
+    env.vmoat(&wb, &["up"]).ok();
+    let na = env.vmoat(&wa, &["name"]).ok().stdout;
+    let nb = env.vmoat(&wb, &["name"]).ok().stdout;
+    assert_eq!(na, "wt-main\n");
+    assert!(
+        nb.starts_with("wt-main-") && nb.trim().len() == "wt-main-".len() + 6,
+        "{nb}"
+    );
+    assert!(env.profile("wt-main").is_some() && env.profile(nb.trim()).is_some());
+    // Stable across runs.
+    assert_eq!(env.vmoat(&wb, &["name"]).ok().stdout, nb);
+}
+
+#[test]
+fn long_names_fit_the_socket_path_limit() {
+    let env = Env::new();
+    let repo = env.repo("p");
+    let long = "a-really-quite-extraordinarily-long-worktree-directory-name-for-a-feature";
+    let wt = env.worktree(&repo, &env.home.join("src").join(long), "long");
+    let name = env.vmoat(&wt, &["name"]).ok().stdout.trim().to_string();
+    let lima = std::fs::canonicalize(&env.home)
+        .unwrap()
+        .join(".config/colima/_lima");
+    let sock = format!("{}/colima-{name}/ssh.sock.1234567890123456", lima.display());
+    assert!(sock.len() < 108, "{sock} is {} long", sock.len());
+    assert!(name.starts_with("wt-a-really-"), "{name}");
+}
+
+#[test]
+fn not_a_repository_and_bare_repository_are_clear_errors() {
+    let env = Env::new();
+    let plain = env.home.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let r = env.vmoat(&plain, &["name"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("is not in a git repository") && r.stderr.contains("hint:"),
+        "{r:?}"
+    );
+    let bare = env.home.join("bare.git");
+    env.git(&env.home, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    let r = env.vmoat(&bare, &["status"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("bare repository") && r.stderr.contains("git worktree add"),
+        "{r:?}"
+    );
+    assert!(env.calls().is_empty(), "no colima call for bad input");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_and_version_exit_0() {
+    let env = Env::new();
+    let repo = env.repo("p");
+    assert_eq!(env.vmoat(&repo, &["frobnicate"]).code, 2);
+    assert_eq!(env.vmoat(&repo, &["tunnel", "abc"]).code, 2);
+    let r = env.vmoat(&repo, &["tunnel", "70000"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("port `70000` is not a number from 1 to 65535"),
+        "{r:?}"
+    );
+    let h = env.vmoat(&repo, &["help"]).ok();
+    for cmd in [
+        "init",
+        "provision",
+        "up",
+        "test",
+        "tunnel",
+        "untunnel",
+        "status",
+        "ssh",
+        "down",
+        "destroy",
+        "name",
+        "config",
+        "version",
+    ] {
+        assert!(
+            h.stdout.contains(&format!("  {cmd} ")),
+            "help lists {cmd}: {}",
+            h.stdout
+        );
+    }
+    assert_eq!(
+        env.vmoat(&repo, &["version"]).ok().stdout,
+        format!("git-vmoat {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(
+        env.vmoat(&repo, &["--version"])
+            .ok()
+            .stdout
+            .contains(env!("CARGO_PKG_VERSION"))
+    );
+    assert!(env.calls().is_empty());
+}
+
+#[test]
+fn git_runs_it_as_a_subcommand() {
+    let env = Env::new();
+    let repo = env.repo("p");
+    let out = env
+        .cmd("git", &repo)
+        .args(["vmoat", "name"])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin().parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "wt-p\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn colima_missing_gives_an_install_hint_and_changes_nothing() {
+    let env = Env::new();
+    let repo = env.repo("p");
+    env.write(&repo.join("vmoat.toml"), "[commands]\nup = \"true\"\n");
+    for args in [
+        &["up"][..],
+        &["provision"],
+        &["status"],
+        &["down"],
+        &["destroy", "-f"],
+    ] {
+        let r = env.vmoat_without_colima(&repo, args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("colima is not installed") && r.stderr.contains("hint: install"),
+            "{r:?}"
+        );
+    }
+    assert!(
+        !env.state_dir().join("names.json").exists(),
+        "no name was claimed"
+    );
+}

@@ -1,0 +1,160 @@
+//! `config`, `init`, `trust` and the config errors users meet.
+
+use crate::common::*;
+
+#[test]
+fn config_shows_values_and_their_sources() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(&repo.join("compose.yaml"), "services: {}\n");
+    env.write(&repo.join("vmoat.toml"), "[vm]\ncpus = 2\n");
+    env.write(&repo.join("vmoat.local.toml"), "[vm]\nmemory = 12\n");
+    let r = env.vmoat(&repo, &["config"]).ok();
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("vm.cpus") && l.contains("= 2") && l.ends_with("# vmoat.toml")),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("vm.memory") && l.ends_with("# vmoat.local.toml")),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("commands.up") && l.contains("detected from compose.yaml")),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("commands.test") && l.contains("unset")),
+        "{r:?}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["values"]["vm.cpus"]["value"], 2);
+    assert_eq!(j["values"]["vm.cpus"]["source"], "vmoat.toml");
+    assert_eq!(j["values"]["vm.cpus"]["legacy"], "VM_CPU");
+    assert_eq!(j["values"]["vm.disk"]["source"], "default");
+    assert_eq!(j["values"]["commands.up"]["value"], "docker compose up -d");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(&repo.join("vmoat.toml"), "[vm]\ncpu = 2\n");
+    let r = env.vmoat(&repo, &["up"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("vmoat.toml: unknown key `vm.cpu`")
+            && r.stderr.contains("did you mean `vm.cpus`"),
+        "{r:?}"
+    );
+    assert!(env.calls().is_empty());
+    env.write(&repo.join("vmoat.toml"), "[health]\ntimeout = \"soon\"\n");
+    let r = env.vmoat(&repo, &["config"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`health.timeout` must be a whole number"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn legacy_config_needs_trust_and_then_works_with_arrays() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let marker = env.home.join("ran");
+    env.write(
+        &repo.join("vmoat.conf"),
+        &format!(
+            "touch {}\nVM_CPU=3\nEXPOSE_PORTS=(8080 9229)\nCMD_UP='make up'\n",
+            marker.display()
+        ),
+    );
+    let r = env.vmoat(&repo, &["config"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("not trusted") && r.stderr.contains("git vmoat trust"),
+        "{r:?}"
+    );
+    assert!(!marker.exists(), "an untrusted config never runs");
+    let t = env.vmoat(&repo, &["trust"]).ok();
+    assert!(
+        t.stderr.contains("trusted") && t.stderr.contains("vmoat.conf"),
+        "{t:?}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["values"]["vm.cpus"]["value"], 3);
+    assert_eq!(
+        j["values"]["tunnel.ports"]["value"],
+        serde_json::json!([8080, 9229])
+    );
+    assert_eq!(j["values"]["commands.up"]["source"], "vmoat.conf");
+    // A change needs a new review.
+    env.write(&repo.join("vmoat.conf"), "VM_CPU=5\n");
+    let r = env.vmoat(&repo, &["config"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("changed since you trusted it"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn init_writes_a_commented_toml_and_never_overwrites() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(&repo.join("Makefile"), "up:\n\tdocker compose up -d\n");
+    env.vmoat(&repo, &["init"]).ok();
+    let text = std::fs::read_to_string(repo.join("vmoat.toml")).unwrap();
+    assert!(
+        text.contains("up = \"make up\"  # detected from Makefile"),
+        "{text}"
+    );
+    assert!(text.contains("# cpus = 4"), "{text}");
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["values"]["commands.up"]["source"], "vmoat.toml");
+    env.write(&repo.join("vmoat.toml"), "# mine\n");
+    let r = env.vmoat(&repo, &["init"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("already exists"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("vmoat.toml")).unwrap(),
+        "# mine\n"
+    );
+}
+
+#[test]
+fn init_from_conf_converts_the_legacy_file() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(&repo.join("vmoat.conf"), "VM_MEMORY=6\nPROVISION_APT=\"git jq\"\nPROVISION_SCRIPT='echo \"hi\"'\nEXPOSE_PORTS=(3000)\n");
+    let r = env.vmoat(&repo, &["init"]);
+    assert!(r.code == 1 && r.stderr.contains("--from-conf"), "{r:?}");
+    let r = env.vmoat(&repo, &["init", "--from-conf"]);
+    assert!(r.code == 1 && r.stderr.contains("git vmoat trust"), "{r:?}");
+    assert!(!repo.join("vmoat.toml").exists());
+    env.vmoat(&repo, &["trust"]).ok();
+    env.vmoat(&repo, &["init", "--from-conf"]).ok();
+    std::fs::remove_file(repo.join("vmoat.conf")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["values"]["vm.memory"]["value"], 6);
+    assert_eq!(
+        j["values"]["provision.apt"]["value"],
+        serde_json::json!(["git", "jq"])
+    );
+    assert_eq!(j["values"]["provision.script"]["value"], "echo \"hi\"");
+    assert_eq!(
+        j["values"]["tunnel.ports"]["value"],
+        serde_json::json!([3000])
+    );
+}

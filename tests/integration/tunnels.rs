@@ -1,0 +1,154 @@
+//! Tunnels over real ssh: URLs, stable host ports, reuse, dead-tunnel repair, untunnel.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+fn port_of(url: &str) -> u16 {
+    url.trim().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn up(env: &Env, name: &str) -> std::path::PathBuf {
+    let repo = env.home.join("src/proj");
+    if !repo.exists() {
+        env.repo("proj");
+    }
+    let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
+    env.write(&wt.join("vmoat.toml"), "[commands]\nup = \"true\"\n");
+    env.vmoat(&wt, &["up"]).ok();
+    wt
+}
+
+#[test]
+fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let wt = up(&env, "feat");
+    env.write(&wt.join("www/index.html"), "feat's own page\n");
+    let guest = serve(&env, &wt.join("www"));
+
+    let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one URL per line on stdout: {r:?}");
+    assert!(lines[0].starts_with("http://localhost:"), "{r:?}");
+    let host = port_of(lines[0]);
+    // The guest port is busy on this host (the stand-in's "VM" is this machine), so a stable
+    // fallback port is used.
+    assert!((9000..=9999).contains(&host), "{host}");
+    assert_eq!(http_get(host).as_deref(), Some("feat's own page\n"));
+
+    // Asking again reuses the open tunnel.
+    let j: serde_json::Value = serde_json::from_str(
+        &env.vmoat(&wt, &["tunnel", &guest.to_string(), "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["tunnels"][0]["host"], host);
+    assert_eq!(j["tunnels"][0]["reused"], true);
+    let pid = j["tunnels"][0]["pid"].as_i64().unwrap() as i32;
+
+    // The forward is bound to loopback only.
+    let listen = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let hex = format!(":{host:04X} ");
+    let rows: Vec<&str> = listen
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(hex.trim()))
+        })
+        .collect();
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|l| l.split_whitespace().nth(1).unwrap().starts_with("0100007F")),
+        "{rows:?}"
+    );
+
+    // Kill the tunnel: status marks it dead, tunnel replaces it on the same host port.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || http_get(host).is_none()));
+    let s = env.vmoat(&wt, &["status"]).ok();
+    assert!(s.stdout.contains("DEAD"), "{s:?}");
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&wt, &["status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(s["tunnels"][0]["alive"], false);
+    let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
+    assert_eq!(port_of(&r.stdout), host, "same host port again");
+    assert!(r.stderr.contains("had died"), "{r:?}");
+    assert_eq!(http_get(host).as_deref(), Some("feat's own page\n"));
+
+    // untunnel closes it; a later tunnel gets the same port back.
+    env.vmoat(&wt, &["untunnel"]).ok();
+    assert!(wait_until(Duration::from_secs(5), || http_get(host).is_none()));
+    assert!(!env.vmoat(&wt, &["status"]).ok().stdout.contains("tunnels:"));
+    let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
+    assert_eq!(port_of(&r.stdout), host);
+
+    // down closes tunnels too.
+    env.vmoat(&wt, &["down"]).ok();
+    assert!(wait_until(Duration::from_secs(5), || http_get(host).is_none()));
+}
+
+#[test]
+fn two_worktrees_never_share_a_host_port_and_ports_come_from_config() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let a = up(&env, "a");
+    let b = up(&env, "b");
+    env.write(&a.join("www/index.html"), "A\n");
+    let guest = serve(&env, &a.join("www"));
+    for wt in [&a, &b] {
+        env.write(
+            &wt.join("vmoat.local.toml"),
+            &format!("[tunnel]\nports = [{guest}]\n"),
+        );
+    }
+    let ha = port_of(&env.vmoat(&a, &["tunnel"]).ok().stdout);
+    let hb = port_of(&env.vmoat(&b, &["tunnel"]).ok().stdout);
+    assert_ne!(ha, hb);
+    assert_eq!(http_get(ha).as_deref(), Some("A\n"));
+    assert_eq!(http_get(hb).as_deref(), Some("A\n"));
+    // destroy closes the tunnel and frees the port for others.
+    env.vmoat(&a, &["destroy", "-f"]).ok();
+    assert!(wait_until(Duration::from_secs(5), || http_get(ha).is_none()));
+    let reg = std::fs::read_to_string(env.state_dir().join("ports.json")).unwrap();
+    assert!(!reg.contains("wt-a"), "{reg}");
+}
+
+#[test]
+fn tunnel_without_ports_explains_where_ports_come_from() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let wt = up(&env, "feat");
+    // No args, no config, and the VM's docker lists nothing (or is unreachable).
+    let r = env.vmoat(&wt, &["tunnel"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains("tunnel.ports") || r.stderr.contains("is the stack up"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn tunnel_needs_a_running_vm() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let r = env.vmoat(&repo, &["tunnel", "8080"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not running"), "{r:?}");
+}
