@@ -24,6 +24,9 @@ pub struct Cli {
     /// Also show every command git-vmoat runs.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The VM backend, overriding the `backend` config key.
+    #[arg(long, global = true, value_parser = ["auto", "colima", "netns"])]
+    pub backend: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +61,12 @@ pub enum Command {
     Trust,
     /// Print git-vmoat's version.
     Version,
+    /// Internal: the port forwarder behind a netns tunnel.
+    #[command(name = "__forward", hide = true)]
+    Forward {
+        netns: std::path::PathBuf,
+        spec: String,
+    },
 }
 
 #[derive(Debug, Args)]

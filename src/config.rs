@@ -42,6 +42,12 @@ const fn def(key: &'static str, legacy: &'static str, kind: Kind, doc: &'static 
 
 /// Every key, in the order `config` and `init` show them.
 pub const KEYS: &[KeyDef] = &[
+    def(
+        "backend",
+        "VM_BACKEND",
+        Kind::Str,
+        "VM backend: auto, colima or netns (Linux, root)",
+    ),
     def("vm.prefix", "VM_PREFIX", Kind::Str, "VM name prefix"),
     def(
         "vm.cpus",
@@ -195,6 +201,7 @@ impl fmt::Display for Source {
 /// The effective configuration of a worktree.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub backend: String,
     pub prefix: String,
     pub cpus: u64,
     pub memory: u64,
@@ -220,6 +227,7 @@ type Layer = Vec<(&'static str, Val)>;
 
 fn defaults(home: &Path) -> Layer {
     let mut l: Layer = vec![
+        ("backend", Val::Str("auto".into())),
         ("vm.prefix", Val::Str("wt-".into())),
         ("vm.cpus", Val::UInt(4)),
         ("vm.memory", Val::UInt(8)),
@@ -321,6 +329,13 @@ impl Config {
             Some((Val::List(l), _)) => l.clone(),
             _ => vec![],
         };
+        let backend = s("backend").unwrap_or_else(|| "auto".into());
+        if !crate::backend::KINDS.contains(&backend.as_str()) {
+            return Err(err(
+                "backend",
+                format!("is `{backend}`; use auto, colima or netns"),
+            ));
+        }
         let prefix = s("vm.prefix").unwrap_or_default();
         crate::naming::check_prefix(&prefix).map_err(|m| err("vm.prefix", m))?;
         let vm_type = s("vm.type");
@@ -367,6 +382,7 @@ impl Config {
             _ => vec![],
         };
         Ok(Self {
+            backend,
             prefix,
             cpus: n("vm.cpus"),
             memory: n("vm.memory"),
@@ -797,6 +813,14 @@ pub fn legacy_values(root: &Path, state: &State) -> Result<Layer> {
 /// Renders values as a `vmoat.toml`, grouped by section.
 pub fn render_toml(values: &Layer) -> String {
     let mut out = String::new();
+    for d in KEYS.iter().filter(|d| !d.key.contains('.')) {
+        if let Some((_, v)) = values.iter().find(|(k, _)| *k == d.key) {
+            out.push_str(&format!(
+                "# {} (was {})\n{} = {v}\n",
+                d.doc, d.legacy, d.key
+            ));
+        }
+    }
     for section in SECTIONS {
         let keys: Vec<_> = KEYS
             .iter()
@@ -915,6 +939,10 @@ mod tests {
             ("[provision]\napt = \"git curl\"", "list of strings"),
             ("vm = 3", "`vm` must be a table"),
             ("[vm]\ntype = \"hyperv\"", "`vm.type` is `hyperv`"),
+            (
+                "backend = \"docker\"",
+                "`backend` is `docker`; use auto, colima or netns",
+            ),
             ("[vm]\nprefix = \"WT_\"", "not a usable VM name prefix"),
             ("[vm]\nmount = \"relative/dir\"", "must be an absolute path"),
             ("[health]\nurl = \"localhost:8080\"", "must start with http"),

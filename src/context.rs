@@ -34,12 +34,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// Discovers the worktree around the current directory and loads everything.
-    pub fn load() -> Result<Self> {
+    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
         let cwd = std::env::current_dir()?;
         let wt = repo::discover(&cwd)?;
         let state = State::open()?;
         let cfg = Config::load(&wt.root, &state)?;
-        let backend = backend::select(&state)?;
+        let backend = backend::select(backend_flag.unwrap_or(&cfg.backend), &state)?;
         Ok(Self {
             wt,
             state,

@@ -32,7 +32,7 @@ impl Tunnel {
 
     /// The process is still there and still this forward (not a reused pid).
     pub fn alive(&self) -> bool {
-        process_alive(self.pid)
+        crate::exec::process_alive(self.pid)
             && process_cmdline(self.pid).is_none_or(|c| {
                 c.contains(&format!("127.0.0.1:{}:127.0.0.1:{}", self.host, self.guest))
             })
@@ -243,31 +243,11 @@ fn terminate(pid: u32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         // Wait briefly so the port is free when we return.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while process_alive(pid.as_raw_nonzero().get() as u32) && Instant::now() < deadline {
+        while crate::exec::process_alive(pid.as_raw_nonzero().get() as u32)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    if rustix::process::test_kill_process(p).is_err() {
-        return false;
-    }
-    // A zombie has exited: not alive.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => true,
     }
 }
 
@@ -357,8 +337,8 @@ mod tests {
 
     #[test]
     fn our_own_process_is_alive_and_a_bogus_pid_is_not() {
-        assert!(process_alive(std::process::id()));
-        assert!(!process_alive(u32::MAX));
+        assert!(crate::exec::process_alive(std::process::id()));
+        assert!(!crate::exec::process_alive(u32::MAX));
         let t = Tunnel {
             guest: 1,
             host: 2,

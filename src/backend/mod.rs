@@ -1,6 +1,8 @@
 //! The VM backends behind one small trait: commands never know which one runs.
 
+pub mod cgroup;
 pub mod colima;
+pub mod netns;
 
 use std::path::Path;
 
@@ -93,6 +95,10 @@ pub trait Backend {
     fn ensure_installed(&self) -> Result<()>;
     /// The longest VM name this backend accepts on this machine.
     fn max_name_len(&self) -> Result<usize>;
+    /// Whether commands see the host's filesystem as is (no mount, so no vm.mount check).
+    fn shares_host_fs(&self) -> bool {
+        false
+    }
     fn info(&self, vm: &str) -> Result<VmInfo>;
     /// Creates the VM, or starts it when it exists but is not running.
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()>;
@@ -107,7 +113,33 @@ pub trait Backend {
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd>;
 }
 
-/// The backend selected for this machine.
-pub fn select(state: &crate::state::State) -> Result<Box<dyn Backend>> {
-    Ok(Box::new(colima::Colima::new(state.clone())))
+/// Backend names accepted by `backend` / `--backend`.
+pub const KINDS: [&str; 3] = ["auto", "colima", "netns"];
+
+/// The backend for `kind`; `auto` = colima where installed, else netns where usable.
+pub fn select(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend>> {
+    match kind {
+        "colima" => Ok(Box::new(colima::Colima::new(state.clone()))),
+        "netns" => Ok(Box::new(netns::Netns::new(state.clone()))),
+        "auto" => {
+            if crate::exec::on_path("colima") {
+                return Ok(Box::new(colima::Colima::new(state.clone())));
+            }
+            match netns::Netns::unusable() {
+                None => Ok(Box::new(netns::Netns::new(state.clone()))),
+                Some(why) => Err(crate::error::hint(
+                    format!("no VM backend available: colima is not installed, and {why}"),
+                    if cfg!(target_os = "macos") {
+                        "install Colima: `brew install colima docker`"
+                    } else {
+                        "install Colima (https://colima.run/docs/installation/), or run as root with iproute2 and docker.io for the netns backend"
+                    },
+                )),
+            }
+        }
+        other => Err(crate::error::hint(
+            format!("unknown backend `{other}`"),
+            "use auto, colima or netns",
+        )),
+    }
 }

@@ -12,6 +12,7 @@ use crate::output;
 /// An example value for each key, shown commented out.
 fn example(key: &str) -> &'static str {
     match key {
+        "backend" => "\"auto\"",
         "vm.prefix" => "\"wt-\"",
         "vm.cpus" => "4",
         "vm.memory" => "8",
@@ -40,7 +41,7 @@ pub fn template(detected_up: Option<(String, String)>) -> String {
     let mut section = "";
     for d in KEYS {
         let (sec, leaf) = d.key.split_once('.').unwrap_or(("", d.key));
-        if sec != section {
+        if sec != section && !sec.is_empty() {
             out.push_str(&format!("\n[{sec}]\n"));
             section = sec;
         }

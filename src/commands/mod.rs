@@ -13,24 +13,25 @@ use anyhow::Result;
 use crate::cli::Command;
 use crate::context::Ctx;
 
-pub fn run(cmd: Command) -> Result<()> {
-    match cmd {
+pub fn run(cli: crate::cli::Cli) -> Result<()> {
+    let flag = cli.backend.as_deref();
+    let load = || Ctx::load(flag);
+    match cli.command {
+        Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
         Command::Init(a) => init::run(&a),
         Command::Trust => info::trust(),
         Command::Version => info::version(),
-        Command::Name(a) => info::name(&Ctx::load()?, a.json),
-        Command::Config(a) => info::config(&Ctx::load()?, a.json),
-        Command::Provision => {
-            provision::provision(&Ctx::load()?, provision::Mode::Always).map(drop)
-        }
-        Command::Up => provision::up(&Ctx::load()?),
-        Command::Test(a) => run_in_vm::test(&Ctx::load()?, &a.args),
-        Command::Ssh(a) => run_in_vm::ssh(&Ctx::load()?, &a.args),
-        Command::Tunnel(a) => tunnel::tunnel(&Ctx::load()?, &a.ports, a.json),
-        Command::Untunnel => tunnel::untunnel(&Ctx::load()?),
-        Command::Status(a) => status::run(&Ctx::load()?, a.json),
-        Command::Down => lifecycle::down(&Ctx::load()?),
-        Command::Destroy(a) => lifecycle::destroy(&Ctx::load()?, a.force),
+        Command::Name(a) => info::name(&load()?, a.json),
+        Command::Config(a) => info::config(&load()?, a.json),
+        Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
+        Command::Up => provision::up(&load()?),
+        Command::Test(a) => run_in_vm::test(&load()?, &a.args),
+        Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),
+        Command::Tunnel(a) => tunnel::tunnel(&load()?, &a.ports, a.json),
+        Command::Untunnel => tunnel::untunnel(&load()?),
+        Command::Status(a) => status::run(&load()?, a.json),
+        Command::Down => lifecycle::down(&load()?),
+        Command::Destroy(a) => lifecycle::destroy(&load()?, a.force),
     }
 }
 

@@ -24,7 +24,9 @@ pub enum Mode {
 /// Brings the VM to a provisioned, running state; returns its name.
 pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     ctx.backend.ensure_installed()?;
-    check_mount(ctx)?;
+    if !ctx.backend.shares_host_fs() {
+        check_mount(ctx)?;
+    }
     let vm = ctx.claim_vm_name()?;
     // One provisioning per VM at a time: a second `up` waits here, then finds it done.
     let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;

@@ -256,6 +256,34 @@ impl Drop for Env {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Tear VMs down the way a user would, so namespaces, daemons and mounts go too.
+        if let Ok(names) = std::fs::read_to_string(self.state_dir().join("names.json"))
+            && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&names)
+        {
+            for owner in map.values() {
+                let root = PathBuf::from(owner["root"].as_str().unwrap_or_default());
+                let backend = owner["backend"].as_str().unwrap_or("colima");
+                if root.is_dir() {
+                    let _ = self
+                        .cmd(bin(), &root)
+                        .args(["--backend", backend, "destroy", "-f"])
+                        .output();
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.colima_state().join("profiles")) {
+            for e in entries.flatten() {
+                let name = e
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".json")
+                    .to_string();
+                let _ = self
+                    .cmd(support_dir().join("colima"), &self.home)
+                    .args(["delete", &name, "--force", "--data"])
+                    .output();
+            }
+        }
         let needle = self.tmp.path().to_string_lossy().into_owned();
         let me = std::process::id();
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -333,4 +361,58 @@ pub fn serve(env: &Env, dir: &Path) -> u16 {
         "server did not start"
     );
     port
+}
+
+/// Why the stand-in cannot boot isolated VMs here (namespaces, own dockerd): None when it can.
+pub fn isolation_unavailable() -> Option<String> {
+    if let Some(why) = ssh_unavailable() {
+        return Some(why);
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Some("isolated VMs (network namespaces, dockerd) need root".into());
+    }
+    for tool in ["ip", "nsenter", "dockerd", "docker", "nc"] {
+        if which(tool).is_none() {
+            return Some(format!(
+                "{tool} is not installed (apt install iproute2 docker.io netcat-openbsd)"
+            ));
+        }
+    }
+    None
+}
+
+pub fn skip_without_isolation() -> bool {
+    match isolation_unavailable() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// A port free on the host right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves `dir` over HTTP on the VM's 127.0.0.1:`port` (started with `git vmoat ssh`).
+pub fn serve_in_vm(env: &Env, wt: &Path, dir: &Path, port: u16) {
+    let script = format!(
+        "python3 -m http.server {port} --bind 127.0.0.1 --directory '{}' </dev/null >/dev/null 2>&1 &",
+        dir.display()
+    );
+    env.vmoat(wt, &["ssh", "sh", "-c", &script]).ok();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .vmoat(wt, &["ssh", "curl", "-sf", "-o", "/dev/null", &url])
+            .code
+            == 0),
+        "server in the VM did not start"
+    );
 }

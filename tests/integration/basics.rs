@@ -180,7 +180,10 @@ fn git_runs_it_as_a_subcommand() {
 fn colima_missing_gives_an_install_hint_and_changes_nothing() {
     let env = Env::new();
     let repo = env.repo("p");
-    env.write(&repo.join("vmoat.toml"), "[commands]\nup = \"true\"\n");
+    env.write(
+        &repo.join("vmoat.toml"),
+        "backend = \"colima\"\n[commands]\nup = \"true\"\n",
+    );
     for args in [
         &["up"][..],
         &["provision"],

@@ -1,4 +1,5 @@
-//! Tunnels over real ssh: URLs, stable host ports, reuse, dead-tunnel repair, untunnel.
+//! Tunnels over real ssh into the stand-in's isolated VMs: URLs, stable host ports, reuse,
+//! dead-tunnel repair, untunnel.
 
 use std::time::Duration;
 
@@ -14,29 +15,37 @@ fn up(env: &Env, name: &str) -> std::path::PathBuf {
         env.repo("proj");
     }
     let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
-    env.write(&wt.join("vmoat.toml"), "[commands]\nup = \"true\"\n");
+    env.write(
+        &wt.join("vmoat.toml"),
+        "backend = \"colima\"\n[commands]\nup = \"true\"\n",
+    );
     env.vmoat(&wt, &["up"]).ok();
     wt
 }
 
 #[test]
 fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
-    if skip_without_ssh() {
+    if skip_without_isolation() {
         return;
     }
     let env = Env::new();
     let wt = up(&env, "feat");
     env.write(&wt.join("www/index.html"), "feat's own page\n");
-    let guest = serve(&env, &wt.join("www"));
+    let guest = free_port();
+    serve_in_vm(&env, &wt, &wt.join("www"), guest);
+    assert!(
+        http_get(guest).is_none(),
+        "the VM's port is not reachable from the host without a tunnel"
+    );
 
     let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "one URL per line on stdout: {r:?}");
-    assert!(lines[0].starts_with("http://localhost:"), "{r:?}");
-    let host = port_of(lines[0]);
-    // The guest port is busy on this host (the stand-in's "VM" is this machine), so a stable
-    // fallback port is used.
-    assert!((9000..=9999).contains(&host), "{host}");
+    assert_eq!(
+        lines,
+        vec![format!("http://localhost:{guest}")],
+        "one URL per line on stdout, the guest port when free: {r:?}"
+    );
+    let host = guest;
     assert_eq!(http_get(host).as_deref(), Some("feat's own page\n"));
 
     // Asking again reuses the open tunnel.
@@ -53,13 +62,14 @@ fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
 
     // The forward is bound to loopback only.
     let listen = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let hex = format!(":{host:04X} ");
+    let hex = format!(":{host:04X}");
     let rows: Vec<&str> = listen
         .lines()
         .filter(|l| {
             l.split_whitespace()
                 .nth(1)
-                .is_some_and(|a| a.ends_with(hex.trim()))
+                .is_some_and(|a| a.ends_with(&hex))
+                && l.split_whitespace().nth(3) == Some("0A")
         })
         .collect();
     assert!(
@@ -101,15 +111,16 @@ fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
 
 #[test]
 fn two_worktrees_never_share_a_host_port_and_ports_come_from_config() {
-    if skip_without_ssh() {
+    if skip_without_isolation() {
         return;
     }
     let env = Env::new();
     let a = up(&env, "a");
     let b = up(&env, "b");
-    env.write(&a.join("www/index.html"), "A\n");
-    let guest = serve(&env, &a.join("www"));
-    for wt in [&a, &b] {
+    let guest = free_port();
+    for (wt, text) in [(&a, "A\n"), (&b, "B\n")] {
+        env.write(&wt.join("www/index.html"), text);
+        serve_in_vm(&env, wt, &wt.join("www"), guest);
         env.write(
             &wt.join("vmoat.local.toml"),
             &format!("[tunnel]\nports = [{guest}]\n"),
@@ -117,29 +128,34 @@ fn two_worktrees_never_share_a_host_port_and_ports_come_from_config() {
     }
     let ha = port_of(&env.vmoat(&a, &["tunnel"]).ok().stdout);
     let hb = port_of(&env.vmoat(&b, &["tunnel"]).ok().stdout);
-    assert_ne!(ha, hb);
+    assert_eq!(ha, guest);
+    assert!(
+        (9000..=9999).contains(&hb),
+        "the second worktree gets a stable fallback port: {hb}"
+    );
     assert_eq!(http_get(ha).as_deref(), Some("A\n"));
-    assert_eq!(http_get(hb).as_deref(), Some("A\n"));
+    assert_eq!(http_get(hb).as_deref(), Some("B\n"));
     // destroy closes the tunnel and frees the port for others.
     env.vmoat(&a, &["destroy", "-f"]).ok();
     assert!(wait_until(Duration::from_secs(5), || http_get(ha).is_none()));
     let reg = std::fs::read_to_string(env.state_dir().join("ports.json")).unwrap();
     assert!(!reg.contains("wt-a"), "{reg}");
+    assert!(reg.contains("wt-b"), "{reg}");
 }
 
 #[test]
 fn tunnel_without_ports_explains_where_ports_come_from() {
-    if skip_without_ssh() {
+    if skip_without_isolation() {
         return;
     }
     let env = Env::new();
     let wt = up(&env, "feat");
-    // No args, no config, and the VM's docker lists nothing (or is unreachable).
+    // No args, no config, and no container publishes a port.
     let r = env.vmoat(&wt, &["tunnel"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.is_empty());
     assert!(
-        r.stderr.contains("tunnel.ports") || r.stderr.contains("is the stack up"),
+        r.stderr.contains("no ports to tunnel") && r.stderr.contains("tunnel.ports"),
         "{r:?}"
     );
 }
@@ -148,6 +164,7 @@ fn tunnel_without_ports_explains_where_ports_come_from() {
 fn tunnel_needs_a_running_vm() {
     let env = Env::new();
     let repo = env.repo("proj");
+    env.write(&repo.join("vmoat.toml"), "backend = \"colima\"\n");
     let r = env.vmoat(&repo, &["tunnel", "8080"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("not running"), "{r:?}");

@@ -1,0 +1,191 @@
+//! Per-worktree cgroups for the netns backend: memory and CPU limits over everything a worktree
+//! runs (its dockerd, containers and commands), on cgroup v1 and v2 hosts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// The cgroup tree under which each worktree gets `<root>/<vm>`.
+pub const ROOT: &str = "git-vmoat";
+
+/// Where cgroups are on this host.
+#[derive(Debug)]
+enum Layout {
+    /// One unified hierarchy (cgroup v2) mounted here.
+    V2(PathBuf),
+    /// Per-controller hierarchies (cgroup v1): (controller, mount point).
+    V1(Vec<(&'static str, PathBuf)>),
+}
+
+fn layout() -> Result<Layout> {
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    let mut v1 = vec![];
+    let mut v2 = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        match f[2] {
+            "cgroup2" if Path::new(f[1]).join("cgroup.controllers").exists() => {
+                let controllers =
+                    std::fs::read_to_string(Path::new(f[1]).join("cgroup.controllers"))
+                        .unwrap_or_default();
+                if controllers.contains("memory") {
+                    v2 = Some(PathBuf::from(f[1]));
+                }
+            }
+            "cgroup" => {
+                for c in ["memory", "cpu", "pids"] {
+                    if f[3].split(',').any(|o| o == c) && !v1.iter().any(|(k, _)| *k == c) {
+                        v1.push((c, PathBuf::from(f[1])));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(p) = v2 {
+        return Ok(Layout::V2(p));
+    }
+    if v1.iter().any(|(c, _)| *c == "memory") {
+        return Ok(Layout::V1(v1));
+    }
+    anyhow::bail!("no cgroup memory controller is mounted on this host")
+}
+
+/// The cgroup dirs of a worktree (one per v1 hierarchy, or one v2 dir).
+fn dirs(vm: &str) -> Result<Vec<PathBuf>> {
+    Ok(match layout()? {
+        Layout::V2(root) => vec![root.join(ROOT).join(vm)],
+        Layout::V1(h) => h.into_iter().map(|(_, m)| m.join(ROOT).join(vm)).collect(),
+    })
+}
+
+/// Creates the worktree's cgroup with its limits; returns the `cgroup.procs` files a process
+/// writes its pid to so that it, and everything it starts, is inside.
+pub fn create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
+    let memory = (memory_gib << 30).to_string();
+    let quota = (cpus * 100_000).to_string();
+    let mut procs = vec![];
+    match layout()? {
+        Layout::V2(root) => {
+            // Controllers must be enabled top-down for a child to have them.
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            let parent = root.join(ROOT);
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            let dir = parent.join(vm);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write(&dir.join("memory.max"), &memory)?;
+            write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
+            procs.push(dir.join("cgroup.procs"));
+        }
+        Layout::V1(h) => {
+            for (c, mount) in h {
+                let dir = mount.join(ROOT).join(vm);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                match c {
+                    "memory" => write(&dir.join("memory.limit_in_bytes"), &memory)?,
+                    "cpu" => {
+                        write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                        write(&dir.join("cpu.cfs_quota_us"), &quota)?;
+                    }
+                    _ => {}
+                }
+                procs.push(dir.join("cgroup.procs"));
+            }
+        }
+    }
+    Ok(procs)
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).with_context(|| format!("setting {} to {value}", path.display()))
+}
+
+/// The `cgroup.procs` files of an existing worktree cgroup (empty when it has none).
+pub fn procs_files(vm: &str) -> Vec<PathBuf> {
+    dirs(vm)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .map(|d| d.join("cgroup.procs"))
+        .collect()
+}
+
+/// Every process in the worktree's cgroup, children cgroups (containers) included.
+pub fn pids(vm: &str) -> Vec<u32> {
+    let mut out = vec![];
+    let Some(dir) = dirs(vm).ok().and_then(|d| d.into_iter().next()) else {
+        return out;
+    };
+    collect(&dir, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn collect(dir: &Path, out: &mut Vec<u32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Kills everything left in the worktree's cgroup; true when it is empty afterwards.
+pub fn kill_all(vm: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = pids(vm);
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        for pid in pids {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Removes the worktree's (empty) cgroups, children first.
+pub fn remove(vm: &str) {
+    for d in dirs(vm).unwrap_or_default() {
+        remove_tree(&d);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    // cgroupfs dirs are removed with rmdir, never by deleting their control files.
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Whether this host lets us make cgroups (for `auto` backend selection and doctor).
+pub fn usable() -> Result<()> {
+    layout().map(|_| ())
+}
