@@ -6,6 +6,7 @@ mod common;
 mod integration {
     mod basics;
     mod config;
+    mod e2e;
     mod lifecycle;
     mod tunnels;
 }

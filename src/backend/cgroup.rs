@@ -166,10 +166,15 @@ pub fn kill_all(vm: &str) -> bool {
     }
 }
 
-/// Removes the worktree's (empty) cgroups, children first.
+/// Removes the worktree's (empty) cgroups, children first, from every hierarchy: dockerd makes
+/// its containers' cgroups in all of them, not only in the ones we limit.
 pub fn remove(vm: &str) {
-    for d in dirs(vm).unwrap_or_default() {
-        remove_tree(&d);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
+            remove_tree(&Path::new(f[1]).join(ROOT).join(vm));
+        }
     }
 }
 

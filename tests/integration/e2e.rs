@@ -1,0 +1,292 @@
+//! End to end, for real, on both backends: two worktrees each run a container stack on port
+//! 8080 in their own VM (a netns with its own dockerd, or the colima stand-in's isolated VM),
+//! tunnelled to the host, pruned, health-gated, stopped, resumed and destroyed without a trace.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Why the end-to-end tests cannot run here, per backend.
+fn unavailable(backend: &str) -> Option<String> {
+    let base = if backend == "colima" {
+        isolation_unavailable()
+    } else {
+        netns_unavailable()
+    };
+    base.or_else(|| {
+        ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .all(|p| !Path::new(p).exists())
+            .then(|| "busybox is not installed (apt install busybox-static)".to_string())
+    })
+    .or_else(|| {
+        which("curl")
+            .is_none()
+            .then(|| "curl is not installed".to_string())
+    })
+}
+
+fn netns_unavailable() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("the netns backend needs root".into());
+    }
+    ["ip", "nsenter", "dockerd", "docker"]
+        .iter()
+        .find(|t| which(t).is_none())
+        .map(|t| format!("{t} is not installed (apt install iproute2 docker.io)"))
+}
+
+/// A busybox root filesystem to `docker import` (no image can be pulled here).
+fn rootfs(env: &Env) -> PathBuf {
+    let root = env.tmp.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
+    for app in ["sh", "httpd", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
+    }
+    root
+}
+
+/// The stack: a busybox httpd container on 8080 serving the worktree's own `www/`.
+fn stack_config(backend: &str, rootfs: &Path, serve: &str, health_timeout: u64) -> String {
+    let up = format!(
+        "docker image inspect bb >/dev/null 2>&1 || {{ tar -C {} -c . | docker import - bb >/dev/null && echo import\"\"ed-image; }}; \
+         docker rm -f web >/dev/null 2>&1; \
+         docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb sh -c '{serve}' >/dev/null",
+        rootfs.display()
+    );
+    format!(
+        "backend = {backend:?}\n[commands]\nup = {}\ntest = \"curl -sf -o /dev/null http://127.0.0.1:8080/ && exit\"\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = {health_timeout}\n",
+        toml_str(&up)
+    )
+}
+
+fn toml_str(s: &str) -> String {
+    format!("{:?}", s)
+}
+
+const SERVE: &str = "exec httpd -f -p 80 -h /www";
+
+fn worktree(
+    env: &Env,
+    repo: &Path,
+    name: &str,
+    backend: &str,
+    rootfs: &Path,
+    serve: &str,
+    timeout: u64,
+) -> PathBuf {
+    let wt = env.worktree(repo, &env.home.join("src").join(name), name);
+    env.write(
+        &wt.join("www/index.html"),
+        &format!("{name}'s own checkout\n"),
+    );
+    env.write(
+        &wt.join("vmoat.toml"),
+        &stack_config(backend, rootfs, serve, timeout),
+    );
+    wt
+}
+
+fn tunnel_port(env: &Env, wt: &Path) -> u16 {
+    let r = env.vmoat(wt, &["tunnel"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    lines[0].rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn vm_name(env: &Env, wt: &Path) -> String {
+    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
+}
+
+/// Everything on this machine that mentions `needle`: processes, mounts, namespaces.
+fn traces(needle: &str) -> Vec<String> {
+    let mut found = vec![];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_err() {
+                continue;
+            }
+            if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                });
+                if c.contains(needle) && !zombie {
+                    found.push(format!("process {name}: {c}"));
+                }
+            }
+        }
+    }
+    for l in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if l.contains(needle) {
+            found.push(format!("mount: {l}"));
+        }
+    }
+    found
+}
+
+fn run(backend: &str) {
+    if let Some(why) = unavailable(backend) {
+        eprintln!("SKIPPED ({backend}): {why}");
+        return;
+    }
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let fs = rootfs(&env);
+    let a = worktree(&env, &repo, "alpha", backend, &fs, SERVE, 60);
+    let b = worktree(&env, &repo, "beta", backend, &fs, SERVE, 60);
+
+    // 1. Two stacks on 8080 at once, each in its own VM, each tunnelled to its own host port.
+    let t = Instant::now();
+    let ra = env.vmoat(&a, &["up"]).ok();
+    eprintln!("[{backend}] fresh up of alpha: {:?}", t.elapsed());
+    assert!(
+        ra.stderr.contains("imported-image") && ra.stderr.contains("healthy"),
+        "{ra:?}"
+    );
+    env.vmoat(&b, &["up"]).ok();
+    let t = Instant::now();
+    let (pa, pb) = (tunnel_port(&env, &a), tunnel_port(&env, &b));
+    eprintln!(
+        "[{backend}] tunnel (reuse check + discovery): {:?}",
+        t.elapsed()
+    );
+    assert_ne!(pa, pb);
+    assert_eq!(http_get(pa).as_deref(), Some("alpha's own checkout\n"));
+    assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
+
+    // 2. `test` hits the stack inside the VM; its exit status comes back exactly.
+    assert_eq!(env.vmoat(&a, &["test", "0"]).code, 0);
+    assert_eq!(env.vmoat(&a, &["test", "5"]).code, 5);
+
+    // 3. A full prune in alpha leaves beta serving, with its image.
+    env.vmoat(
+        &a,
+        &[
+            "ssh",
+            "sh",
+            "-c",
+            "docker rm -f web >/dev/null && docker system prune -af --volumes >/dev/null",
+        ],
+    )
+    .ok();
+    assert_ne!(
+        env.vmoat(&a, &["ssh", "docker", "image", "inspect", "bb"])
+            .code,
+        0,
+        "alpha's image is gone"
+    );
+    assert_eq!(
+        env.vmoat(&b, &["ssh", "docker", "image", "inspect", "bb"])
+            .code,
+        0,
+        "beta's image is not"
+    );
+    assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
+    assert_eq!(env.vmoat(&b, &["test", "0"]).code, 0);
+
+    // 4. Health gating: healthy after a few seconds passes; never healthy fails on time.
+    let slow = worktree(
+        &env,
+        &repo,
+        "slow",
+        backend,
+        &fs,
+        "sleep 3; exec httpd -f -p 80 -h /www",
+        60,
+    );
+    let r = env.vmoat(&slow, &["up"]).ok();
+    assert!(
+        r.stderr.contains("healthy: http://127.0.0.1:8080/"),
+        "{r:?}"
+    );
+    let never = worktree(&env, &repo, "never", backend, &fs, "exec sleep 600", 3);
+    let r = env.vmoat(&never, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("http://127.0.0.1:8080/ did not become healthy within 3.0s"),
+        "{r:?}"
+    );
+
+    // 5. down then up resumes with the data kept; destroy leaves nothing behind.
+    env.vmoat(&b, &["down"]).ok();
+    assert!(wait_until(Duration::from_secs(5), || http_get(pb).is_none()));
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&b, &["status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(s["state"], "Stopped");
+    let r = env.vmoat(&b, &["up"]).ok();
+    assert!(
+        !r.stderr.contains("imported-image"),
+        "the image survived down: {r:?}"
+    );
+    assert_eq!(tunnel_port(&env, &b), pb, "same host port after resume");
+    assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
+
+    for wt in [&a, &b, &slow, &never] {
+        let vm = vm_name(&env, wt);
+        env.vmoat(wt, &["destroy", "-f"]).ok();
+        assert!(wt.join("www/index.html").exists(), "worktree files stay");
+        let leftovers = match backend {
+            "netns" => {
+                let mut l = traces(&format!("/run/git-vmoat/{vm}/"));
+                l.extend(traces(&format!("git-vmoat/netns/{vm}/")));
+                if Path::new("/run/netns").join(&vm).exists() {
+                    l.push(format!("namespace {vm}"));
+                }
+                if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
+                    for line in m.lines().filter(|l| l.contains("cgroup")) {
+                        let dir = Path::new(line.split_whitespace().nth(1).unwrap())
+                            .join("git-vmoat")
+                            .join(&vm);
+                        if dir.exists() {
+                            l.push(format!("cgroup {}", dir.display()));
+                        }
+                    }
+                }
+                if env.state_dir().join("netns").join(&vm).exists() {
+                    l.push("data dir".into());
+                }
+                l
+            }
+            _ => {
+                let mut l = traces(&format!("/disks/{vm}/"));
+                if env.profile(&vm).is_some() {
+                    l.push(format!("profile {vm}"));
+                }
+                if env.colima_state().join("disks").join(&vm).exists() {
+                    l.push("data disk".into());
+                }
+                l
+            }
+        };
+        assert!(leftovers.is_empty(), "{vm} left: {leftovers:#?}");
+    }
+    assert!(wait_until(Duration::from_secs(5), || http_get(pa)
+        .is_none()
+        && http_get(pb).is_none()));
+}
+
+#[test]
+fn end_to_end_on_netns() {
+    run("netns");
+}
+
+#[test]
+fn end_to_end_on_colima() {
+    run("colima");
+}
