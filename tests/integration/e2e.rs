@@ -67,7 +67,7 @@ fn stack_config(backend: &str, rootfs: &Path, serve: &str, health_timeout: u64) 
 }
 
 fn toml_str(s: &str) -> String {
-    format!("{:?}", s)
+    format!("{s:?}")
 }
 
 const SERVE: &str = "exec httpd -f -p 80 -h /www";
