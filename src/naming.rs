@@ -57,6 +57,11 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     }
 }
 
+/// `len` hex digits of a stable hash of `s` (for short derived names).
+pub fn short_hash(s: &str, len: usize) -> String {
+    hash_hex(s, len)
+}
+
 fn hash_hex(identity: &str, len: usize) -> String {
     let digest = Sha256::digest(identity.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

@@ -81,6 +81,8 @@ pub fn create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
             let dir = parent.join(vm);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             write(&dir.join("memory.max"), &memory)?;
+            // No swap either: the limit is the limit, and an OOM stays inside the worktree.
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
             write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
             procs.push(dir.join("cgroup.procs"));
         }
@@ -90,7 +92,11 @@ pub fn create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
                 match c {
-                    "memory" => write(&dir.join("memory.limit_in_bytes"), &memory)?,
+                    "memory" => {
+                        write(&dir.join("memory.limit_in_bytes"), &memory)?;
+                        // memory+swap; absent when the kernel does not account swap.
+                        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), &memory);
+                    }
                     "cpu" => {
                         write(&dir.join("cpu.cfs_period_us"), "100000")?;
                         write(&dir.join("cpu.cfs_quota_us"), &quota)?;

@@ -38,6 +38,221 @@ struct Meta {
     memory_gib: u64,
 }
 
+/// The namespace's way out: a veth pair with a /30 and NAT through the host's default route,
+/// so `apt` and `docker pull` work inside. Named after the VM so teardown finds it.
+struct Uplink {
+    host_if: String,
+    ns_if: String,
+    /// First address of the /30 (the network); .1 is the host side, .2 the namespace.
+    net: [u8; 4],
+}
+
+impl Uplink {
+    fn for_vm(vm: &str) -> Self {
+        let h = crate::naming::short_hash(vm, 8);
+        Self {
+            host_if: format!("vmo{h}"),
+            ns_if: format!("vmi{h}"),
+            net: [10, 240, 0, 0],
+        }
+    }
+
+    fn cidr(&self, last: u8, bits: u8) -> String {
+        format!(
+            "{}.{}.{}.{}/{bits}",
+            self.net[0],
+            self.net[1],
+            self.net[2],
+            self.net[3] + last
+        )
+    }
+
+    fn comment(vm: &str) -> String {
+        format!("git-vmoat:{vm}")
+    }
+
+    fn nat_rule(&self, vm: &str) -> Vec<String> {
+        [
+            "-t",
+            "nat",
+            "POSTROUTING",
+            "-s",
+            &self.cidr(0, 30),
+            "!",
+            "-o",
+            &self.host_if,
+            "-j",
+            "MASQUERADE",
+            "-m",
+            "comment",
+            "--comment",
+            &Self::comment(vm),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn forward_rules(&self, vm: &str) -> [Vec<String>; 2] {
+        let c = Self::comment(vm);
+        [
+            [
+                "FORWARD",
+                "-i",
+                &self.host_if,
+                "-j",
+                "ACCEPT",
+                "-m",
+                "comment",
+                "--comment",
+                &c,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            [
+                "FORWARD",
+                "-o",
+                &self.host_if,
+                "-j",
+                "ACCEPT",
+                "-m",
+                "comment",
+                "--comment",
+                &c,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ]
+    }
+
+    /// A free /30 in 10.240.0.0/12, starting from a slot derived from the name.
+    fn pick_net(&mut self, vm: &str) -> Result<()> {
+        let used = Cmd::new("ip").args(["-4", "-o", "addr"]).checked()?.stdout;
+        let used = String::from_utf8_lossy(&used);
+        let start =
+            u32::from_str_radix(&crate::naming::short_hash(vm, 6), 16).unwrap_or(0) % (1 << 18);
+        for i in 0..(1u32 << 18) {
+            let slot = (start + i) % (1 << 18);
+            let base = (10u32 << 24) | (240 << 16) | (slot << 2);
+            let net = base.to_be_bytes();
+            let probe = format!(" {}.{}.{}.", net[0], net[1], net[2]);
+            let taken = used.lines().any(|l| {
+                l.contains(&probe)
+                    && l.split_whitespace()
+                        .nth(3)
+                        .and_then(|a| a.split('/').next())
+                        .and_then(|a| a.rsplit('.').next())
+                        .and_then(|o| o.parse::<u8>().ok())
+                        .is_some_and(|o| o & !3 == net[3])
+            });
+            if !taken {
+                self.net = net;
+                return Ok(());
+            }
+        }
+        bail!("no free /30 left in 10.240.0.0/12 for a namespace uplink")
+    }
+
+    fn host_has_default_route() -> bool {
+        Cmd::new("ip")
+            .args(["-4", "route", "show", "default"])
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    }
+
+    /// Sets the uplink up; idempotent (an existing one is kept).
+    fn ensure(vm: &str) -> Result<()> {
+        let mut up = Self::for_vm(vm);
+        let exists = Cmd::new("ip")
+            .args(["link", "show", &up.host_if])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if exists || !Self::host_has_default_route() {
+            return Ok(());
+        }
+        up.pick_net(vm)?;
+        Cmd::new("ip")
+            .args([
+                "link",
+                "add",
+                &up.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &up.ns_if,
+                "netns",
+                vm,
+            ])
+            .checked()?;
+        Cmd::new("ip")
+            .args(["addr", "add", &up.cidr(1, 30), "dev", &up.host_if])
+            .checked()?;
+        Cmd::new("ip")
+            .args(["link", "set", &up.host_if, "up"])
+            .checked()?;
+        Cmd::new("ip")
+            .args(["-n", vm, "addr", "add", &up.cidr(2, 30), "dev", &up.ns_if])
+            .checked()?;
+        Cmd::new("ip")
+            .args(["-n", vm, "link", "set", &up.ns_if, "up"])
+            .checked()?;
+        let gw = up.cidr(1, 30);
+        let gw = gw.split('/').next().unwrap_or_default();
+        Cmd::new("ip")
+            .args(["-n", vm, "route", "add", "default", "via", gw])
+            .checked()?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
+        if exec::on_path("iptables") {
+            let nat = up.nat_rule(vm);
+            Cmd::new("iptables")
+                .args(&nat[..2])
+                .arg("-A")
+                .args(&nat[2..])
+                .checked()?;
+            for r in up.forward_rules(vm) {
+                Cmd::new("iptables").arg("-I").args(&r).checked()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the veth pair and the firewall rules; nothing to do when there is none.
+    fn remove(vm: &str) {
+        let up = Self::for_vm(vm);
+        let _ = Cmd::new("ip")
+            .args(["link", "delete", &up.host_if])
+            .output();
+        if !exec::on_path("iptables") {
+            return;
+        }
+        // Delete our rules by their comment, whatever subnet they were made with.
+        for (table, chain) in [("nat", "POSTROUTING"), ("filter", "FORWARD")] {
+            let Ok(out) = Cmd::new("iptables")
+                .args(["-t", table, "-S", chain])
+                .output()
+            else {
+                continue;
+            };
+            for rule in String::from_utf8_lossy(&out.stdout).lines().filter(|l| {
+                l.contains(&format!("\"{}\"", Self::comment(vm))) || l.ends_with(&Self::comment(vm))
+            }) {
+                let args: Vec<&str> = rule
+                    .split_whitespace()
+                    .skip(2)
+                    .map(|a| a.trim_matches('"'))
+                    .collect();
+                let _ = Cmd::new("iptables")
+                    .args(["-t", table, "-D", chain])
+                    .args(args)
+                    .output();
+            }
+        }
+    }
+}
+
 impl Netns {
     pub fn new(state: State) -> Self {
         Self { state }
@@ -211,6 +426,7 @@ impl Netns {
             ));
         }
         Self::unmount_under(&Self::run_dir(vm))?;
+        Uplink::remove(vm);
         if Self::netns_path(vm).exists() {
             Cmd::new("ip").args(["netns", "delete", vm]).checked()?;
         }
@@ -283,6 +499,11 @@ impl Backend for Netns {
         Cmd::new("ip")
             .args(["-n", vm, "link", "set", "lo", "up"])
             .checked()?;
+        if let Err(e) = Uplink::ensure(vm) {
+            output::warn(format!(
+                "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"
+            ));
+        }
         cgroup::create(vm, spec.cpus, spec.memory_gib)?;
         crate::state::write_json(
             &data.join("vm.json"),

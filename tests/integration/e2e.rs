@@ -169,6 +169,10 @@ fn run(backend: &str) {
     assert_eq!(http_get(pa).as_deref(), Some("alpha's own checkout\n"));
     assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
 
+    if backend == "netns" {
+        limits_hold(&env, &repo, &fs, &a, &b, pb);
+    }
+
     // 2. `test` hits the stack inside the VM; its exit status comes back exactly.
     assert_eq!(env.vmoat(&a, &["test", "0"]).code, 0);
     assert_eq!(env.vmoat(&a, &["test", "5"]).code, 5);
@@ -258,6 +262,16 @@ fn run(backend: &str) {
                         }
                     }
                 }
+                let veth = format!("vmo{}", sha_prefix(&vm));
+                if std::process::Command::new("ip")
+                    .args(["link", "show", &veth])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+                {
+                    l.push(format!("veth {veth}"));
+                }
                 if env.state_dir().join("netns").join(&vm).exists() {
                     l.push("data dir".into());
                 }
@@ -279,6 +293,63 @@ fn run(backend: &str) {
     assert!(wait_until(Duration::from_secs(5), || http_get(pa)
         .is_none()
         && http_get(pb).is_none()));
+}
+
+fn sha_prefix(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..8]
+        .to_string()
+}
+
+/// The netns backend's limits: the worktree's dockerd and containers sit in its cgroup, and a
+/// memory hog in one worktree is killed there while the others keep serving.
+fn limits_hold(env: &Env, repo: &Path, fs: &Path, a: &Path, b: &Path, pb: u16) {
+    let vm = vm_name(env, a);
+    let pid = env
+        .vmoat(
+            a,
+            &["ssh", "docker", "inspect", "-f", "{{.State.Pid}}", "web"],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cg.lines().any(|l| l.contains(&format!("git-vmoat/{vm}/"))),
+        "the container is in the worktree's cgroup: {cg}"
+    );
+    let hog = worktree(env, repo, "hog", "netns", fs, SERVE, 60);
+    env.write(&hog.join("vmoat.local.toml"), "[vm]\nmemory = 1\n");
+    env.vmoat(&hog, &["up"]).ok();
+    let r = env.vmoat(
+        &hog,
+        &[
+            "ssh",
+            "python3",
+            "-c",
+            "b = b'x' * (3 << 30); print('survived')",
+        ],
+    );
+    assert_eq!(
+        r.code, 137,
+        "the hog is OOM-killed inside its own 1 GiB: {r:?}"
+    );
+    assert_eq!(
+        http_get(pb).as_deref(),
+        Some("beta's own checkout\n"),
+        "beta is untouched"
+    );
+    assert_eq!(env.vmoat(b, &["test", "0"]).code, 0);
+    assert_eq!(
+        env.vmoat(&hog, &["test", "0"]).code,
+        0,
+        "the hog's own stack survived its OOM too"
+    );
+    env.vmoat(&hog, &["destroy", "-f"]).ok();
 }
 
 #[test]
