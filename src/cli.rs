@@ -45,8 +45,8 @@ pub enum Command {
     Tunnel(TunnelArgs),
     /// Close every tunnel of this worktree's VM.
     Untunnel,
-    /// Show the VM, its containers, health and tunnels.
-    Status(JsonArgs),
+    /// Show the VM, its containers, health, tunnels and background job (--all: every VM of the repo).
+    Status(StatusArgs),
     /// Open a shell in the VM, in the worktree, or run a command there (argv kept as is).
     Ssh(PassArgs),
     /// Stop the VM (closes tunnels; the disk is kept for the next `up`).
@@ -57,10 +57,30 @@ pub enum Command {
     Name(JsonArgs),
     /// Show the effective configuration and where each value comes from.
     Config(JsonArgs),
+    /// Install, remove or inspect the git hook that gives each new worktree its VM.
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// Copy gitignored files (provision.seed, .worktreeinclude) from the main checkout; never overwrites.
+    Seed(SeedArgs),
+    /// Show the log of this worktree's background job (-f: follow it).
+    Logs(LogsArgs),
+    /// Destroy VMs whose worktree is removed, pruned or deleted, as it happens.
+    Watch(WatchArgs),
+    /// Destroy this repository's VMs whose worktree no longer exists.
+    Gc(GcArgs),
     /// Trust this worktree's legacy vmoat.conf / vmoat.local.conf (shell code) as they are now.
     Trust,
     /// Print git-vmoat's version.
     Version,
+    /// Internal: called by the post-checkout hook.
+    #[command(hide = true)]
+    Hook {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Internal: the background job of a new worktree.
+    #[command(name = "__job", hide = true)]
+    Job,
     /// Internal: the port forwarder behind a netns tunnel.
     #[command(name = "__forward", hide = true)]
     Forward {
@@ -104,4 +124,69 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Every VM of this repository, with its worktree; orphans marked.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (a stable schema with a "version" field).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Install the post-checkout hook (chaining any hook already there) and opt this repo in.
+    Install {
+        /// Also start the stack (`up`), not only provision the VM.
+        #[arg(long)]
+        up: bool,
+    },
+    /// Remove the hook, restore the one it chained, and opt this repo out.
+    Uninstall,
+    /// Show where the hook goes and whether it is installed.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Only say what would be copied.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing while the job runs.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch every repository that has VMs, not only this one.
+    #[arg(long)]
+    pub all: bool,
+    /// Write a systemd user unit (Linux) or launchd agent (macOS) that runs `watch --all`.
+    #[arg(long)]
+    pub install_service: bool,
+    /// Seconds between full reconciles (the safety net for lost events).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only say what would be destroyed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

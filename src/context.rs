@@ -21,6 +21,9 @@ pub struct Owner {
     pub identity: String,
     pub root: PathBuf,
     pub backend: String,
+    /// Device of the worktree's filesystem, to tell a deleted worktree from an unmounted disk.
+    #[serde(default)]
+    pub dev: Option<u64>,
 }
 
 pub type Names = BTreeMap<String, Owner>;
@@ -84,29 +87,39 @@ impl Ctx {
         let identity = self.wt.identity();
         self.state.update_json(NAMES, |names: &mut Names| {
             let name = self.derive(names)?;
+            let dev = std::fs::metadata(&self.wt.root)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m));
             names.insert(
                 name.clone(),
                 Owner {
                     identity,
                     root: self.wt.root.clone(),
                     backend: self.backend.kind().into(),
+                    dev,
                 },
             );
             Ok(name)
         })
     }
+}
 
-    /// Forgets a destroyed VM: its name, host ports and runtime files.
-    pub fn release_vm(&self, name: &str) -> Result<()> {
-        crate::tunnel::forget(&self.state, name)?;
-        self.state.update_json(NAMES, |names: &mut Names| {
-            names.remove(name);
-            Ok(())
-        })?;
-        let dir = self.state.vm_dir_path(name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        Ok(())
+/// Closes a VM's tunnels, deletes it, and forgets it (name, host ports, runtime files).
+/// Shared by `destroy`, `gc` and the watcher.
+pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> {
+    let _vm_lock = state.lock(&format!("vm-{name}"))?;
+    crate::tunnel::close_all(state, name)?;
+    if backend.info(name)?.state != crate::backend::VmState::Missing {
+        backend.delete(name)?;
     }
+    crate::tunnel::forget(state, name)?;
+    state.update_json(NAMES, |names: &mut Names| {
+        names.remove(name);
+        Ok(())
+    })?;
+    let dir = state.vm_dir_path(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
 }

@@ -158,3 +158,154 @@ impl IgnoreCheck {
         })
     }
 }
+
+/// A linked worktree as the repository records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedWorktree {
+    pub id: String,
+    /// Where its checkout is (may not exist any more).
+    pub base: PathBuf,
+    pub locked: bool,
+    /// Its checkout (or that checkout's `.git`) is missing.
+    pub prunable: bool,
+}
+
+/// The repository's linked worktrees, read from `<common>/worktrees/` (cheap: a dir listing).
+pub fn linked_worktrees(common_dir: &Path) -> Result<Vec<LinkedWorktree>> {
+    // gix opens a non-bare repository by its work tree, a bare one by its git dir.
+    let at = match common_dir.file_name() {
+        Some(n) if n == ".git" => common_dir.parent().unwrap_or(common_dir),
+        _ => common_dir,
+    };
+    let repo = gix::open(at)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening {}", common_dir.display()))?;
+    let mut out = vec![];
+    for proxy in repo.worktrees().map_err(|e| anyhow::anyhow!("{e}"))? {
+        let id = proxy.id().map_err(|e| anyhow::anyhow!("{e}"))?.to_string();
+        let base = proxy.base().map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(LinkedWorktree {
+            id,
+            base,
+            locked: proxy.is_locked(),
+            prunable: proxy.is_prunable(),
+        });
+    }
+    Ok(out)
+}
+
+/// A config value of the repository (all scopes git would read), e.g. `vmoat.auto`.
+pub fn config_string(dir: &Path, key: &str) -> Result<Option<String>> {
+    let repo = gix::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(repo.config_snapshot().string(key).map(|v| v.to_string()))
+}
+
+/// The directory git runs hooks from, by git's rules: `core.hooksPath` (absolute, or relative to
+/// the worktree git runs in), else `<common>/hooks`.
+pub fn hooks_dir(wt: &Worktree) -> Result<(PathBuf, Option<String>)> {
+    let repo = gix::open(&wt.root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = repo.config_snapshot();
+    let raw = cfg.string("core.hooksPath").map(|v| v.to_string());
+    let dir = match cfg
+        .trusted_path("core.hooksPath")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        Some(p) if p.is_absolute() => p,
+        // Relative: git resolves it in the worktree it runs in; `git worktree add` runs in the
+        // main checkout, so that is where the hook must be.
+        Some(p) => wt
+            .main_root
+            .clone()
+            .unwrap_or_else(|| wt.root.clone())
+            .join(p),
+        None => wt.common_dir.join("hooks"),
+    };
+    Ok((dir, raw))
+}
+
+/// Whether `rel` (a dir relative to the main checkout) holds tracked files.
+pub fn holds_tracked_files(main: &Path, rel: &str) -> Result<bool> {
+    let repo = gix::open(main).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prefix = format!("{}/", rel.trim_end_matches('/'));
+    Ok(index
+        .prefixed_entries(prefix.as_str().into())
+        .is_some_and(|e| !e.is_empty()))
+}
+
+/// The gitignored entries of a checkout (an ignored directory comes back as one entry).
+pub fn ignored_entries(checkout: &Path) -> Result<Vec<(String, bool)>> {
+    use gix::dir::{entry::Status, walk::EmissionMode};
+    let repo = gix::open(checkout).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = repo
+        .dirwalk_options()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .emit_ignored(Some(EmissionMode::Matching))
+        .emit_untracked(EmissionMode::Matching)
+        .emit_tracked(false);
+    let mut out = vec![];
+    let iter = repo
+        .dirwalk_iter(index, None::<&str>, Default::default(), opts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for item in iter {
+        let item = item.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Status::Ignored(_) = item.entry.status {
+            let is_dir = matches!(item.entry.disk_kind, Some(gix::dir::entry::Kind::Directory));
+            out.push((item.entry.rela_path.to_string(), is_dir));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Gitignore-syntax patterns (a `.worktreeinclude` file), matched like git matches ignores.
+pub struct Patterns {
+    search: gix::ignore::Search,
+    /// Literal path prefixes of the patterns, to know which ignored dirs to look into.
+    prefixes: Vec<String>,
+}
+
+impl Patterns {
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut search = gix::ignore::Search::default();
+        search.add_patterns_buffer(
+            text.as_bytes(),
+            ".worktreeinclude",
+            None,
+            gix::ignore::search::Ignore {
+                support_precious: false,
+            },
+        )?;
+        let prefixes = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+            .map(|l| {
+                let l = l.trim_start_matches('/');
+                let cut = l.find(['*', '?', '[']).unwrap_or(l.len());
+                l[..cut].to_string()
+            })
+            .collect();
+        Ok(Self { search, prefixes })
+    }
+
+    /// True when the last matching pattern includes `rel` (a `!` pattern excludes it again).
+    pub fn matches(&self, rel: &str, is_dir: bool) -> bool {
+        self.search
+            .pattern_matching_relative_path(
+                rel.into(),
+                Some(is_dir),
+                gix::glob::pattern::Case::Sensitive,
+            )
+            .is_some_and(|m| !m.pattern.is_negative())
+    }
+
+    /// Whether some pattern could match a path inside directory `rel`.
+    pub fn may_match_inside(&self, rel: &str) -> bool {
+        let dir = format!("{rel}/");
+        self.prefixes
+            .iter()
+            .any(|p| p.starts_with(&dir) || p.is_empty() || !p.contains('/'))
+    }
+}

@@ -7,6 +7,7 @@ mod integration {
     mod basics;
     mod config;
     mod e2e;
+    mod git_side;
     mod lifecycle;
     mod tunnels;
 }

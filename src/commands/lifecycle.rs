@@ -40,15 +40,15 @@ pub fn destroy(ctx: &Ctx, force: bool) -> Result<()> {
         },
         ctx.wt.root.display()
     ));
+    if exists && crate::git::is_dirty(&ctx.wt.root).unwrap_or(false) {
+        output::warn(
+            "this worktree has uncommitted changes; they stay on disk, but data the VM holds (database volumes) goes with it",
+        );
+    }
     if exists && !force {
         confirm(&vm)?;
     }
-    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
-    tunnel::close_all(&ctx.state, &vm)?;
-    if exists {
-        ctx.backend.delete(&vm)?;
-    }
-    ctx.release_vm(&vm)?;
+    crate::context::teardown(&ctx.state, ctx.backend.as_ref(), &vm)?;
     output::info(format!(
         "destroyed {vm}; the worktree's files are untouched"
     ));

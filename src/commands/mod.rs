@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches the parsed command line.
 
+mod git_side;
 mod info;
 mod init;
 mod lifecycle;
@@ -29,7 +30,15 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),
         Command::Tunnel(a) => tunnel::tunnel(&load()?, &a.ports, a.json),
         Command::Untunnel => tunnel::untunnel(&load()?),
+        Command::Status(a) if a.all => git_side::status_all(a.json),
         Command::Status(a) => status::run(&load()?, a.json),
+        Command::Hooks(c) => git_side::hooks_cmd(&c),
+        Command::Hook { args } => git_side::hook(&args),
+        Command::Job => git_side::job(flag),
+        Command::Seed(a) => git_side::seed_cmd(&load()?, a.dry_run),
+        Command::Logs(a) => git_side::logs(a.follow),
+        Command::Watch(a) => git_side::watch(a.all, a.install_service, a.interval),
+        Command::Gc(a) => git_side::gc(a.dry_run, a.json),
         Command::Down => lifecycle::down(&load()?),
         Command::Destroy(a) => lifecycle::destroy(&load()?, a.force),
     }

@@ -41,12 +41,14 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
         }
     }
     let tunnels = tunnel::list(&ctx.state, &vm)?;
+    let job = super::git_side::job_line(ctx);
     if as_json {
         return output::json(&json!({
             "version": JSON_VERSION,
             "vm": vm,
             "backend": ctx.backend.kind(),
             "worktree": ctx.wt.root,
+            "job": job.as_ref().map(|(_, j)| j.clone()),
             "state": info.state.to_string(),
             "exists": info.state != VmState::Missing,
             "cpus": info.cpus,
@@ -64,7 +66,10 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
         info.state,
         ctx.wt.root.display()
     );
-    if info.state == VmState::Missing {
+    if let Some((line, _)) = &job {
+        out.push_str(&format!("job:       {line}\n"));
+    }
+    if info.state == VmState::Missing && job.is_none() {
         out.push_str("           no VM yet: `git vmoat up` creates it\n");
     }
     if let (Some(c), Some(m)) = (info.cpus, info.memory_bytes) {

@@ -1,0 +1,110 @@
+//! Background jobs started by the git hook: one per worktree, with a log and a status file
+//! that `status` and `logs` read.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::repo::Worktree;
+use crate::state::State;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Ok,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub pid: u32,
+    pub worktree: PathBuf,
+    pub state: JobState,
+    /// Unix seconds.
+    pub started: u64,
+    #[serde(default)]
+    pub finished: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Job {
+    /// Running, and its process is still there (a killed job is reported as failed).
+    pub fn effective_state(&self) -> JobState {
+        if self.state == JobState::Running && !crate::exec::process_alive(self.pid) {
+            JobState::Failed
+        } else {
+            self.state.clone()
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A worktree's job key: stable, and known before any config or VM name is.
+pub fn key(wt: &Worktree) -> String {
+    crate::naming::short_hash(&wt.identity(), 12)
+}
+
+pub fn log_path(state: &State, wt: &Worktree) -> PathBuf {
+    state.root().join("logs").join(format!("{}.log", key(wt)))
+}
+
+fn job_path(state: &State, wt: &Worktree) -> PathBuf {
+    state.root().join("jobs").join(format!("{}.json", key(wt)))
+}
+
+pub fn read(state: &State, wt: &Worktree) -> Result<Option<Job>> {
+    let p = job_path(state, wt);
+    if !p.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::state::read_json::<Option<Job>>(&p)?).flatten())
+}
+
+pub fn write(state: &State, wt: &Worktree, job: &Job) -> Result<()> {
+    crate::state::write_json(&job_path(state, wt), &Some(job))
+}
+
+/// Starts the background job for a new worktree; returns at once.
+pub fn spawn(state: &State, wt: &Worktree) -> Result<()> {
+    let log = log_path(state, wt);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let me = std::env::current_exe()?;
+    let child = crate::exec::Cmd::new(me)
+        .arg("__job")
+        .current_dir(&wt.root)
+        .spawn_detached(&log)?;
+    write(
+        state,
+        wt,
+        &Job {
+            pid: child.id(),
+            worktree: wt.root.clone(),
+            state: JobState::Running,
+            started: now(),
+            finished: None,
+            error: None,
+        },
+    )
+}
+
+/// Appends a line to the worktree's job log (for errors before the job could start).
+pub fn log_line(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}

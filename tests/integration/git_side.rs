@@ -1,0 +1,419 @@
+//! The git side, for real: hooks fired by real `git worktree add`, seeding, the notify watcher,
+//! gc. VMs come from the Colima stand-in so creation and destruction are observable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::*;
+
+const CONFIG: &str = "backend = \"colima\"\n[commands]\nup = \"true\"\n";
+
+/// A repo whose committed vmoat.toml every new worktree gets.
+fn repo_with_config(env: &Env, name: &str, init_args: &[&str]) -> PathBuf {
+    let dir = env.home.join("src").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = vec!["init", "-q", "-b", "main"];
+    args.extend(init_args);
+    env.git(&dir, &args);
+    env.write(&dir.join("vmoat.toml"), CONFIG);
+    env.write(&dir.join(".gitignore"), ".env\nsecrets/\nlocal/\n");
+    env.git(&dir, &["add", "."]);
+    env.git(&dir, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn job_state(env: &Env, wt: &Path) -> Option<String> {
+    let r = env.vmoat(wt, &["status", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+    j["job"]["state"].as_str().map(String::from)
+}
+
+#[track_caller]
+fn wait_job_done(env: &Env, wt: &Path) {
+    let ok = wait_until(Duration::from_secs(60), || {
+        matches!(job_state(env, wt).as_deref(), Some("ok") | Some("failed"))
+    });
+    let log = env.vmoat(wt, &["logs"]).stdout;
+    assert!(
+        ok && job_state(env, wt).as_deref() == Some("ok"),
+        "job did not finish well; log:\n{log}"
+    );
+}
+
+#[test]
+fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.write(&repo.join(".env"), "SECRET=1\n");
+    env.write(&repo.join(".git/info/exclude"), ".worktreeinclude\n");
+    env.write(&repo.join(".worktreeinclude"), ".env\n");
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+    let st = env.vmoat(&repo, &["hooks", "status", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(
+        (j["installed"].as_bool(), j["auto"].as_str()),
+        (Some(true), Some("provision"))
+    );
+    // Idempotent.
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+
+    let wt = env.home.join("src/feat");
+    let out = env
+        .cmd("git", &repo)
+        .args(["worktree", "add", "-q", "-b", "feat"])
+        .arg(&wt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{out:?}"
+    );
+    wait_job_done(&env, &wt);
+    assert_eq!(env.profile("wt-feat").unwrap()["status"], "Running");
+    assert_eq!(
+        std::fs::read_to_string(wt.join(".env")).unwrap(),
+        "SECRET=1\n",
+        "seeded"
+    );
+    let log = env.vmoat(&wt, &["logs"]).ok().stdout;
+    assert!(
+        log.contains("seeded .env") && log.contains("job done"),
+        "{log}"
+    );
+
+    // A plain checkout or switch does not start anything.
+    let starts = |e: &Env| {
+        e.call_lines()
+            .iter()
+            .filter(|c| c.starts_with("start"))
+            .count()
+    };
+    let before = starts(&env);
+    env.git(&wt, &["checkout", "-q", "-b", "other"]);
+    env.git(&wt, &["switch", "-q", "feat"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(starts(&env), before);
+
+    // --no-checkout runs no hook: no job.
+    let nc = env.home.join("src/nocheckout");
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--no-checkout",
+            "-b",
+            "nc",
+            nc.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(env.profile("wt-nocheckout").is_none());
+
+    // Uninstall, then a new worktree gets nothing.
+    env.vmoat(&repo, &["hooks", "uninstall"]).ok();
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    let later = env.home.join("src/later");
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "later",
+            later.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(env.profile("wt-later").is_none());
+}
+
+#[test]
+fn an_existing_hook_is_chained_its_exit_code_kept_and_restored_on_uninstall() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    let hook = repo.join(".git/hooks/post-checkout");
+    let marker = env.home.join("user-hook-ran");
+    let user_hook = format!("#!/bin/sh\necho \"$@\" >> {}\nexit 3\n", marker.display());
+    env.write(&hook, &user_hook);
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = env.vmoat(&repo, &["hooks", "install", "--up"]).ok();
+    assert!(r.stderr.contains("earlier hook is kept"), "{r:?}");
+    let wt = env.home.join("src/feat");
+    let out = env
+        .cmd("git", &repo)
+        .args(["worktree", "add", "-q", "-b", "feat"])
+        .arg(&wt)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the user's hook's status is kept: {out:?}"
+    );
+    assert!(wt.join("vmoat.toml").exists());
+    assert!(
+        std::fs::read_to_string(&marker)
+            .unwrap()
+            .starts_with("0000000000000000000000000000000000000000 ")
+    );
+    wait_job_done(&env, &wt);
+    assert!(
+        env.vmoat(&wt, &["logs"]).stdout.contains("is up"),
+        "--up ran the up command"
+    );
+    env.vmoat(&repo, &["hooks", "uninstall"]).ok();
+    assert_eq!(std::fs::read_to_string(&hook).unwrap(), user_hook);
+}
+
+#[test]
+fn hooks_path_relative_absolute_and_tracked() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    // Relative and untracked: resolved from the main checkout, where `git worktree add` runs.
+    let repo = repo_with_config(&env, "rel", &[]);
+    env.git(&repo, &["config", "core.hooksPath", "myhooks"]);
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+    assert!(repo.join("myhooks/post-checkout").exists());
+    let wt = env.home.join("src/rel-wt");
+    env.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "x", wt.to_str().unwrap()],
+    );
+    wait_job_done(&env, &wt);
+
+    // Absolute.
+    let repo2 = repo_with_config(&env, "abs", &[]);
+    let abs = env.home.join("global-hooks");
+    env.git(&repo2, &["config", "core.hooksPath", abs.to_str().unwrap()]);
+    env.vmoat(&repo2, &["hooks", "install"]).ok();
+    assert!(abs.join("post-checkout").exists());
+    let wt2 = env.home.join("src/abs-wt");
+    env.git(
+        &repo2,
+        &["worktree", "add", "-q", "-b", "x", wt2.to_str().unwrap()],
+    );
+    wait_job_done(&env, &wt2);
+
+    // Tracked (a hook manager's dir): refused, nothing written.
+    let repo3 = repo_with_config(&env, "tracked", &[]);
+    env.write(&repo3.join(".githooks/pre-commit"), "#!/bin/sh\n");
+    env.git(&repo3, &["add", ".githooks"]);
+    env.git(&repo3, &["commit", "-q", "-m", "hooks"]);
+    env.git(&repo3, &["config", "core.hooksPath", ".githooks"]);
+    let r = env.vmoat(&repo3, &["hooks", "install"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("tracked in git") && r.stderr.contains("git-vmoat hook post-checkout"),
+        "{r:?}"
+    );
+    assert!(!repo3.join(".githooks/post-checkout").exists());
+}
+
+#[test]
+fn sha256_repositories_fire_the_hook_too() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "sha", &["--object-format=sha256"]);
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+    let wt = env.home.join("src/sha-wt");
+    env.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "x", wt.to_str().unwrap()],
+    );
+    wait_job_done(&env, &wt);
+    assert!(env.profile("wt-sha-wt").is_some());
+}
+
+#[test]
+fn a_missing_git_vmoat_never_breaks_worktree_add() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+    let wt = env.home.join("src/feat");
+    let out = env
+        .cmd("git", &repo)
+        .args(["worktree", "add", "-q", "-b", "feat"])
+        .arg(&wt)
+        .env("PATH", std::env::var("PATH").unwrap()) // no git-vmoat on it
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(wt.join("vmoat.toml").exists());
+}
+
+#[test]
+fn seeding_follows_worktreeinclude_and_never_overwrites() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.write(
+        &repo.join(".worktreeinclude"),
+        "secrets/*.key\nlocal/\n!local/skip.txt\nREADME.md\n../outside\n",
+    );
+    env.write(&repo.join("README.md"), "tracked\n");
+    env.git(&repo, &["add", "README.md", ".worktreeinclude"]);
+    env.git(&repo, &["commit", "-q", "-m", "more"]);
+    env.write(&repo.join("secrets/a.key"), "A\n");
+    env.write(&repo.join("secrets/notes.txt"), "not selected\n");
+    env.write(&repo.join("local/conf.yaml"), "from main\n");
+    env.write(&repo.join("local/skip.txt"), "skip\n");
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    env.write(&wt.join("local/conf.yaml"), "mine\n");
+
+    let dry = env.vmoat(&wt, &["seed", "--dry-run"]).ok();
+    assert!(dry.stderr.contains("would seed secrets/a.key"), "{dry:?}");
+    assert!(!wt.join("secrets/a.key").exists(), "dry run copies nothing");
+
+    let r = env.vmoat(&wt, &["seed"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("secrets/a.key")).unwrap(),
+        "A\n"
+    );
+    assert!(
+        !wt.join("secrets/notes.txt").exists(),
+        "not selected by .worktreeinclude"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("local/conf.yaml")).unwrap(),
+        "mine\n",
+        "never overwritten"
+    );
+    assert!(
+        !r.stderr.contains("README.md") || r.stderr.contains("tracked"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("README.md")).unwrap(),
+        "tracked\n"
+    );
+    assert!(r.stdout.contains("secrets/a.key"), "{r:?}");
+}
+
+fn watcher(env: &Env, dir: &Path) -> std::process::Child {
+    let child = env
+        .cmd(bin(), dir)
+        .args(["watch", "--interval", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+#[test]
+fn the_watcher_destroys_vms_of_removed_pruned_and_deleted_worktrees_but_not_locked_ones() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    let mut wts = vec![];
+    for name in ["removed", "deleted", "pruned", "locked"] {
+        let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
+        env.vmoat(&wt, &["up"]).ok();
+        wts.push(wt);
+    }
+    let mut w = watcher(&env, &repo);
+    let gone = |name: &str| {
+        wait_until(Duration::from_secs(10), || {
+            env.profile(&format!("wt-{name}")).is_none()
+        })
+    };
+
+    env.git(
+        &repo,
+        &["worktree", "remove", "--force", wts[0].to_str().unwrap()],
+    );
+    assert!(gone("removed"), "git worktree remove");
+    std::fs::remove_dir_all(&wts[1]).unwrap();
+    assert!(gone("deleted"), "rm -rf");
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "usb disk",
+            wts[3].to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_dir_all(&wts[3]).unwrap();
+    std::fs::remove_dir_all(&wts[2]).unwrap();
+    env.git(&repo, &["worktree", "prune"]);
+    assert!(gone("pruned"), "git worktree prune");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        env.profile("wt-locked").is_some(),
+        "a locked worktree is not gone"
+    );
+    let _ = w.kill();
+    let _ = w.wait();
+}
+
+#[test]
+fn gc_catches_up_on_what_happened_while_nothing_watched() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    let a = env.worktree(&repo, &env.home.join("src/a"), "a");
+    let b = env.worktree(&repo, &env.home.join("src/b"), "b");
+    env.vmoat(&a, &["up"]).ok();
+    env.vmoat(&b, &["up"]).ok();
+    env.git(
+        &repo,
+        &["worktree", "remove", "--force", a.to_str().unwrap()],
+    );
+
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["status", "--all", "--json"]).ok().stdout)
+            .unwrap();
+    let vms = s["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2, "{s}");
+    let orphan = |n: &str| {
+        vms.iter().find(|v| v["vm"] == n).unwrap()["orphan"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(orphan("wt-a") && !orphan("wt-b"));
+    assert!(
+        env.vmoat(&repo, &["status", "--all"])
+            .ok()
+            .stdout
+            .contains("ORPHAN")
+    );
+
+    let dry: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["gc", "--dry-run", "--json"]).ok().stdout)
+            .unwrap();
+    assert_eq!(dry["version"], 1);
+    assert!(
+        dry["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["vm"] == "wt-a" && v["orphan"] == true && v["destroyed"] == false)
+    );
+    assert!(env.profile("wt-a").is_some(), "dry run destroys nothing");
+
+    env.vmoat(&repo, &["gc"]).ok();
+    assert!(env.profile("wt-a").is_none());
+    assert!(
+        env.profile("wt-b").is_some(),
+        "a VM whose worktree exists is never destroyed"
+    );
+}
