@@ -109,9 +109,8 @@ impl Ctx {
 pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> {
     let _vm_lock = state.lock(&format!("vm-{name}"))?;
     crate::tunnel::close_all(state, name)?;
-    if backend.info(name)?.state != crate::backend::VmState::Missing {
-        backend.delete(name)?;
-    }
+    // Deleting is idempotent in every backend: no state query needed first.
+    backend.delete(name)?;
     crate::tunnel::forget(state, name)?;
     state.update_json(NAMES, |names: &mut Names| {
         names.remove(name);
