@@ -25,11 +25,12 @@ pub fn paths_for(common: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs until the process is stopped: `repos` is asked for the repositories to watch before each
+/// Runs until the process is stopped, also watching the `extra` dirs: `repos` is asked for the repositories to watch before each
 /// reconcile, `reconcile` acts on one repository.
 pub fn run(
     debounce: Duration,
     interval: Duration,
+    extra: &[PathBuf],
     repos: impl Fn() -> Vec<PathBuf>,
     mut reconcile: impl FnMut(&Path),
 ) -> Result<()> {
@@ -40,6 +41,17 @@ pub fn run(
         let current = repos();
         // A deleted dir loses its watch; forget it so it is armed again when it comes back.
         watched.retain(|p| p.exists());
+        for p in extra {
+            if !watched.contains(p)
+                && p.is_dir()
+                && debouncer
+                    .watcher()
+                    .watch(p, RecursiveMode::NonRecursive)
+                    .is_ok()
+            {
+                watched.insert(p.clone());
+            }
+        }
         for repo in &current {
             for p in paths_for(repo) {
                 if !watched.contains(&p)

@@ -360,9 +360,18 @@ pub fn watch(all: bool, install_service: bool, interval: u64) -> Result<()> {
         None => "watching every repository with VMs (Ctrl-C to stop)".into(),
     });
     let st = state.clone();
+    // With --all, a VM made for a new repository changes the registry: watch it to start
+    // watching that repository at once.
+    let extra = if all {
+        vec![state.root().to_path_buf()]
+    } else {
+        vec![]
+    };
+    std::fs::create_dir_all(state.root())?;
     crate::watch::run(
         Duration::from_millis(300),
         Duration::from_secs(interval),
+        &extra,
         || match &only {
             Some(c) => vec![c.clone()],
             None => reconcile::repos(&st).unwrap_or_default(),
