@@ -72,6 +72,21 @@ pub enum Command {
     Trust,
     /// Print git-vmoat's version.
     Version,
+    /// Print the shell completion script (bash, zsh or fish), for `git-vmoat` and `git vmoat`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Check everything a first run needs, and say how to fix each gap.
+    Doctor(JsonArgs),
+    /// Internal (packaging): write completions or man pages into a directory.
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        kind: GenerateKind,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Internal: called by the post-checkout hook.
     #[command(hide = true)]
     Hook {
@@ -189,4 +204,17 @@ pub struct GcArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GenerateKind {
+    Completions,
+    Man,
 }

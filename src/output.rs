@@ -1,13 +1,60 @@
 //! Messages on stderr (coloured on a TTY unless NO_COLOR), data on stdout, JSON helpers.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Instant;
 
 /// 0 = quiet, 1 = normal, 2 = verbose (shows the commands run).
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 
+/// When the command started: non-TTY messages carry the time since.
+static START: OnceLock<Instant> = OnceLock::new();
+/// A live progress line is on the terminal and must be cleared before the next message.
+static LIVE: AtomicBool = AtomicBool::new(false);
+
 pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
+    START.get_or_init(Instant::now);
+}
+
+fn stderr_tty() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// `[+12.3s] ` in logs and pipes, where no live line shows how long things take.
+fn stamp() -> String {
+    if stderr_tty() {
+        return String::new();
+    }
+    let e = START.get_or_init(Instant::now).elapsed();
+    format!("[+{}.{}s] ", e.as_secs(), e.subsec_millis() / 100)
+}
+
+fn clear_live() {
+    if LIVE.swap(false, Ordering::Relaxed) {
+        eprint!("\r\x1b[K");
+    }
+}
+
+/// A progress line: on a terminal it rewrites itself in place; elsewhere it is an ordinary
+/// message (the caller decides how often).
+pub fn progress(msg: impl AsRef<str>) {
+    if quiet() {
+        return;
+    }
+    if stderr_tty() {
+        eprint!("\r\x1b[K{} {}", paint("1;34", "vmoat:"), msg.as_ref());
+        let _ = std::io::stderr().flush();
+        LIVE.store(true, Ordering::Relaxed);
+    } else {
+        info(msg);
+    }
+}
+
+/// Whether progress lines rewrite in place (so they can be sent often).
+pub fn live_progress() -> bool {
+    stderr_tty() && !quiet()
 }
 
 pub fn verbose() -> bool {
@@ -36,12 +83,14 @@ fn paint(code: &str, text: &str) -> String {
 /// A progress or status message.
 pub fn info(msg: impl AsRef<str>) {
     if !quiet() {
-        eprintln!("{} {}", paint("1;34", "vmoat:"), msg.as_ref());
+        clear_live();
+        eprintln!("{} {}{}", paint("1;34", "vmoat:"), stamp(), msg.as_ref());
     }
 }
 
 /// Something the user should know but that does not stop the command.
 pub fn warn(msg: impl AsRef<str>) {
+    clear_live();
     eprintln!("{} {}", paint("1;33", "vmoat: warning:"), msg.as_ref());
 }
 
@@ -54,6 +103,7 @@ pub fn trace(msg: impl AsRef<str>) {
 
 /// Prints the final error and its hint.
 pub fn error(msg: impl AsRef<str>, hint: Option<&str>) {
+    clear_live();
     eprintln!("{} {}", paint("1;31", "error:"), msg.as_ref());
     if let Some(h) = hint {
         eprintln!("{} {}", paint("1;36", "hint:"), h);

@@ -6,6 +6,7 @@ mod common;
 mod integration {
     mod basics;
     mod config;
+    mod docs;
     mod e2e;
     mod git_side;
     mod lifecycle;

@@ -1,5 +1,7 @@
 //! One module per subcommand; `run` dispatches the parsed command line.
 
+mod doctor;
+pub mod generate;
 mod git_side;
 mod info;
 mod init;
@@ -33,6 +35,9 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Status(a) if a.all => git_side::status_all(a.json),
         Command::Status(a) => status::run(&load()?, a.json),
         Command::Hooks(c) => git_side::hooks_cmd(&c),
+        Command::Completions { shell } => generate::print_completion(shell),
+        Command::Generate { kind, out } => generate::generate(kind, &out),
+        Command::Doctor(a) => doctor::run(flag, a.json),
         Command::Hook { args } => git_side::hook(&args),
         Command::Job => git_side::job(flag),
         Command::Seed(a) => git_side::seed_cmd(&load()?, a.dry_run),

@@ -1,0 +1,378 @@
+//! `doctor`: checks what a first run needs and says how to fix each gap. Exit 0 only when
+//! nothing blocks `up`.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::backend::netns::Netns;
+use crate::exec::{self, Cmd};
+use crate::output::{self, JSON_VERSION};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    name: &'static str,
+    level: Level,
+    detail: String,
+    fix: String,
+}
+
+fn check(
+    name: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        level,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
+}
+
+fn version_of(program: &str, args: &[&str]) -> Option<String> {
+    if !exec::on_path(program) {
+        return None;
+    }
+    let out = Cmd::new(program).args(args).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines().next().map(|l| l.trim().to_string())
+}
+
+/// The first `x.y[.z]` in a version line.
+fn parse_version(line: &str) -> Option<(u64, u64, u64)> {
+    line.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|w| w.contains('.'))
+        .and_then(|w| {
+            let mut it = w.split('.').map(|p| p.parse::<u64>().ok());
+            Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+        })
+}
+
+fn free_gib(path: &std::path::Path) -> Option<u64> {
+    let p = path.ancestors().find(|a| a.exists())?;
+    let st = rustix::fs::statvfs(p).ok()?;
+    Some((st.f_bavail * st.f_frsize) >> 30)
+}
+
+pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
+    let mut checks = vec![];
+
+    match version_of("git", &["--version"]) {
+        Some(v) if parse_version(&v).is_some_and(|v| v >= (2, 17, 0)) => {
+            checks.push(check("git", Level::Ok, v, ""));
+        }
+        Some(v) => checks.push(check(
+            "git",
+            Level::Fail,
+            format!("{v} is too old"),
+            "install git 2.17 or newer (worktree remove)",
+        )),
+        None => checks.push(check("git", Level::Fail, "not found", "install git")),
+    }
+
+    let colima = version_of("colima", &["version"]);
+    let netns_why = Netns::unusable();
+    match &colima {
+        Some(v) if parse_version(v).is_some_and(|x| x >= (0, 9, 0)) => {
+            checks.push(check("colima", Level::Ok, v.clone(), ""));
+        }
+        Some(v) => checks.push(check(
+            "colima",
+            Level::Fail,
+            format!("{v}: 0.9.0 or newer is needed"),
+            "upgrade Colima (`brew upgrade colima`)",
+        )),
+        None => checks.push(check(
+            "colima",
+            if netns_why.is_none() {
+                Level::Warn
+            } else {
+                Level::Fail
+            },
+            "not installed",
+            if cfg!(target_os = "macos") {
+                "brew install colima docker"
+            } else {
+                "install Colima (https://colima.run/docs/installation/), or use the netns backend"
+            },
+        )),
+    }
+    if colima.is_some() {
+        match version_of("limactl", &["--version"]) {
+            Some(v) if parse_version(&v).is_some_and(|x| x >= (0, 22, 0)) => {
+                checks.push(check("lima", Level::Ok, v, ""));
+            }
+            Some(v) => checks.push(check(
+                "lima",
+                Level::Warn,
+                format!("{v}: 0.22 or newer is advised"),
+                "upgrade Lima (`brew upgrade lima`)",
+            )),
+            None => checks.push(check(
+                "lima",
+                Level::Fail,
+                "limactl not found (Colima needs it)",
+                "install Lima (`brew install lima`)",
+            )),
+        }
+        match exec::on_path("ssh") {
+            true => checks.push(check("ssh", Level::Ok, "found", "")),
+            false => checks.push(check(
+                "ssh",
+                Level::Fail,
+                "not found (commands and tunnels go over ssh)",
+                "install OpenSSH's client",
+            )),
+        }
+        checks.push(virtualisation());
+    }
+    checks.push(match &netns_why {
+        None => check(
+            "netns backend",
+            Level::Ok,
+            "usable (root, iproute2, dockerd, cgroups)",
+            "",
+        ),
+        Some(why) => check(
+            "netns backend",
+            Level::Warn,
+            why.clone(),
+            "only needed on Linux without Colima",
+        ),
+    });
+    checks.push(match exec::on_path("docker") {
+        true => check("docker CLI", Level::Ok, "found", ""),
+        false => check(
+            "docker CLI",
+            Level::Warn,
+            "not found (Colima's docker runtime needs it on the host)",
+            "install the docker CLI (`brew install docker`)",
+        ),
+    });
+
+    // What the current worktree adds: its config, hooks, and the size of what it asks for.
+    let cwd = std::env::current_dir()?;
+    let state = crate::state::State::open()?;
+    if let Ok(wt) = crate::repo::discover(&cwd) {
+        match crate::config::Config::load(&wt.root, &state) {
+            Ok(cfg) => {
+                checks.push(check(
+                    "config",
+                    Level::Ok,
+                    format!("valid ({} file(s))", cfg.files.len()),
+                    "",
+                ));
+                match crate::backend::select(backend_flag.unwrap_or(&cfg.backend), &state) {
+                    Ok(b) => checks.push(check("backend", Level::Ok, b.kind(), "")),
+                    Err(e) => checks.push(check(
+                        "backend",
+                        Level::Fail,
+                        format!("{e:#}"),
+                        crate::error::find_hint(&e).unwrap_or(""),
+                    )),
+                }
+                checks.push(ram_check(&state, cfg.memory));
+                if let Some(free) = free_gib(state.root()) {
+                    let level = if free < 10 { Level::Warn } else { Level::Ok };
+                    checks.push(check("disk", level, format!("{free} GiB free where VM data goes"), "free some disk space (`docker system prune` in idle worktrees, `git vmoat gc`)"));
+                }
+            }
+            Err(e) => checks.push(check(
+                "config",
+                Level::Fail,
+                format!("{e:#}"),
+                crate::error::find_hint(&e).unwrap_or("fix the config file"),
+            )),
+        }
+        match crate::hooks::state(&wt) {
+            Ok(h) if h.installed && !h.outdated => checks.push(check(
+                "hooks",
+                Level::Ok,
+                format!("installed in {}", h.dir.display()),
+                "",
+            )),
+            Ok(h) if h.installed => checks.push(check(
+                "hooks",
+                Level::Warn,
+                "installed, older version",
+                "git vmoat hooks install",
+            )),
+            _ => checks.push(check(
+                "hooks",
+                Level::Warn,
+                "not installed: new worktrees get no VM by themselves",
+                "git vmoat hooks install",
+            )),
+        }
+    }
+    checks.push(match watcher_running() {
+        true => check("watcher", Level::Ok, "running", ""),
+        false => check(
+            "watcher",
+            Level::Warn,
+            "not running: removed worktrees keep their VMs until `git vmoat gc`",
+            "git vmoat watch --install-service",
+        ),
+    });
+
+    let ok = !checks.iter().any(|c| c.level == Level::Fail);
+    if as_json {
+        output::json(&json!({
+            "version": JSON_VERSION,
+            "ok": ok,
+            "checks": checks.iter().map(|c| json!({
+                "name": c.name,
+                "status": match c.level { Level::Ok => "ok", Level::Warn => "warn", Level::Fail => "fail" },
+                "detail": c.detail,
+                "fix": c.fix,
+            })).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        let mut out = String::new();
+        for c in &checks {
+            let tag = match c.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            out.push_str(&format!("{tag}  {:<14} {}\n", c.name, c.detail));
+            if c.level != Level::Ok && !c.fix.is_empty() {
+                out.push_str(&format!("      {:<14} fix: {}\n", "", c.fix));
+            }
+        }
+        output::data(out)?;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::PassThrough(1).into())
+    }
+}
+
+fn virtualisation() -> Check {
+    if cfg!(target_os = "macos") {
+        let ok = Cmd::new("sysctl")
+            .args(["-n", "kern.hv_support"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1");
+        return if ok {
+            check(
+                "virtualisation",
+                Level::Ok,
+                "Hypervisor.framework available",
+                "",
+            )
+        } else {
+            check(
+                "virtualisation",
+                Level::Fail,
+                "Hypervisor.framework unavailable",
+                "run on a Mac with virtualisation enabled",
+            )
+        };
+    }
+    let wsl = std::fs::read_to_string("/proc/version")
+        .is_ok_and(|v| v.to_lowercase().contains("microsoft"));
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => check("virtualisation", Level::Ok, "KVM available", ""),
+        Err(e) if wsl => check(
+            "virtualisation",
+            Level::Warn,
+            format!("no usable /dev/kvm in WSL2 ({e})"),
+            "enable nested virtualisation (.wslconfig: nestedVirtualization=true)",
+        ),
+        Err(e) => check(
+            "virtualisation",
+            Level::Warn,
+            format!("no usable /dev/kvm ({e}): Colima falls back to slow emulation"),
+            "enable KVM (BIOS virtualisation, kvm module, /dev/kvm access)",
+        ),
+    }
+}
+
+fn ram_check(state: &crate::state::State, memory_gib: u64) -> Check {
+    let names: crate::context::Names = state.read_json("names.json").unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb >> 20)
+    });
+    let Some(host) = host.or_else(|| {
+        Cmd::new("sysctl")
+            .args(["-n", "hw.memsize"])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|b| b >> 30)
+    }) else {
+        return check("memory", Level::Warn, "host RAM unknown", "");
+    };
+    let want = memory_gib * (names.len() as u64 + 1);
+    let detail = format!(
+        "{} VM(s) known + this one at {memory_gib} GiB each = {want} GiB; host has {host} GiB",
+        names.len()
+    );
+    if want > host {
+        check(
+            "memory",
+            Level::Warn,
+            detail,
+            "lower vm.memory in vmoat.local.toml, or `git vmoat down` idle worktrees",
+        )
+    } else {
+        check("memory", Level::Ok, detail, "")
+    }
+}
+
+fn watcher_running() -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Cmd::new("pgrep")
+            .args(["-f", "git-vmoat watch"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    };
+    entries.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.len() > 1 && args[0].ends_with(b"git-vmoat") && args[1] == b"watch"
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_parse_from_tool_output() {
+        assert_eq!(super::parse_version("git version 2.47.3"), Some((2, 47, 3)));
+        assert_eq!(
+            super::parse_version("colima version v0.10.3"),
+            Some((0, 10, 3))
+        );
+        assert_eq!(
+            super::parse_version("limactl version 2.2.0"),
+            Some((2, 2, 0))
+        );
+        assert_eq!(super::parse_version("nothing"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! Completions, man pages and the agent plugin: checked in, in sync with the binary, usable.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn checked_in_completions_and_man_pages_match_the_binary() {
+    let env = Env::new();
+    let out = env.tmp.path().join("gen");
+    for kind in ["completions", "man"] {
+        env.vmoat(
+            &env.home,
+            &["generate", kind, "--out", out.join(kind).to_str().unwrap()],
+        )
+        .ok();
+        let mut generated: Vec<_> = std::fs::read_dir(out.join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut checked_in: Vec<_> =
+            std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(kind))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+        generated.sort();
+        checked_in.sort();
+        assert_eq!(
+            generated, checked_in,
+            "{kind}/ differs: run `git-vmoat generate {kind} --out {kind}`"
+        );
+        for name in generated {
+            let fresh = std::fs::read(out.join(kind).join(&name)).unwrap();
+            let kept = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(kind).join(&name))
+                .unwrap();
+            assert!(
+                fresh == kept,
+                "{kind}/{} is stale: run `git-vmoat generate {kind} --out {kind}`",
+                name.to_string_lossy()
+            );
+        }
+    }
+    let main = repo_file("man/git-vmoat.1");
+    assert!(
+        main.contains(".TH git-vmoat 1"),
+        "{}",
+        &main[..200.min(main.len())]
+    );
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("man/git-vmoat-tunnel.1")
+            .exists()
+    );
+}
+
+#[test]
+fn git_help_vmoat_shows_the_man_page() {
+    if which("man").is_none() {
+        eprintln!("SKIPPED: man is not installed");
+        return;
+    }
+    let env = Env::new();
+    let man1 = env.tmp.path().join("share/man/man1");
+    std::fs::create_dir_all(&man1).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("man/git-vmoat.1"),
+        man1.join("git-vmoat.1"),
+    )
+    .unwrap();
+    let out = env
+        .cmd("git", &env.home)
+        .args(["help", "vmoat"])
+        .env(
+            "MANPATH",
+            format!("{}:", env.tmp.path().join("share/man").display()),
+        )
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("git-vmoat") && text.contains("tunnel"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Completes `line` in a real bash with git's own completion loaded, as a user's TAB would.
+fn bash_complete(env: &Env, line: &str) -> Option<String> {
+    let git_completion = [
+        "/usr/share/bash-completion/completions/git",
+        "/etc/bash_completion.d/git",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())?;
+    let script = format!(
+        "source {git_completion}; source {}; COMP_LINE=\"$1\"; COMP_POINT=${{#COMP_LINE}}; read -ra COMP_WORDS <<< \"$COMP_LINE\"; \
+         [[ \"$COMP_LINE\" == *' ' ]] && COMP_WORDS+=(''); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+         if [[ ${{COMP_WORDS[0]}} == git ]]; then __git_wrap__git_main; else _git__vmoat git-vmoat \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; fi; echo \"${{COMPREPLY[*]}}\"",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("completions/git-vmoat.bash")
+            .display()
+    );
+    let out = env
+        .cmd("bash", &env.home)
+        .args(["-c", &script, "_", line])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn bash_completes_both_git_vmoat_and_git_space_vmoat() {
+    let env = Env::new();
+    let Some(got) = bash_complete(&env, "git vmoat st") else {
+        eprintln!("SKIPPED: git's bash completion is not installed");
+        return;
+    };
+    assert_eq!(got, "status");
+    assert_eq!(bash_complete(&env, "git-vmoat st").unwrap(), "status");
+    assert_eq!(
+        bash_complete(&env, "git vmoat --backend ").unwrap(),
+        "auto colima netns"
+    );
+    assert_eq!(
+        bash_complete(&env, "git-vmoat completions ")
+            .unwrap()
+            .split_whitespace()
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>(),
+        vec!["bash", "zsh", "fish"]
+    );
+    let top = bash_complete(&env, "git vmoat ").unwrap();
+    assert!(top.contains("tunnel") && top.contains("hooks"), "{top}");
+    assert!(
+        !top.contains("__forward") && !top.contains("__job") && !top.contains("generate"),
+        "internal commands are not offered: {top}"
+    );
+}
+
+#[test]
+fn fish_and_zsh_scripts_hook_into_git() {
+    let fish = repo_file("completions/git-vmoat.fish");
+    assert!(fish.contains("complete -c git -n '__fish_seen_subcommand_from vmoat'"));
+    let zsh = repo_file("completions/_git-vmoat");
+    assert!(
+        zsh.starts_with("#compdef git-vmoat"),
+        "zsh's _git calls _git-vmoat for `git vmoat`"
+    );
+    if which("fish").is_some() {
+        let env = Env::new();
+        let script = format!(
+            "source {}; complete -C 'git vmoat hoo'",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("completions/git-vmoat.fish")
+                .display()
+        );
+        let out = env
+            .cmd("fish", &env.home)
+            .args(["--no-config", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("hooks\t"),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_agent_plugin_files_are_valid() {
+    for f in [
+        ".claude-plugin/plugin.json",
+        ".claude-plugin/marketplace.json",
+    ] {
+        let v: serde_json::Value =
+            serde_json::from_str(&repo_file(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(v["name"].is_string(), "{f} has a name");
+    }
+    let market: serde_json::Value =
+        serde_json::from_str(&repo_file(".claude-plugin/marketplace.json")).unwrap();
+    let plugins = market["plugins"].as_array().unwrap();
+    assert!(
+        plugins
+            .iter()
+            .any(|p| p["name"] == "git-vmoat" && p["source"].is_string())
+    );
+    let skill = repo_file("skills/vmoat/SKILL.md");
+    assert!(
+        skill.starts_with("---\nname: vmoat\ndescription: "),
+        "SKILL.md front matter"
+    );
+    for needle in [
+        "git vmoat up",
+        "git vmoat status --json",
+        "git vmoat test",
+        "git vmoat tunnel",
+        "vmoat.toml",
+    ] {
+        assert!(skill.contains(needle), "SKILL.md mentions {needle}");
+    }
+    let cmd = repo_file("commands/vmoat.md");
+    assert!(
+        cmd.starts_with("---\ndescription: "),
+        "commands/vmoat.md front matter"
+    );
+}
+
+#[test]
+fn doctor_reports_json_and_fails_only_on_blockers() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let r = env.vmoat(&repo, &["doctor", "--json"]);
+    let j: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(j["version"], 1);
+    let checks = j["checks"].as_array().unwrap();
+    for name in [
+        "git",
+        "colima",
+        "netns backend",
+        "config",
+        "hooks",
+        "watcher",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["name"] == name),
+            "doctor checks {name}: {j}"
+        );
+    }
+    for c in checks {
+        assert!(["ok", "warn", "fail"].contains(&c["status"].as_str().unwrap()));
+        if c["status"] != "ok" {
+            assert!(
+                !c["fix"].as_str().unwrap().is_empty(),
+                "every gap says how to fix it: {c}"
+            );
+        }
+    }
+    let blocked = checks.iter().any(|c| c["status"] == "fail");
+    assert_eq!(j["ok"], !blocked);
+    assert_eq!(r.code, if blocked { 1 } else { 0 }, "{r:?}");
+
+    // A broken config blocks `up`: doctor says so and exits 1.
+    env.write(&repo.join("vmoat.toml"), "[vm]\ncpu = 2\n");
+    let r = env.vmoat(&repo, &["doctor"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("FAIL  config") && r.stdout.contains("vm.cpus"),
+        "{r:?}"
+    );
+}
