@@ -122,3 +122,16 @@ pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> 
     }
     Ok(())
 }
+
+/// Forgets a name whose VM was never made (creation failed).
+pub fn unclaim(state: &State, name: &str) -> Result<()> {
+    state.update_json(NAMES, |names: &mut Names| {
+        names.remove(name);
+        Ok(())
+    })?;
+    let dir = state.vm_dir_path(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}

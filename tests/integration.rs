@@ -4,6 +4,7 @@
 mod common;
 
 mod integration {
+    mod bad_input;
     mod basics;
     mod config;
     mod docs;

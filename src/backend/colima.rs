@@ -208,7 +208,7 @@ impl Backend for Colima {
         })
     }
 
-    fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
+    fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
         self.check_version()?;
         let mount = spec.mount.to_string_lossy();
         // Colima rejects mount paths with spaces and splits them at commas.
@@ -224,6 +224,11 @@ impl Backend for Colima {
                 "remove vm.type from the config on this machine",
             ));
         }
+        Ok(())
+    }
+
+    fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
+        let mount = spec.mount.to_string_lossy();
         let _global = self.state.lock("colima")?;
         if matches!(current, VmState::Other(s) if s == "Broken") {
             self.colima().args(["stop", vm, "--force"]).checked()?;

@@ -100,6 +100,10 @@ pub trait Backend {
         false
     }
     fn info(&self, vm: &str) -> Result<VmInfo>;
+    /// Checks a VM spec and the runtime before anything is recorded or started.
+    fn preflight(&self, _spec: &StartSpec<'_>) -> Result<()> {
+        Ok(())
+    }
     /// Creates the VM, or starts it when it exists but is not running.
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()>;
     /// Stops the VM, keeping its disk. No error when it is not running.

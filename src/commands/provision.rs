@@ -27,11 +27,6 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     if !ctx.backend.shares_host_fs() {
         check_mount(ctx)?;
     }
-    let vm = ctx.claim_vm_name()?;
-    // One provisioning per VM at a time: a second `up` waits here, then finds it done.
-    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
-    let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
-    let state = ctx.backend.info(&vm)?.state;
     let spec = StartSpec {
         cpus: ctx.cfg.cpus,
         memory_gib: ctx.cfg.memory,
@@ -40,6 +35,13 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
         mount_type: ctx.cfg.mount_type.as_deref(),
         mount: &ctx.cfg.mount,
     };
+    // Everything that can be checked is checked before anything is recorded or started.
+    ctx.backend.preflight(&spec)?;
+    let vm = ctx.claim_vm_name()?;
+    // One provisioning per VM at a time: a second `up` waits here, then finds it done.
+    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
+    let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
+    let state = ctx.backend.info(&vm)?.state;
     let started = Instant::now();
     match &state {
         VmState::Running => output::info(format!("VM {vm} is running")),
@@ -53,7 +55,17 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
                 spec.disk_gib,
                 ctx.backend.kind()
             ));
-            ctx.backend.start(&vm, &spec, &state)?;
+            if let Err(e) = ctx.backend.start(&vm, &spec, &state) {
+                // Nothing was made: give the name back, leave no trace.
+                if ctx
+                    .backend
+                    .info(&vm)
+                    .is_ok_and(|i| i.state == VmState::Missing)
+                {
+                    let _ = crate::context::unclaim(&ctx.state, &vm);
+                }
+                return Err(e);
+            }
             output::info(format!(
                 "VM {vm} created in {}",
                 output::duration(started.elapsed())

@@ -177,6 +177,10 @@ impl Env {
     pub fn output(&self, dir: &Path, args: &[&str], with_colima: bool) -> Output {
         let mut c = self.cmd(bin(), dir);
         c.args(args).env("PATH", self.path_var(with_colima));
+        // A test's own environment wins, PATH included.
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
         c.output().unwrap()
     }
 
