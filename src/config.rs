@@ -848,6 +848,18 @@ pub fn render_toml(values: &Layer) -> String {
     out
 }
 
+/// Fuzzing entry: the TOML layer parser on arbitrary text.
+#[cfg(test)]
+pub(crate) fn parse_toml_for_test(text: &str) -> Result<usize> {
+    toml_layer(Path::new("vmoat.toml"), text).map(|l| l.len())
+}
+
+/// Fuzzing entry: the legacy dump parser on arbitrary bytes.
+#[cfg(test)]
+pub(crate) fn parse_dumps_for_test(bytes: &[u8]) -> Result<usize> {
+    parse_dumps(bytes).map(|d| d.len())
+}
+
 fn leaf(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
 }

@@ -8,6 +8,8 @@ pub mod context;
 pub mod detect;
 pub mod error;
 pub mod exec;
+#[cfg(test)]
+mod fuzz;
 pub mod git;
 pub mod hooks;
 pub mod jobs;

@@ -9,6 +9,7 @@ mod integration {
     mod config;
     mod docs;
     mod e2e;
+    mod faults;
     mod git_side;
     mod lifecycle;
     mod tunnels;

@@ -490,6 +490,14 @@ impl Backend for Netns {
     }
 
     fn start(&self, vm: &str, spec: &StartSpec<'_>, _current: &VmState) -> Result<()> {
+        if Self::dockerd_pid(vm).is_none() && !cgroup::pids(vm).is_empty() {
+            // A crashed daemon left containerd, shims or containers behind: clear them (the
+            // data root is kept) so the new daemon starts from a clean slate.
+            output::warn(format!(
+                "{vm}'s docker daemon had died; cleaning up what it left running"
+            ));
+            self.stop_all(vm, false)?;
+        }
         let data = self.data_dir(vm);
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         std::fs::create_dir_all(Self::run_dir(vm))?;
