@@ -45,7 +45,17 @@ impl Worktree {
 
 /// Finds the worktree containing `cwd`, honouring GIT_DIR/GIT_WORK_TREE like git does.
 pub fn discover(cwd: &Path) -> Result<Worktree> {
-    let repo = match gix::ThreadSafeRepository::discover_with_environment_overrides(cwd) {
+    // Only the repository's own config matters here; skipping the user's and the system's
+    // files keeps every command's start as cheap as `git rev-parse`.
+    let isolated = gix::sec::trust::Mapping {
+        full: gix::open::Options::isolated(),
+        reduced: gix::open::Options::isolated(),
+    };
+    let repo = match gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
+        cwd,
+        Default::default(),
+        isolated,
+    ) {
         Ok(r) => r.to_thread_local(),
         Err(err) => {
             let not_found = err
@@ -85,6 +95,11 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
         .filter(|_| repo.kind() == gix::repository::Kind::LinkedWorkTree);
     let main_root = if id.is_none() {
         Some(root.clone())
+    } else if common_dir.file_name().is_some_and(|n| n == ".git")
+        && let Some(parent) = common_dir.parent().filter(|p| p.join(".git").is_dir())
+    {
+        // The usual layout: the main checkout holds the common dir as its `.git`.
+        Some(parent.to_path_buf())
     } else {
         match repo.main_repo() {
             Ok(main) => main.workdir().map(realpath).transpose()?,
