@@ -91,6 +91,9 @@ _git__vmoat() {
             git__vmoat,version)
                 cmd="git__vmoat__subcmd__version"
                 ;;
+            git__vmoat,warm)
+                cmd="git__vmoat__subcmd__warm"
+                ;;
             git__vmoat,watch)
                 cmd="git__vmoat__subcmd__watch"
                 ;;
@@ -169,6 +172,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,version)
                 cmd="git__vmoat__subcmd__help__subcmd__version"
                 ;;
+            git__vmoat__subcmd__help,warm)
+                cmd="git__vmoat__subcmd__help__subcmd__warm"
+                ;;
             git__vmoat__subcmd__help,watch)
                 cmd="git__vmoat__subcmd__help__subcmd__watch"
                 ;;
@@ -212,7 +218,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,7 +402,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
+            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -788,6 +794,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__version)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__warm)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1198,6 +1218,28 @@ _git__vmoat() {
                 return 0
             fi
             case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__warm)
+            opts="-q -v -h --from --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
                     return 0

@@ -41,6 +41,8 @@ pub enum Command {
     Up,
     /// Run the tests (commands.test) in the VM; extra arguments are passed on.
     Test(PassArgs),
+    /// Copy the stack's images from a sibling worktree's VM (done by `up` unless warm = false).
+    Warm(WarmArgs),
     /// Forward the stack's ports to 127.0.0.1 and print their URLs (one per line).
     Tunnel(TunnelArgs),
     /// Close every tunnel of this worktree's VM.
@@ -217,4 +219,12 @@ pub enum Shell {
 pub enum GenerateKind {
     Completions,
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// The sibling to copy from: a worktree path or a VM name (default: the main worktree's
+    /// VM, then any other running one).
+    #[arg(long)]
+    pub from: Option<String>,
 }

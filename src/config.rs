@@ -17,6 +17,7 @@ use crate::state::State;
 /// The value type of a key.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
+    Bool,
     Str,
     UInt { min: u64, max: u64 },
     StrList,
@@ -136,9 +137,21 @@ pub const KEYS: &[KeyDef] = &[
         Kind::PortList,
         "guest ports `tunnel` forwards",
     ),
+    def(
+        "warm.enabled",
+        "VM_WARM",
+        Kind::Bool,
+        "copy the stack's images from a sibling worktree's VM before up",
+    ),
+    def(
+        "warm.images",
+        "WARM_IMAGES",
+        Kind::StrList,
+        "images to copy (default: `docker compose config --images`)",
+    ),
 ];
 
-const SECTIONS: [&str; 5] = ["vm", "provision", "commands", "health", "tunnel"];
+const SECTIONS: [&str; 6] = ["vm", "provision", "commands", "health", "tunnel", "warm"];
 
 /// Config file names, lowest precedence first: local beats shared, TOML beats shell.
 pub const LEGACY_FILES: [&str; 2] = ["vmoat.conf", "vmoat.local.conf"];
@@ -153,6 +166,7 @@ pub fn key_def(key: &str) -> Option<&'static KeyDef> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Val {
+    Bool(bool),
     Str(String),
     UInt(u64),
     List(Vec<String>),
@@ -162,6 +176,7 @@ pub enum Val {
 impl fmt::Display for Val {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v: toml::Value = match self {
+            Val::Bool(b) => toml::Value::Boolean(*b),
             Val::Str(s) => toml::Value::String(s.clone()),
             Val::UInt(n) => toml::Value::Integer(*n as i64),
             Val::List(l) => {
@@ -217,6 +232,8 @@ pub struct Config {
     pub health_url: Option<String>,
     pub health_timeout: u64,
     pub ports: Vec<u16>,
+    pub warm: bool,
+    pub warm_images: Vec<String>,
     /// Every key that has a value, with its source.
     pub values: BTreeMap<&'static str, (Val, Source)>,
     /// The config files that were read.
@@ -237,6 +254,8 @@ fn defaults(home: &Path) -> Layer {
         ("provision.seed", Val::List(vec![])),
         ("health.timeout", Val::UInt(1800)),
         ("tunnel.ports", Val::Ports(vec![])),
+        ("warm.enabled", Val::Bool(true)),
+        ("warm.images", Val::List(vec![])),
     ];
     // Colima's fast path on macOS; elsewhere Colima decides (qemu, with KVM where present).
     if cfg!(target_os = "macos") {
@@ -398,6 +417,8 @@ impl Config {
             health_url,
             health_timeout: n("health.timeout"),
             ports,
+            warm: !matches!(values.get("warm.enabled"), Some((Val::Bool(false), _))),
+            warm_images: l("warm.images"),
             values,
             files,
         })
@@ -461,7 +482,10 @@ fn toml_layer(path: &Path, text: &str) -> Result<Layer> {
     })?;
     let mut out = vec![];
     for (k, v) in &table {
-        if SECTIONS.contains(&k.as_str()) {
+        if k == "warm" && v.is_bool() {
+            // `warm = false` is short for `[warm] enabled = false`.
+            out.push(toml_value(&file, "warm.enabled", v)?);
+        } else if SECTIONS.contains(&k.as_str()) {
             let Some(inner) = v.as_table() else {
                 bail!(hint(
                     format!("{file}: `{k}` must be a table ([{k}])"),
@@ -495,6 +519,7 @@ fn toml_value(file: &str, key: &str, v: &toml::Value) -> Result<(&'static str, V
         )
     };
     let val = match d.kind {
+        Kind::Bool => Val::Bool(v.as_bool().ok_or_else(|| bad("true or false"))?),
         Kind::Str => Val::Str(v.as_str().ok_or_else(|| bad("a string"))?.to_string()),
         Kind::UInt { min, max } => {
             let want = format!("a whole number from {min} to {max}");
@@ -700,6 +725,12 @@ fn legacy_value(file: &str, name: &str, v: &ShellVal) -> Result<Option<(&'static
         )
     };
     let val = match d.kind {
+        Kind::Bool if scalar.trim().is_empty() => return Ok(None),
+        Kind::Bool => match scalar.trim() {
+            "1" | "true" | "yes" | "on" => Val::Bool(true),
+            "0" | "false" | "no" | "off" => Val::Bool(false),
+            _ => return Err(bad("true or false", &scalar)),
+        },
         Kind::Str if scalar.is_empty() => return Ok(None),
         Kind::Str => Val::Str(scalar),
         Kind::UInt { .. } if scalar.trim().is_empty() => return Ok(None),

@@ -15,6 +15,7 @@ pub struct Cmd {
     inner: Command,
     argv: Vec<OsString>,
     stdin_inherit: bool,
+    stdin_piped: bool,
     stdout_to_stderr: bool,
 }
 
@@ -24,6 +25,7 @@ impl Cmd {
             inner: Command::new(program.as_ref()),
             argv: vec![program.as_ref().to_os_string()],
             stdin_inherit: false,
+            stdin_piped: false,
             stdout_to_stderr: false,
         }
     }
@@ -66,6 +68,12 @@ impl Cmd {
         self
     }
 
+    /// Gives the child a pipe as stdin, for streaming into it.
+    pub fn stdin_piped(mut self) -> Self {
+        self.stdin_piped = true;
+        self
+    }
+
     /// Sends the child's stdout to our stderr: its output is a message, not our data.
     pub fn stdout_to_stderr(mut self) -> Self {
         self.stdout_to_stderr = true;
@@ -88,7 +96,9 @@ impl Cmd {
 
     fn prepare(&mut self) {
         output::trace(self.display());
-        self.inner.stdin(if self.stdin_inherit {
+        self.inner.stdin(if self.stdin_piped {
+            Stdio::piped()
+        } else if self.stdin_inherit {
             Stdio::inherit()
         } else {
             Stdio::null()

@@ -21,4 +21,5 @@ pub mod seed;
 pub mod shell;
 pub mod state;
 pub mod tunnel;
+pub mod warm;
 pub mod watch;

@@ -7,7 +7,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use anyhow::Result;
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 /// Paths whose changes can mean a worktree came or went.
 pub fn paths_for(common: &Path) -> Vec<PathBuf> {
@@ -34,8 +34,18 @@ pub fn run(
     repos: impl Fn() -> Vec<PathBuf>,
     mut reconcile: impl FnMut(&Path),
 ) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut debouncer = new_debouncer(debounce, tx)?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    // Access events (a file opened or read) are dropped: reconciling reads the very dirs we
+    // watch, and would otherwise wake itself up forever.
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let relevant = match res {
+            Ok(ev) => !matches!(ev.kind, EventKind::Access(_)),
+            Err(_) => true, // overflow and friends: rescan
+        };
+        if relevant {
+            let _ = tx.send(());
+        }
+    })?;
     let mut watched: HashSet<PathBuf> = HashSet::new();
     loop {
         let current = repos();
@@ -44,10 +54,7 @@ pub fn run(
         for p in extra {
             if !watched.contains(p)
                 && p.is_dir()
-                && debouncer
-                    .watcher()
-                    .watch(p, RecursiveMode::NonRecursive)
-                    .is_ok()
+                && watcher.watch(p, RecursiveMode::NonRecursive).is_ok()
             {
                 watched.insert(p.clone());
             }
@@ -56,10 +63,7 @@ pub fn run(
             for p in paths_for(repo) {
                 if !watched.contains(&p)
                     && p.is_dir()
-                    && debouncer
-                        .watcher()
-                        .watch(&p, RecursiveMode::NonRecursive)
-                        .is_ok()
+                    && watcher.watch(&p, RecursiveMode::NonRecursive).is_ok()
                 {
                     watched.insert(p);
                 }
@@ -69,10 +73,11 @@ pub fn run(
             reconcile(repo);
         }
         match rx.recv_timeout(interval) {
-            Ok(_) | Err(RecvTimeoutError::Timeout) => {
-                // Coalesce whatever else arrived meanwhile.
-                while rx.try_recv().is_ok() {}
+            Ok(()) => {
+                // Debounce: git writes several files per operation; act once they settle.
+                while rx.recv_timeout(debounce).is_ok() {}
             }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }

@@ -319,6 +319,16 @@ impl Backend for Colima {
         }
     }
 
+    fn docker(&self, vm: &str) -> Result<Cmd> {
+        // Colima forwards each profile's daemon socket to `<base>/<profile>/docker.sock`;
+        // DOCKER_HOST beats any context, so the user's current context is never touched.
+        let base = Self::base_dir().context("cannot find Colima's directory (is HOME set?)")?;
+        let sock = base.join(vm).join("docker.sock");
+        Ok(Cmd::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .env_remove("DOCKER_CONTEXT"))
+    }
+
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
         let cfg = self.ssh_config(vm)?;
         // Its own connection: riding Colima's multiplexed master makes the client exit at once

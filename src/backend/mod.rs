@@ -113,6 +113,8 @@ pub trait Backend {
     /// Runs a shell script in the VM with `cwd` as working directory; the exit code is the
     /// script's own. `None` script = an interactive login shell.
     fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut>;
+    /// A `docker` CLI command on the host that talks to the VM's daemon (for copying images).
+    fn docker(&self, vm: &str) -> Result<Cmd>;
     /// The process that forwards 127.0.0.1:host on this machine to 127.0.0.1:guest in the VM.
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd>;
 }

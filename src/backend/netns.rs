@@ -578,6 +578,15 @@ impl Backend for Netns {
         }
     }
 
+    fn docker(&self, vm: &str) -> Result<Cmd> {
+        Ok(Cmd::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", Self::socket(vm).display()),
+            )
+            .env_remove("DOCKER_CONTEXT"))
+    }
+
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
         let me = std::env::current_exe().context("finding git-vmoat's own path")?;
         Ok(Cmd::new(me)

@@ -28,6 +28,8 @@ fn example(key: &str) -> &'static str {
         "health.url" => "\"http://localhost:8080/health\"",
         "health.timeout" => "1800",
         "tunnel.ports" => "[8080]",
+        "warm.enabled" => "true",
+        "warm.images" => "[\"myapp-web\", \"postgres:16\"]",
         _ => "\"\"",
     }
 }

@@ -28,6 +28,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Config(a) => info::config(&load()?, a.json),
         Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
         Command::Up => provision::up(&load()?),
+        Command::Warm(a) => provision::warm_cmd(&load()?, a.from.as_deref()),
         Command::Test(a) => run_in_vm::test(&load()?, &a.args),
         Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),
         Command::Tunnel(a) => tunnel::tunnel(&load()?, &a.ports, a.json),

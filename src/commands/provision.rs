@@ -243,6 +243,14 @@ pub fn up(ctx: &Ctx) -> Result<()> {
     };
     let started = Instant::now();
     let vm = provision(ctx, Mode::IfNeeded)?;
+    if ctx.cfg.warm {
+        // Never slower than cold: a failed copy is reported and up goes on.
+        match crate::warm::warm(ctx, &vm, None) {
+            Ok(Some(r)) => output::info(r.line()),
+            Ok(None) => {}
+            Err(e) => output::warn(format!("warm start failed, starting cold: {e:#}")),
+        }
+    }
     output::info(format!("running `{up_cmd}` in {vm}…"));
     let out = ctx
         .backend
@@ -319,4 +327,16 @@ fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()>
         }
         std::thread::sleep(Duration::from_secs(2).min(timeout - elapsed));
     }
+}
+
+/// `warm [--from X]`: copy the stack's images from a sibling VM now.
+pub fn warm_cmd(ctx: &Ctx, from: Option<&str>) -> Result<()> {
+    let vm = super::running_vm(ctx)?;
+    match crate::warm::warm(ctx, &vm, from)? {
+        Some(r) => output::info(r.line()),
+        None => output::info(format!(
+            "{vm} already has every image its stack needs, or none is known (set warm.images)"
+        )),
+    }
+    Ok(())
 }

@@ -361,3 +361,77 @@ fn end_to_end_on_netns() {
 fn end_to_end_on_colima() {
     run("colima");
 }
+
+/// A new worktree's first `up` copies the image from its sibling's VM instead of building it.
+fn warm_start(backend: &str) {
+    if let Some(why) = unavailable(backend) {
+        eprintln!("SKIPPED ({backend}): {why}");
+        return;
+    }
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let fs = rootfs(&env);
+    let config = |warm: bool| {
+        let up = format!(
+            "docker image inspect app >/dev/null 2>&1 || {{ echo BUI\"\"LT-IMAGE; tar -C {} -c . | docker import - app >/dev/null; }}; \
+             docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" app httpd -f -p 80 -h /www >/dev/null",
+            fs.display()
+        );
+        format!(
+            "backend = {backend:?}\n[commands]\nup = {}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n[warm]\nenabled = {warm}\nimages = [\"app\"]\n",
+            toml_str(&up)
+        )
+    };
+    let make = |name: &str, warm: bool| {
+        let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
+        env.write(&wt.join("www/index.html"), &format!("{name}\n"));
+        env.write(&wt.join("vmoat.toml"), &config(warm));
+        wt
+    };
+    let a = make("first", true);
+    let r = env.vmoat(&a, &["up"]).ok();
+    assert!(
+        r.stderr.contains("BUILT-IMAGE") && r.stderr.contains("no sibling VM has app"),
+        "{r:?}"
+    );
+    let b = make("second", true);
+    let r = env.vmoat(&b, &["up"]).ok();
+    assert!(
+        !r.stderr.contains("BUILT-IMAGE"),
+        "the image came from the sibling: {r:?}"
+    );
+    assert!(
+        r.stderr.contains("warmed 1 image") && r.stderr.contains("from wt-first"),
+        "{r:?}"
+    );
+    assert_eq!(
+        env.vmoat(&b, &["ssh", "curl", "-sf", "http://127.0.0.1:8080/"])
+            .ok()
+            .stdout,
+        "second\n"
+    );
+    let c = make("cold", false);
+    let r = env.vmoat(&c, &["up"]).ok();
+    assert!(
+        r.stderr.contains("BUILT-IMAGE") && !r.stderr.contains("warmed"),
+        "warm = false: {r:?}"
+    );
+    // By hand, naming the sibling; nothing left to copy is not an error.
+    let r = env.vmoat(&c, &["warm", "--from", a.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("already has every image"), "{r:?}");
+    let r = env.vmoat(&c, &["warm", "--from", "nope"]);
+    assert!(
+        r.code == 0 || r.stderr.contains("no VM of this repository matches"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn warm_start_on_netns() {
+    warm_start("netns");
+}
+
+#[test]
+fn warm_start_on_colima() {
+    warm_start("colima");
+}

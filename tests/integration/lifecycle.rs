@@ -36,8 +36,8 @@ fn up_creates_the_vm_with_exactly_the_contract_flags() {
     assert_eq!(
         env.call_lines(),
         vec![
-            "list wt-feat --json".to_string(),
-            "version".into(),
+            "version".to_string(),
+            "list wt-feat --json".into(),
             format!(
                 "start wt-feat --runtime docker --cpus 2 --memory 3 --disk 20 --mount {home}:w --activate=false --template=false --ssh-config=false --port-forwarder=none"
             ),

@@ -1,0 +1,181 @@
+//! Warm start: before a VM's first `up`, copy the images its stack needs from a sibling
+//! worktree's VM (`docker save` there streamed into `docker load` here, through the host, no
+//! temp file), so only the first worktree of a project pays for building and pulling.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::backend::{self, Io, VmState};
+use crate::context::{Ctx, Names};
+use crate::output;
+
+/// What a warm start copied.
+pub struct Report {
+    pub images: Vec<String>,
+    pub bytes: u64,
+    pub from: String,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        format!(
+            "warmed {} image{} ({:.1} MiB) from {} in {:.1}s: {}",
+            self.images.len(),
+            if self.images.len() == 1 { "" } else { "s" },
+            self.bytes as f64 / 1048576.0,
+            self.from,
+            self.seconds,
+            self.images.join(", ")
+        )
+    }
+}
+
+/// The images the stack needs: `warm.images`, else what `docker compose config --images` lists.
+fn wanted(ctx: &Ctx, vm: &str) -> Result<Vec<String>> {
+    if !ctx.cfg.warm_images.is_empty() {
+        return Ok(ctx.cfg.warm_images.clone());
+    }
+    if !crate::detect::COMPOSE_FILES
+        .iter()
+        .any(|f| ctx.wt.root.join(f).is_file())
+    {
+        return Ok(vec![]);
+    }
+    let out = ctx.backend.exec(
+        vm,
+        &ctx.wt.root,
+        Some("docker compose config --images"),
+        Io::Capture,
+    )?;
+    if out.code != 0 {
+        bail!(
+            "`docker compose config --images` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out
+        .stdout_text()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+fn has_image(docker: Result<crate::exec::Cmd>, image: &str) -> bool {
+    docker.is_ok_and(|d| {
+        d.args(["image", "inspect", "--format", "{{.Id}}", image])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Copies the images `vm` lacks from the first running sibling that has them (the main
+/// worktree's VM first, or the one named by `from`). Ok(None) when there is nothing to do.
+pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
+    let images = wanted(ctx, vm)?;
+    let missing: Vec<String> = images
+        .into_iter()
+        .filter(|i| !has_image(ctx.backend.docker(vm), i))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let names: Names = ctx.state.read_json("names.json")?;
+    let mut siblings: Vec<(String, bool, std::path::PathBuf)> =
+        crate::reconcile::known(&names, &ctx.wt.common_dir)
+            .into_iter()
+            .filter(|k| k.name != vm)
+            .map(|k| (k.name, k.id.is_none(), k.owner.root))
+            .collect();
+    // The main worktree's VM first: it is the one most likely to have everything.
+    siblings.sort_by_key(|(name, is_main, _)| (!is_main, name.clone()));
+    if let Some(f) = from {
+        let want = std::fs::canonicalize(f).ok();
+        siblings.retain(|(name, _, root)| name == f || want.as_ref() == Some(root));
+        if siblings.is_empty() {
+            bail!(
+                "no VM of this repository matches `{f}` (a worktree path or VM name; see `git vmoat status --all`)"
+            );
+        }
+    }
+    for (name, _, _) in siblings {
+        let b = backend::select(&names[&name].backend, &ctx.state)?;
+        if b.info(&name)?.state != VmState::Running {
+            output::info(format!(
+                "warm start: sibling {name} is not running, skipped"
+            ));
+            continue;
+        }
+        let have: Vec<String> = missing
+            .iter()
+            .filter(|i| has_image(b.docker(&name), i))
+            .cloned()
+            .collect();
+        if have.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let bytes = stream(b.docker(&name)?, ctx.backend.docker(vm)?, &have)
+            .with_context(|| format!("copying images from {name}"))?;
+        return Ok(Some(Report {
+            images: have,
+            bytes,
+            from: name,
+            seconds: started.elapsed().as_secs_f64(),
+        }));
+    }
+    output::info(format!(
+        "warm start: no sibling VM has {}; starting cold",
+        missing.join(", ")
+    ));
+    Ok(None)
+}
+
+/// `docker save` on one daemon piped into `docker load` on the other; returns the bytes moved.
+/// `docker load` only registers an image once its whole archive arrived, so a broken stream
+/// leaves no half image behind.
+fn stream(from: crate::exec::Cmd, to: crate::exec::Cmd, images: &[String]) -> Result<u64> {
+    let mut save = from
+        .arg("save")
+        .args(images)
+        .spawn_with(Stdio::piped(), Stdio::piped())?;
+    let mut load = to
+        .arg("load")
+        .arg("-q")
+        .stdin_piped()
+        .spawn_with(Stdio::null(), Stdio::piped())?;
+    let mut src = save.stdout.take().context("docker save has no stdout")?;
+    let mut dst = load.stdin.take().context("docker load has no stdin")?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let copied: std::io::Result<()> = (|| loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    })();
+    drop(dst);
+    let save_out = save.wait_with_output()?;
+    let load_out = load.wait_with_output()?;
+    copied.context("streaming the images")?;
+    if !save_out.status.success() {
+        bail!(
+            "docker save failed: {}",
+            String::from_utf8_lossy(&save_out.stderr).trim()
+        );
+    }
+    if !load_out.status.success() {
+        bail!(
+            "docker load failed: {}",
+            String::from_utf8_lossy(&load_out.stderr).trim()
+        );
+    }
+    Ok(total)
+}
