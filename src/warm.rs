@@ -103,37 +103,72 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
             );
         }
     }
+    // Running siblings first; a stopped one is started briefly and stopped again.
+    let mut running = vec![];
+    let mut stopped = vec![];
     for (name, _, _) in siblings {
         let b = backend::select(&names[&name].backend, &ctx.state)?;
-        if b.info(&name)?.state != VmState::Running {
+        match b.info(&name)?.state {
+            VmState::Running => running.push((name, b, true)),
+            VmState::Stopped => stopped.push((name, b, false)),
+            _ => {}
+        }
+    }
+    for (name, b, is_running) in running.into_iter().chain(stopped) {
+        let _lock = if is_running {
+            None
+        } else {
+            Some(ctx.state.lock(&format!("vm-{name}"))?)
+        };
+        if !is_running {
             output::info(format!(
-                "warm start: sibling {name} is not running, skipped"
+                "warm start: starting the stopped sibling {name} to copy from it"
             ));
-            continue;
+            if let Err(e) = b.resume(&name) {
+                output::warn(format!("warm start: could not start {name}: {e:#}"));
+                continue;
+            }
         }
-        let have: Vec<String> = missing
-            .iter()
-            .filter(|i| has_image(b.docker(&name), i))
-            .cloned()
-            .collect();
-        if have.is_empty() {
-            continue;
+        let copied = copy_from(ctx, vm, &name, b.as_ref(), &missing);
+        if !is_running && let Err(e) = b.stop(&name) {
+            output::warn(format!("warm start: could not stop {name} again: {e:#}"));
         }
-        let started = Instant::now();
-        let bytes = stream(b.docker(&name)?, ctx.backend.docker(vm)?, &have)
-            .with_context(|| format!("copying images from {name}"))?;
-        return Ok(Some(Report {
-            images: have,
-            bytes,
-            from: name,
-            seconds: started.elapsed().as_secs_f64(),
-        }));
+        if let Some(report) = copied? {
+            return Ok(Some(report));
+        }
     }
     output::info(format!(
         "warm start: no sibling VM has {}; starting cold",
         missing.join(", ")
     ));
     Ok(None)
+}
+
+/// Copies what `sibling` has of `missing`; None when it has none of them.
+fn copy_from(
+    ctx: &Ctx,
+    vm: &str,
+    sibling: &str,
+    b: &dyn backend::Backend,
+    missing: &[String],
+) -> Result<Option<Report>> {
+    let have: Vec<String> = missing
+        .iter()
+        .filter(|i| has_image(b.docker(sibling), i))
+        .cloned()
+        .collect();
+    if have.is_empty() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let bytes = stream(b.docker(sibling)?, ctx.backend.docker(vm)?, &have)
+        .with_context(|| format!("copying images from {sibling}"))?;
+    Ok(Some(Report {
+        images: have,
+        bytes,
+        from: sibling.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `docker save` on one daemon piped into `docker load` on the other; returns the bytes moved.

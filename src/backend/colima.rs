@@ -267,6 +267,20 @@ impl Backend for Colima {
         Ok(())
     }
 
+    fn resume(&self, vm: &str) -> Result<()> {
+        // No size or mount flags: Colima starts the profile from its saved config.
+        let _global = self.state.lock("colima")?;
+        let cmd = self.colima().args([
+            "start",
+            vm,
+            "--activate=false",
+            "--template=false",
+            "--ssh-config=false",
+            "--port-forwarder=none",
+        ]);
+        self.run_streamed(cmd, "starting the sibling VM")
+    }
+
     fn stop(&self, vm: &str) -> Result<()> {
         let _global = self.state.lock("colima")?;
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")

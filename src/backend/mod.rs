@@ -106,6 +106,8 @@ pub trait Backend {
     }
     /// Creates the VM, or starts it when it exists but is not running.
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()>;
+    /// Starts a stopped VM with the settings it was created with (to borrow from it briefly).
+    fn resume(&self, vm: &str) -> Result<()>;
     /// Stops the VM, keeping its disk. No error when it is not running.
     fn stop(&self, vm: &str) -> Result<()>;
     /// Deletes the VM and its data. No error when it does not exist.

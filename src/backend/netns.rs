@@ -528,6 +528,19 @@ impl Backend for Netns {
         Ok(())
     }
 
+    fn resume(&self, vm: &str) -> Result<()> {
+        let meta: Meta = crate::state::read_json(&self.data_dir(vm).join("vm.json"))?;
+        let spec = StartSpec {
+            cpus: meta.cpus.max(1),
+            memory_gib: meta.memory_gib.max(1),
+            disk_gib: 0,
+            vm_type: None,
+            mount_type: None,
+            mount: Path::new("/"),
+        };
+        self.start(vm, &spec, &VmState::Stopped)
+    }
+
     fn stop(&self, vm: &str) -> Result<()> {
         self.stop_all(vm, true)
     }

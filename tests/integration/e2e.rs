@@ -416,10 +416,26 @@ fn warm_start(backend: &str) {
         r.stderr.contains("BUILT-IMAGE") && !r.stderr.contains("warmed"),
         "warm = false: {r:?}"
     );
+    // A stopped sibling is started to copy from, and stopped again.
+    for wt in [&a, &b, &c] {
+        env.vmoat(wt, &["down"]).ok();
+    }
+    let d = make("fourth", true);
+    let r = env.vmoat(&d, &["up"]).ok();
+    assert!(
+        !r.stderr.contains("BUILT-IMAGE") && r.stderr.contains("warmed 1 image"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("starting the stopped sibling"), "{r:?}");
+    for wt in [&a, &b, &c] {
+        let s: serde_json::Value =
+            serde_json::from_str(&env.vmoat(wt, &["status", "--json"]).ok().stdout).unwrap();
+        assert_eq!(s["state"], "Stopped", "the sibling is left as it was");
+    }
     // By hand, naming the sibling; nothing left to copy is not an error.
-    let r = env.vmoat(&c, &["warm", "--from", a.to_str().unwrap()]).ok();
+    let r = env.vmoat(&d, &["warm", "--from", a.to_str().unwrap()]).ok();
     assert!(r.stderr.contains("already has every image"), "{r:?}");
-    let r = env.vmoat(&c, &["warm", "--from", "nope"]);
+    let r = env.vmoat(&d, &["warm", "--from", "nope"]);
     assert!(
         r.code == 0 || r.stderr.contains("no VM of this repository matches"),
         "{r:?}"
