@@ -112,18 +112,10 @@ pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> 
     // Deleting is idempotent in every backend: no state query needed first.
     backend.delete(name)?;
     crate::tunnel::forget(state, name)?;
-    state.update_json(NAMES, |names: &mut Names| {
-        names.remove(name);
-        Ok(())
-    })?;
-    let dir = state.vm_dir_path(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    Ok(())
+    unclaim(state, name)
 }
 
-/// Forgets a name whose VM was never made (creation failed).
+/// Forgets a name (and its runtime files) whose VM is gone or was never made.
 pub fn unclaim(state: &State, name: &str) -> Result<()> {
     state.update_json(NAMES, |names: &mut Names| {
         names.remove(name);

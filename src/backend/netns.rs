@@ -72,12 +72,14 @@ impl Uplink {
     }
 
     fn nat_rule(&self, vm: &str) -> Vec<String> {
-        [
+        let net = self.cidr(0, 30);
+        let c = Self::comment(vm);
+        words(&[
             "-t",
             "nat",
             "POSTROUTING",
             "-s",
-            &self.cidr(0, 30),
+            &net,
             "!",
             "-o",
             &self.host_if,
@@ -86,19 +88,16 @@ impl Uplink {
             "-m",
             "comment",
             "--comment",
-            &Self::comment(vm),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            &c,
+        ])
     }
 
     fn forward_rules(&self, vm: &str) -> [Vec<String>; 2] {
         let c = Self::comment(vm);
-        [
-            [
+        ["-i", "-o"].map(|dir| {
+            words(&[
                 "FORWARD",
-                "-i",
+                dir,
                 &self.host_if,
                 "-j",
                 "ACCEPT",
@@ -106,25 +105,8 @@ impl Uplink {
                 "comment",
                 "--comment",
                 &c,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            [
-                "FORWARD",
-                "-o",
-                &self.host_if,
-                "-j",
-                "ACCEPT",
-                "-m",
-                "comment",
-                "--comment",
-                &c,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        ]
+            ])
+        })
     }
 
     /// A free /30 in 10.240.0.0/12, starting from a slot derived from the name.
@@ -436,6 +418,10 @@ impl Netns {
         }
         Ok(())
     }
+}
+
+fn words(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {

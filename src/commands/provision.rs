@@ -10,7 +10,6 @@ use crate::backend::{Io, StartSpec, VmState};
 use crate::context::Ctx;
 use crate::error::hint;
 use crate::output;
-use crate::seed::{self, Outcome};
 use crate::shell;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -201,37 +200,10 @@ fn run_script(ctx: &Ctx, vm: &str) -> Result<()> {
 }
 
 fn seed_files(ctx: &Ctx) -> Result<()> {
-    if ctx.cfg.seed.is_empty() || ctx.wt.is_main() {
+    if ctx.wt.is_main() {
         return Ok(());
     }
-    let Some(main) = &ctx.wt.main_root else {
-        output::warn("the main repository is bare: there is no main checkout to seed from");
-        return Ok(());
-    };
-    for (entry, outcome) in seed::seed(main, &ctx.wt.root, &ctx.cfg.seed, false)? {
-        match outcome {
-            Outcome::Copied(n) => output::info(format!(
-                "seeded {entry} ({n} file{})",
-                if n == 1 { "" } else { "s" }
-            )),
-            Outcome::Partial { copied, kept } => {
-                output::info(format!(
-                    "seeded {entry}: {copied} copied, {kept} already present and kept"
-                ));
-            }
-            Outcome::Exists => {}
-            Outcome::Missing => output::warn(format!(
-                "seed {entry} is in neither the main checkout nor this worktree"
-            )),
-            Outcome::Tracked => output::warn(format!(
-                "seed {entry} is tracked by git, so every checkout has it: not copied"
-            )),
-            Outcome::NotIgnored => output::warn(format!(
-                "seed {entry} is not gitignored in the main checkout: not copied"
-            )),
-        }
-    }
-    Ok(())
+    super::git_side::seed_worktree(ctx, false).map(drop)
 }
 
 pub fn up(ctx: &Ctx) -> Result<()> {
