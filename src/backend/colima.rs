@@ -307,30 +307,11 @@ impl Backend for Colima {
             .arg(&cfg)
             .args(["-o", "LogLevel=ERROR"]);
         cmd = match io {
-            Io::Capture => cmd.args(["-T", "-n"]),
-            Io::Log => cmd.args(["-T", "-n"]).stdout_to_stderr(),
-            Io::Inherit if terminal => cmd.arg("-t").stdin_inherit(),
-            Io::Inherit => cmd.arg("-T").stdin_inherit(),
+            Io::Capture | Io::Log => cmd.args(["-T", "-n"]),
+            Io::Inherit if terminal => cmd.arg("-t"),
+            Io::Inherit => cmd.arg("-T"),
         };
-        let cmd = cmd.arg(format!("colima-{vm}")).arg(remote);
-        match io {
-            Io::Capture => {
-                let out = cmd.output()?;
-                Ok(ExecOut {
-                    code: exec::status_code(out.status),
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                })
-            }
-            Io::Inherit | Io::Log => {
-                let status = cmd.status()?;
-                Ok(ExecOut {
-                    code: exec::status_code(status),
-                    stdout: vec![],
-                    stderr: vec![],
-                })
-            }
-        }
+        super::run_io(cmd.arg(format!("colima-{vm}")).arg(remote), io)
     }
 
     fn docker(&self, vm: &str) -> Result<Cmd> {

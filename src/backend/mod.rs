@@ -87,6 +87,28 @@ impl ExecOut {
     }
 }
 
+/// Runs a command that executes in a VM with the given stdio, returning its exact status.
+pub fn run_io(cmd: Cmd, io: Io) -> Result<ExecOut> {
+    let status = match io {
+        Io::Capture => {
+            let out = cmd.output()?;
+            let code = crate::exec::status_code(out.status);
+            return Ok(ExecOut {
+                code,
+                stdout: out.stdout,
+                stderr: out.stderr,
+            });
+        }
+        Io::Inherit => cmd.stdin_inherit().status()?,
+        Io::Log => cmd.stdout_to_stderr().status()?,
+    };
+    Ok(ExecOut {
+        code: crate::exec::status_code(status),
+        stdout: vec![],
+        stderr: vec![],
+    })
+}
+
 /// Everything git-vmoat asks of a VM runtime.
 pub trait Backend {
     /// The backend's name as configured (`colima`).

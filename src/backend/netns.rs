@@ -555,26 +555,7 @@ impl Backend for Netns {
             .args(["bash", "-c", &body])
             .env_remove("DOCKER_CONTEXT")
             .current_dir(cwd);
-        match io {
-            Io::Capture => {
-                let out = cmd.output()?;
-                Ok(ExecOut {
-                    code: exec::status_code(out.status),
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                })
-            }
-            Io::Inherit => Ok(ExecOut {
-                code: exec::status_code(cmd.stdin_inherit().status()?),
-                stdout: vec![],
-                stderr: vec![],
-            }),
-            Io::Log => Ok(ExecOut {
-                code: exec::status_code(cmd.stdout_to_stderr().status()?),
-                stdout: vec![],
-                stderr: vec![],
-            }),
-        }
+        super::run_io(cmd, io)
     }
 
     fn docker(&self, vm: &str) -> Result<Cmd> {

@@ -27,29 +27,8 @@ fn unavailable(backend: &str) -> Option<String> {
     })
 }
 
-fn netns_unavailable() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("the netns backend needs root".into());
-    }
-    ["ip", "nsenter", "dockerd", "docker"]
-        .iter()
-        .find(|t| which(t).is_none())
-        .map(|t| format!("{t} is not installed (apt install iproute2 docker.io)"))
-}
-
-/// A busybox root filesystem to `docker import` (no image can be pulled here).
 fn rootfs(env: &Env) -> PathBuf {
-    let root = env.tmp.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    let bb = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap();
-    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-    for app in ["sh", "httpd", "sleep", "cat"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
-    }
-    root
+    busybox_rootfs(env)
 }
 
 /// The stack: a busybox httpd container on 8080 serving the worktree's own `www/`.

@@ -8,29 +8,17 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn netns_ready() -> bool {
-    if !rustix::process::geteuid().is_root()
-        || ["ip", "nsenter", "dockerd", "docker"]
-            .iter()
-            .any(|t| which(t).is_none())
-    {
-        eprintln!("SKIPPED: needs root, iproute2 and docker.io (the netns backend)");
-        return false;
+    match netns_unavailable() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+        None => true,
     }
-    true
 }
 
 fn rootfs(env: &Env) -> PathBuf {
-    let root = env.tmp.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    let bb = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox");
-    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-    for app in ["sh", "httpd"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(app)).unwrap();
-    }
-    root
+    busybox_rootfs(env)
 }
 
 fn netns_config(fs: &Path, up_extra: &str) -> String {
