@@ -13,4 +13,5 @@ mod integration {
     mod git_side;
     mod lifecycle;
     mod tunnels;
+    mod ux;
 }
