@@ -147,7 +147,15 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
         let ctx = Ctx::load(backend_flag)?;
         seed_worktree(&ctx, false)?;
         if auto == "up" {
-            super::provision::up(&ctx)
+            super::provision::up(&ctx)?;
+            // The stack is meant to be reachable the moment it is up: tunnel it too.
+            match super::tunnel::open(&ctx, vec![]) {
+                Ok((vm, opened)) => super::tunnel::report(&vm, &opened),
+                Err(e) => {
+                    output::info(format!("no tunnel opened: {e:#}"));
+                    Ok(())
+                }
+            }
         } else {
             super::provision::provision(&ctx, super::provision::Mode::IfNeeded).map(drop)
         }

@@ -9,7 +9,7 @@ mod lifecycle;
 mod provision;
 mod run_in_vm;
 mod status;
-mod tunnel;
+pub(crate) mod tunnel;
 
 use anyhow::Result;
 

@@ -42,7 +42,20 @@ pub fn discover_ports(ctx: &Ctx, vm: &str) -> Result<Vec<u16>> {
 }
 
 pub fn tunnel(ctx: &Ctx, args: &[String], as_json: bool) -> Result<()> {
-    let mut ports = parse_ports(args)?;
+    let ports = parse_ports(args)?;
+    let (vm, opened) = open(ctx, ports)?;
+    if as_json {
+        let list: Vec<_> = opened
+            .iter()
+            .map(|o| json!({"guest": o.tunnel.guest, "host": o.tunnel.host, "url": o.tunnel.url(), "pid": o.tunnel.pid, "reused": o.reused}))
+            .collect();
+        return output::json(&json!({"version": JSON_VERSION, "vm": vm, "tunnels": list}));
+    }
+    report(&vm, &opened)
+}
+
+/// Opens tunnels for `ports`, else tunnel.ports, else the containers' published ports.
+pub fn open(ctx: &Ctx, mut ports: Vec<u16>) -> Result<(String, Vec<tunnel::Opened>)> {
     let vm = super::running_vm(ctx)?;
     if ports.is_empty() {
         ports = ctx.cfg.ports.clone();
@@ -59,15 +72,13 @@ pub fn tunnel(ctx: &Ctx, args: &[String], as_json: bool) -> Result<()> {
         ));
     }
     let opened = tunnel::open(&ctx.state, ctx.backend.as_ref(), &vm, &ports)?;
-    if as_json {
-        let list: Vec<_> = opened
-            .iter()
-            .map(|o| json!({"guest": o.tunnel.guest, "host": o.tunnel.host, "url": o.tunnel.url(), "pid": o.tunnel.pid, "reused": o.reused}))
-            .collect();
-        return output::json(&json!({"version": JSON_VERSION, "vm": vm, "tunnels": list}));
-    }
+    Ok((vm, opened))
+}
+
+/// Says where each tunnel goes (stderr) and prints the URLs (stdout, one per line).
+pub fn report(vm: &str, opened: &[tunnel::Opened]) -> Result<()> {
     let mut urls = String::new();
-    for o in &opened {
+    for o in opened {
         output::info(format!(
             "{} -> port {} in {vm}{}",
             o.tunnel.url(),

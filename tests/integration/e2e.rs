@@ -430,3 +430,53 @@ fn warm_start_on_netns() {
 fn warm_start_on_colima() {
     warm_start("colima");
 }
+
+/// The bar: `git worktree add` alone leaves an isolated, healthy, tunnelled stack behind.
+#[test]
+fn worktree_add_alone_gives_a_healthy_tunnelled_stack() {
+    if let Some(why) = unavailable("netns") {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let env = Env::new();
+    let fs = rootfs(&env);
+    let repo = env.home.join("src/proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    env.git(&repo, &["init", "-q", "-b", "main"]);
+    env.write(
+        &repo.join("vmoat.toml"),
+        &stack_config("netns", &fs, SERVE, 60),
+    );
+    env.write(&repo.join("www/index.html"), "served by the hook's job\n");
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "init"]);
+    env.vmoat(&repo, &["hooks", "install", "--up"]).ok();
+    let wt = env.home.join("src/auto");
+    env.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "auto", wt.to_str().unwrap()],
+    );
+    let done = wait_until(Duration::from_secs(90), || {
+        serde_json::from_str::<serde_json::Value>(&env.vmoat(&wt, &["status", "--json"]).stdout)
+            .is_ok_and(|j| j["job"]["state"] == "ok" || j["job"]["state"] == "failed")
+    });
+    let log = env.vmoat(&wt, &["logs"]).ok().stdout;
+    assert!(done, "the job did not finish: {log}");
+    let url = log
+        .lines()
+        .find(|l| l.starts_with("http://localhost:"))
+        .unwrap_or_else(|| panic!("no URL in the job log: {log}"));
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(
+        http_get(port).as_deref(),
+        Some("served by the hook's job\n"),
+        "{log}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&wt, &["status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["health"]["ok"].as_bool()),
+        (Some("Running"), Some(true))
+    );
+    assert_eq!(s["tunnels"][0]["alive"], true);
+}
