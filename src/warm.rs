@@ -77,14 +77,6 @@ fn has_image(docker: Result<crate::exec::Cmd>, image: &str) -> bool {
 /// Copies the images `vm` lacks from the first running sibling that has them (the main
 /// worktree's VM first, or the one named by `from`). Ok(None) when there is nothing to do.
 pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
-    let images = wanted(ctx, vm)?;
-    let missing: Vec<String> = images
-        .into_iter()
-        .filter(|i| !has_image(ctx.backend.docker(vm), i))
-        .collect();
-    if missing.is_empty() {
-        return Ok(None);
-    }
     let names: Names = ctx.state.read_json("names.json")?;
     let mut siblings: Vec<(String, bool, std::path::PathBuf)> =
         crate::reconcile::known(&names, &ctx.wt.common_dir)
@@ -102,6 +94,14 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
                 "no VM of this repository matches `{f}` (a worktree path or VM name; see `git vmoat status --all`)"
             );
         }
+    }
+    let images = wanted(ctx, vm)?;
+    let missing: Vec<String> = images
+        .into_iter()
+        .filter(|i| !has_image(ctx.backend.docker(vm), i))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
     }
     // Running siblings first; a stopped one is started briefly and stopped again.
     let mut running = vec![];

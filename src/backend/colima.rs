@@ -16,10 +16,12 @@ use crate::shell;
 use crate::state::State;
 
 /// Oldest Colima with `--port-forwarder` and `delete --data` (the contract's version gate).
-const MIN_VERSION: (u64, u64, u64) = (0, 9, 0);
+pub const MIN_VERSION: (u64, u64, u64) = (0, 9, 0);
 
 pub struct Colima {
     state: State,
+    /// ssh configs fetched in this process: one `colima ssh-config` per VM, not one per command.
+    ssh_configs: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
 }
 
 /// One line of `colima list --json`; Colima omits every empty field.
@@ -37,7 +39,10 @@ struct ListEntry {
 
 impl Colima {
     pub fn new(state: State) -> Self {
-        Self { state }
+        Self {
+            state,
+            ssh_configs: Default::default(),
+        }
     }
 
     /// A `colima` command with Lima/Colima variables that would redirect it scrubbed.
@@ -77,6 +82,14 @@ impl Colima {
 
     /// Writes the profile's current ssh config (its port changes on every start).
     fn ssh_config(&self, vm: &str) -> Result<PathBuf> {
+        if let Some(p) = self
+            .ssh_configs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(vm).cloned())
+        {
+            return Ok(p);
+        }
         let out = self
             .colima()
             .arg("ssh-config")
@@ -86,7 +99,17 @@ impl Colima {
         let path = self.state.vm_dir(vm)?.join("ssh_config");
         std::fs::write(&path, &out.stdout)
             .with_context(|| format!("writing {}", path.display()))?;
+        if let Ok(mut m) = self.ssh_configs.lock() {
+            m.insert(vm.to_string(), path.clone());
+        }
         Ok(path)
+    }
+
+    /// Forgets a cached ssh config: every start gives the VM a new ssh port.
+    fn forget_ssh_config(&self, vm: &str) {
+        if let Ok(mut m) = self.ssh_configs.lock() {
+            m.remove(vm);
+        }
     }
 
     fn check_version(&self) -> Result<()> {
@@ -228,6 +251,7 @@ impl Backend for Colima {
     }
 
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
+        self.forget_ssh_config(vm);
         let mount = spec.mount.to_string_lossy();
         let _global = self.state.lock("colima")?;
         if matches!(current, VmState::Other(s) if s == "Broken") {
@@ -268,6 +292,7 @@ impl Backend for Colima {
     }
 
     fn resume(&self, vm: &str) -> Result<()> {
+        self.forget_ssh_config(vm);
         // No size or mount flags: Colima starts the profile from its saved config.
         let _global = self.state.lock("colima")?;
         let cmd = self.colima().args([
@@ -282,11 +307,13 @@ impl Backend for Colima {
     }
 
     fn stop(&self, vm: &str) -> Result<()> {
+        self.forget_ssh_config(vm);
         let _global = self.state.lock("colima")?;
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")
     }
 
     fn delete(&self, vm: &str) -> Result<()> {
+        self.forget_ssh_config(vm);
         let _global = self.state.lock("colima")?;
         // --data: without it Colima keeps the data disk and hands it to the next VM of this name.
         self.run_streamed(

@@ -81,7 +81,7 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
     let colima = version_of("colima", &["version"]);
     let netns_why = Netns::unusable();
     match &colima {
-        Some(v) if parse_version(v).is_some_and(|x| x >= (0, 9, 0)) => {
+        Some(v) if parse_version(v).is_some_and(|x| x >= crate::backend::colima::MIN_VERSION) => {
             checks.push(check("colima", Level::Ok, v.clone(), ""));
         }
         Some(v) => checks.push(check(
@@ -304,28 +304,7 @@ fn virtualisation() -> Check {
 
 fn ram_check(state: &crate::state::State, memory_gib: u64) -> Check {
     let names: crate::context::Names = state.read_json("names.json").unwrap_or_default();
-    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        t.lines()
-            .find(|l| l.starts_with("MemTotal:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse::<u64>()
-            .ok()
-            .map(|kb| kb >> 20)
-    });
-    let Some(host) = host.or_else(|| {
-        Cmd::new("sysctl")
-            .args(["-n", "hw.memsize"])
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|b| b >> 30)
-    }) else {
+    let Some(host) = super::provision::host_ram_gib() else {
         return check("memory", Level::Warn, "host RAM unknown", "");
     };
     let want = memory_gib * (names.len() as u64 + 1);

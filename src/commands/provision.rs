@@ -125,7 +125,8 @@ fn check_mount(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn host_ram_gib() -> Option<u64> {
+/// The host's RAM in GiB (Linux /proc/meminfo, macOS sysctl).
+pub fn host_ram_gib() -> Option<u64> {
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
         let kb: u64 = text
             .lines()

@@ -45,6 +45,18 @@ fn checked_in_completions_and_man_pages_match_the_binary() {
             );
         }
     }
+    // `completions <shell>` prints the same scripts as the installed files.
+    for (shell, file) in [
+        ("bash", "git-vmoat.bash"),
+        ("zsh", "_git-vmoat"),
+        ("fish", "git-vmoat.fish"),
+    ] {
+        let printed = env.vmoat(&env.home, &["completions", shell]).ok().stdout;
+        assert!(
+            printed == repo_file(&format!("completions/{file}")),
+            "completions {shell} differs from completions/{file}"
+        );
+    }
     let main = repo_file("man/git-vmoat.1");
     assert!(
         main.contains(".TH git-vmoat 1"),

@@ -416,7 +416,7 @@ fn warm_start(backend: &str) {
     assert!(r.stderr.contains("already has every image"), "{r:?}");
     let r = env.vmoat(&d, &["warm", "--from", "nope"]);
     assert!(
-        r.code == 0 || r.stderr.contains("no VM of this repository matches"),
+        r.code == 1 && r.stderr.contains("no VM of this repository matches `nope`"),
         "{r:?}"
     );
 }
