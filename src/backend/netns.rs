@@ -19,7 +19,7 @@ use crate::state::State;
 
 /// Runtime files (sockets, exec root, pid file): short paths, gone at reboot like a VM's.
 const RUN_ROOT: &str = "/run/git-vmoat";
-/// Keeps `/run/git-vmoat/<vm>/exec/containerd/containerd.sock.ttrpc` under 108 bytes.
+/// Keeps `/run/git-vmoat/<vm>-<hash>/exec/containerd/containerd.sock.ttrpc` under 108 bytes.
 const MAX_NAME: usize = 40;
 
 /// Joins the cgroups named by the first `$1` arguments, then execs the rest: everything the
@@ -261,6 +261,15 @@ impl Netns {
         None
     }
 
+    /// The machine-wide name of a VM's namespace, cgroup and runtime dir: VM names are unique
+    /// only within one state dir, so two state dirs (users, HOMEs) must not meet here.
+    fn id(&self, vm: &str) -> String {
+        format!(
+            "{vm}-{}",
+            crate::naming::short_hash(&self.state.root().to_string_lossy(), 4)
+        )
+    }
+
     fn data_dir(&self, vm: &str) -> PathBuf {
         self.state.root().join("netns").join(vm)
     }
@@ -313,27 +322,27 @@ impl Netns {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn start_dockerd(&self, vm: &str) -> Result<()> {
-        let run = Self::run_dir(vm);
+    fn start_dockerd(&self, vm: &str, id: &str) -> Result<()> {
+        let run = Self::run_dir(id);
         let data = self.data_dir(vm).join("docker");
         std::fs::create_dir_all(&data)?;
         let log = self.data_dir(vm).join("dockerd.log");
-        let mut child = Self::enter(vm)
+        let mut child = Self::enter(id)
             .arg("dockerd")
             .arg("--data-root")
             .arg(&data)
             .arg("--exec-root")
             .arg(run.join("exec"))
             .arg("-H")
-            .arg(format!("unix://{}", Self::socket(vm).display()))
+            .arg(format!("unix://{}", Self::socket(id).display()))
             .arg("--pidfile")
             .arg(run.join("docker.pid"))
             .arg("--cgroup-parent")
-            .arg(format!("/{}/{vm}", cgroup::ROOT))
+            .arg(format!("/{}/{id}", cgroup::ROOT))
             .spawn_detached(&log)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if Self::docker_ready(vm) {
+            if Self::docker_ready(id) {
                 return Ok(());
             }
             if let Some(status) = child.try_wait()? {
@@ -392,27 +401,27 @@ impl Netns {
 
     /// Stops everything of the worktree; `graceful` gives dockerd time to stop its containers
     /// (down), otherwise all is killed at once (destroy: the data goes anyway).
-    fn stop_all(&self, vm: &str, graceful: bool) -> Result<()> {
-        if graceful && let Some(pid) = Self::dockerd_pid(vm) {
+    fn stop_all(&self, id: &str, graceful: bool) -> Result<()> {
+        if graceful && let Some(pid) = Self::dockerd_pid(id) {
             // SIGTERM lets dockerd stop its containers and unmount their layers.
             signal(pid, rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(30);
-            while Self::dockerd_pid(vm).is_some() && Instant::now() < deadline {
+            while Self::dockerd_pid(id).is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        if !cgroup::kill_all(vm) {
+        if !cgroup::kill_all(id) {
             output::warn(format!(
-                "some processes of {vm} would not die: {:?}",
-                cgroup::pids(vm)
+                "some processes of {id} would not die: {:?}",
+                cgroup::pids(id)
             ));
         }
-        Self::unmount_under(&Self::run_dir(vm))?;
-        Uplink::remove(vm);
-        if Self::netns_path(vm).exists() {
-            Cmd::new("ip").args(["netns", "delete", vm]).checked()?;
+        Self::unmount_under(&Self::run_dir(id))?;
+        Uplink::remove(id);
+        if Self::netns_path(id).exists() {
+            Cmd::new("ip").args(["netns", "delete", id]).checked()?;
         }
-        let run = Self::run_dir(vm);
+        let run = Self::run_dir(id);
         if run.exists() {
             std::fs::remove_dir_all(&run).with_context(|| format!("removing {}", run.display()))?;
         }
@@ -457,12 +466,13 @@ impl Backend for Netns {
     }
 
     fn info(&self, vm: &str) -> Result<VmInfo> {
+        let id = self.id(vm);
         let meta_path = self.data_dir(vm).join("vm.json");
         if !meta_path.exists() {
             return Ok(VmInfo::missing());
         }
         let meta: Meta = crate::state::read_json(&meta_path)?;
-        let running = Self::dockerd_pid(vm).is_some() && Self::netns_path(vm).exists();
+        let running = Self::dockerd_pid(&id).is_some() && Self::netns_path(&id).exists();
         Ok(VmInfo {
             state: if running {
                 VmState::Running
@@ -476,29 +486,30 @@ impl Backend for Netns {
     }
 
     fn start(&self, vm: &str, spec: &StartSpec<'_>, _current: &VmState) -> Result<()> {
-        if Self::dockerd_pid(vm).is_none() && !cgroup::pids(vm).is_empty() {
+        let id = self.id(vm);
+        if Self::dockerd_pid(&id).is_none() && !cgroup::pids(&id).is_empty() {
             // A crashed daemon left containerd, shims or containers behind: clear them (the
             // data root is kept) so the new daemon starts from a clean slate.
             output::warn(format!(
                 "{vm}'s docker daemon had died; cleaning up what it left running"
             ));
-            self.stop_all(vm, false)?;
+            self.stop_all(&id, false)?;
         }
         let data = self.data_dir(vm);
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        std::fs::create_dir_all(Self::run_dir(vm))?;
-        if !Self::netns_path(vm).exists() {
-            Cmd::new("ip").args(["netns", "add", vm]).checked()?;
+        std::fs::create_dir_all(Self::run_dir(&id))?;
+        if !Self::netns_path(&id).exists() {
+            Cmd::new("ip").args(["netns", "add", &id]).checked()?;
         }
         Cmd::new("ip")
-            .args(["-n", vm, "link", "set", "lo", "up"])
+            .args(["-n", &id, "link", "set", "lo", "up"])
             .checked()?;
-        if let Err(e) = Uplink::ensure(vm) {
+        if let Err(e) = Uplink::ensure(&id) {
             output::warn(format!(
                 "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"
             ));
         }
-        cgroup::create(vm, spec.cpus, spec.memory_gib)?;
+        cgroup::create(&id, spec.cpus, spec.memory_gib)?;
         crate::state::write_json(
             &data.join("vm.json"),
             &Meta {
@@ -506,10 +517,10 @@ impl Backend for Netns {
                 memory_gib: spec.memory_gib,
             },
         )?;
-        if Self::dockerd_pid(vm).is_none() {
+        if Self::dockerd_pid(&id).is_none() {
             // A stale pid file from a killed daemon would make dockerd refuse to start.
-            let _ = std::fs::remove_file(Self::run_dir(vm).join("docker.pid"));
-            self.start_dockerd(vm)?;
+            let _ = std::fs::remove_file(Self::run_dir(&id).join("docker.pid"));
+            self.start_dockerd(vm, &id)?;
         }
         Ok(())
     }
@@ -528,12 +539,14 @@ impl Backend for Netns {
     }
 
     fn stop(&self, vm: &str) -> Result<()> {
-        self.stop_all(vm, true)
+        let id = self.id(vm);
+        self.stop_all(&id, true)
     }
 
     fn delete(&self, vm: &str) -> Result<()> {
-        self.stop_all(vm, false)?;
-        cgroup::remove(vm);
+        let id = self.id(vm);
+        self.stop_all(&id, false)?;
+        cgroup::remove(&id);
         let data = self.data_dir(vm);
         if data.exists() {
             Self::unmount_under(&data)?;
@@ -544,13 +557,17 @@ impl Backend for Netns {
     }
 
     fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut> {
+        let id = self.id(vm);
         let body = match script {
             Some(s) => shell::in_dir(cwd, s),
             None => shell::in_dir(cwd, "exec \"${SHELL:-bash}\" -l"),
         };
-        let cmd = Self::enter(vm)
+        let cmd = Self::enter(&id)
             .arg("env")
-            .arg(format!("DOCKER_HOST=unix://{}", Self::socket(vm).display()))
+            .arg(format!(
+                "DOCKER_HOST=unix://{}",
+                Self::socket(&id).display()
+            ))
             .arg(format!("VMOAT_VM={vm}"))
             .args(["bash", "-c", &body])
             .env_remove("DOCKER_CONTEXT")
@@ -559,19 +576,21 @@ impl Backend for Netns {
     }
 
     fn docker(&self, vm: &str) -> Result<Cmd> {
+        let id = self.id(vm);
         Ok(Cmd::new("docker")
             .env(
                 "DOCKER_HOST",
-                format!("unix://{}", Self::socket(vm).display()),
+                format!("unix://{}", Self::socket(&id).display()),
             )
             .env_remove("DOCKER_CONTEXT"))
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
+        let id = self.id(vm);
         let me = std::env::current_exe().context("finding git-vmoat's own path")?;
         Ok(Cmd::new(me)
             .arg("__forward")
-            .arg(Self::netns_path(vm))
+            .arg(Self::netns_path(&id))
             .arg(format!("127.0.0.1:{host}:127.0.0.1:{guest}")))
     }
 }

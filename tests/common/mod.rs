@@ -446,3 +446,12 @@ pub fn busybox_rootfs(env: &Env) -> PathBuf {
     }
     root
 }
+
+/// The machine-wide name the netns backend gives a VM's namespace, cgroup and runtime dir:
+/// the VM name plus a short hash of the state dir (the backend's own rule).
+pub fn netns_id(env: &Env, vm: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(env.state_dir().to_string_lossy().as_bytes());
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{vm}-{}", &hex[..4])
+}

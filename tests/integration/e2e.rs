@@ -226,22 +226,23 @@ fn run(backend: &str) {
         assert!(wt.join("www/index.html").exists(), "worktree files stay");
         let leftovers = match backend {
             "netns" => {
-                let mut l = traces(&format!("/run/git-vmoat/{vm}/"));
+                let id = netns_id(&env, &vm);
+                let mut l = traces(&format!("/run/git-vmoat/{id}/"));
                 l.extend(traces(&format!("git-vmoat/netns/{vm}/")));
-                if Path::new("/run/netns").join(&vm).exists() {
+                if Path::new("/run/netns").join(&id).exists() {
                     l.push(format!("namespace {vm}"));
                 }
                 if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
                     for line in m.lines().filter(|l| l.contains("cgroup")) {
                         let dir = Path::new(line.split_whitespace().nth(1).unwrap())
                             .join("git-vmoat")
-                            .join(&vm);
+                            .join(&id);
                         if dir.exists() {
                             l.push(format!("cgroup {}", dir.display()));
                         }
                     }
                 }
-                let veth = format!("vmo{}", sha_prefix(&vm));
+                let veth = format!("vmo{}", sha_prefix(&id));
                 if std::process::Command::new("ip")
                     .args(["link", "show", &veth])
                     .output()
@@ -298,7 +299,8 @@ fn limits_hold(env: &Env, repo: &Path, fs: &Path, a: &Path, b: &Path, pb: u16) {
         .to_string();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
-        cg.lines().any(|l| l.contains(&format!("git-vmoat/{vm}/"))),
+        cg.lines()
+            .any(|l| l.contains(&format!("git-vmoat/{}/", netns_id(env, &vm)))),
         "the container is in the worktree's cgroup: {cg}"
     );
     let hog = worktree(env, repo, "hog", "netns", fs, SERVE, 60);

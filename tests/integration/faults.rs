@@ -50,11 +50,14 @@ fn a_killed_dockerd_fails_the_running_test_and_the_next_up_recovers() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let pid: i32 = std::fs::read_to_string("/run/git-vmoat/wt-feat/docker.pid")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid: i32 = std::fs::read_to_string(format!(
+        "/run/git-vmoat/{}/docker.pid",
+        netns_id(&env, "wt-feat")
+    ))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid).unwrap(),
         rustix::process::Signal::KILL,
@@ -182,7 +185,11 @@ fn five_worktree_adds_at_once_get_five_vms() {
             i + 1,
             env.vmoat(wt, &["logs"]).stdout
         );
-        assert!(Path::new(&format!("/run/netns/wt-par{}", i + 1)).exists());
+        assert!(
+            Path::new("/run/netns")
+                .join(netns_id(&env, &format!("wt-par{}", i + 1)))
+                .exists()
+        );
     }
 }
 
@@ -249,9 +256,11 @@ fn destroy_while_up_runs_neither_hangs_nor_leaks() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let id = netns_id(&env, "wt-feat");
     assert!(wait_until(Duration::from_secs(20), || Path::new(
-        "/run/netns/wt-feat"
+        "/run/netns"
     )
+    .join(&id)
     .exists()));
     std::thread::sleep(Duration::from_millis(300));
     let d = env.vmoat(&wt, &["destroy", "-f"]);
@@ -266,15 +275,15 @@ fn destroy_while_up_runs_neither_hangs_nor_leaks() {
     );
     // Whatever up left half-made, a destroy after it leaves nothing.
     env.vmoat(&wt, &["destroy", "-f"]).ok();
-    assert!(!Path::new("/run/netns/wt-feat").exists());
-    assert!(!Path::new("/run/git-vmoat/wt-feat").exists());
+    assert!(!Path::new("/run/netns").join(&id).exists());
+    assert!(!Path::new("/run/git-vmoat").join(&id).exists());
     assert!(!env.state_dir().join("netns/wt-feat").exists());
     let procs: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("/run/git-vmoat/wt-feat/"))
+        .filter(|c| c.contains(&format!("/run/git-vmoat/{id}/")))
         .collect();
     assert!(procs.is_empty(), "{procs:#?}");
 }
@@ -312,4 +321,36 @@ fn a_full_disk_during_seeding_leaves_no_partial_file() {
         "{r:?}"
     );
     assert!(!small.join("blob.bin").exists(), "no partial file left");
+}
+
+/// VM names are unique per state dir; two state dirs (users, HOMEs) with a worktree named
+/// alike must not share or tear down each other's namespace, cgroup or daemon.
+#[test]
+fn two_state_dirs_with_the_same_vm_name_stay_apart() {
+    if !netns_ready() {
+        return;
+    }
+    let envs = [Env::new(), Env::new()];
+    let wts: Vec<PathBuf> = envs
+        .iter()
+        .map(|env| {
+            let repo = env.repo("proj");
+            let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+            env.write(
+                &wt.join("vmoat.toml"),
+                "backend = \"netns\"\n[commands]\nup = \"true\"\n",
+            );
+            env.vmoat(&wt, &["up"]).ok();
+            wt
+        })
+        .collect();
+    assert_ne!(netns_id(&envs[0], "wt-feat"), netns_id(&envs[1], "wt-feat"));
+    envs[0].vmoat(&wts[0], &["destroy", "-f"]).ok();
+    let s: serde_json::Value =
+        serde_json::from_str(&envs[1].vmoat(&wts[1], &["status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(
+        s["state"], "Running",
+        "the other state dir's VM is untouched: {s}"
+    );
+    assert_eq!(envs[1].vmoat(&wts[1], &["ssh", "docker", "ps"]).code, 0);
 }
