@@ -326,7 +326,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__doctor)
-            opts="-q -v -h --json --quiet --verbose --backend --help"
+            opts="-q -v -h --json --repair --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -362,7 +362,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__gc)
-            opts="-q -v -h --dry-run --json --quiet --verbose --backend --help"
+            opts="-q -v -h --dry-run --all --json --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -66,9 +66,9 @@ pub enum Command {
     Seed(SeedArgs),
     /// Show the log of this worktree's background job (-f: follow it).
     Logs(LogsArgs),
-    /// Destroy VMs whose worktree is removed, pruned or deleted, as it happens.
+    /// Destroy VMs whose worktree git has forgotten (worktree remove/prune), as it happens.
     Watch(WatchArgs),
-    /// Destroy this repository's VMs whose worktree no longer exists.
+    /// Destroy this repository's VMs whose worktree git forgot or whose directory is missing.
     Gc(GcArgs),
     /// Trust this worktree's legacy vmoat.conf / vmoat.local.conf (shell code) as they are now.
     Trust,
@@ -80,7 +80,7 @@ pub enum Command {
         shell: Shell,
     },
     /// Check everything a first run needs, and say how to fix each gap.
-    Doctor(JsonArgs),
+    Doctor(DoctorArgs),
     /// Internal (packaging): write completions or man pages into a directory.
     #[command(hide = true)]
     Generate {
@@ -134,6 +134,16 @@ pub struct JsonArgs {
     /// Print JSON (a stable schema with a "version" field).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON (a stable schema with a "version" field).
+    #[arg(long)]
+    pub json: bool,
+    /// Set damaged state files aside and rebuild the registry from the VMs that exist.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +213,9 @@ pub struct GcArgs {
     /// Only say what would be destroyed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Every repository git-vmoat has VMs for, not only this one (works outside a repository).
+    #[arg(long)]
+    pub all: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

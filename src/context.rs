@@ -1,106 +1,187 @@
 //! What every command starts from: the worktree, its config, git-vmoat's state, the backend,
 //! and the VM name (with the ownership registry that keeps names unique).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::error::hint;
+use crate::registry;
 use crate::repo::{self, Worktree};
 use crate::state::State;
 
-const NAMES: &str = "names.json";
+pub use crate::registry::{Names, Owner};
 
-/// Who a VM name belongs to.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Owner {
-    pub identity: String,
-    pub root: PathBuf,
-    pub backend: String,
-    /// Device of the worktree's filesystem, to tell a deleted worktree from an unmounted disk.
-    #[serde(default)]
-    pub dev: Option<u64>,
+/// A worktree's VM that exists: its name, the backend it was made with, and the context.
+pub type Existing = (String, Box<dyn Backend>, Base);
+
+/// What every command has: the worktree and git-vmoat's state, nothing that can fail on a
+/// changed or untrusted config. Commands that only stop, delete or inspect a VM start here.
+pub struct Base {
+    pub wt: Worktree,
+    pub state: State,
+    flag: Option<String>,
 }
 
-pub type Names = BTreeMap<String, Owner>;
+impl Base {
+    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
+        let cwd = std::env::current_dir()?;
+        Ok(Self {
+            wt: repo::discover(&cwd)?,
+            state: State::open()?,
+            flag: backend_flag.map(String::from),
+        })
+    }
+
+    /// This worktree's VM as recorded at creation: its name and owner (backend, prefix).
+    pub fn recorded(&self) -> Result<Option<(String, Owner)>> {
+        Ok(registry::find(&registry::load(&self.state)?, &self.wt))
+    }
+
+    /// The VM this worktree has, found by identity, with the backend it was made with; for VMs
+    /// that predate the registry (made by the original tool), the configured name if such a VM
+    /// exists. None: no VM to act on.
+    pub fn existing_vm(self) -> Result<Option<Existing>> {
+        if let Some((name, owner)) = self.recorded()? {
+            let b = backend::select(&owner.backend, &self.state)?;
+            return Ok(Some((name, b, self)));
+        }
+        // Not recorded: only a VM the original tool made can exist; that needs today's config
+        // for its name. A config that cannot be read means there is nothing we could find.
+        let Ok(ctx) = self.full() else {
+            return Ok(None);
+        };
+        let name = ctx.vm_name()?;
+        if ctx.backend.ensure_installed().is_err()
+            || ctx.backend.info(&name)?.state == crate::backend::VmState::Missing
+        {
+            return Ok(None);
+        }
+        let Ctx {
+            wt, state, backend, ..
+        } = ctx;
+        let flag = None;
+        Ok(Some((name, backend, Self { wt, state, flag })))
+    }
+
+    /// Loads the config and the backend too (for commands that make or use a VM).
+    pub fn full(self) -> Result<Ctx> {
+        let cfg = Config::load(&self.wt.root, &self.state)?;
+        let wanted = self.flag.clone().unwrap_or_else(|| cfg.backend.clone());
+        let kind = match self.recorded()? {
+            // The VM stays on the backend it was made with; switching needs a destroy first.
+            Some((name, owner)) if wanted != "auto" && wanted != owner.backend => {
+                return Err(hint(
+                    format!(
+                        "this worktree's VM {name} runs on {}, but the backend is now set to {wanted}",
+                        owner.backend
+                    ),
+                    format!(
+                        "run `git vmoat destroy` to remove it first (then `up` makes one on {wanted}), or set the backend back to {}",
+                        owner.backend
+                    ),
+                ));
+            }
+            Some((_, owner)) => owner.backend,
+            None => wanted,
+        };
+        let backend = backend::select(&kind, &self.state)?;
+        Ok(Ctx {
+            wt: self.wt,
+            state: self.state,
+            cfg,
+            backend,
+            new_repo_id: Default::default(),
+        })
+    }
+}
 
 pub struct Ctx {
     pub wt: Worktree,
     pub state: State,
     pub cfg: Config,
     pub backend: Box<dyn Backend>,
+    /// The repository id this process made (taken back if the first VM fails to start).
+    new_repo_id: std::cell::RefCell<Option<String>>,
 }
 
 impl Ctx {
     /// Discovers the worktree around the current directory and loads everything.
     pub fn load(backend_flag: Option<&str>) -> Result<Self> {
-        let cwd = std::env::current_dir()?;
-        let wt = repo::discover(&cwd)?;
-        let state = State::open()?;
-        let cfg = Config::load(&wt.root, &state)?;
-        let backend = backend::select(backend_flag.unwrap_or(&cfg.backend), &state)?;
-        Ok(Self {
-            wt,
-            state,
-            cfg,
-            backend,
-        })
+        Base::load(backend_flag)?.full()
     }
 
-    /// The VM name of this worktree, without recording anything.
+    /// The VM name of this worktree, without recording anything: the recorded one, else the
+    /// one `up` would make.
     pub fn vm_name(&self) -> Result<String> {
-        let names: Names = self.state.read_json(NAMES)?;
-        self.derive(&names)
-    }
-
-    fn derive(&self, names: &Names) -> Result<String> {
-        let identity = self.wt.identity();
-        if let Some((name, _)) = names
-            .iter()
-            .find(|(n, o)| o.identity == identity && n.starts_with(&self.cfg.prefix))
-        {
-            return Ok(name.clone());
+        let names = registry::load(&self.state)?;
+        if let Some((name, _)) = registry::find(&names, &self.wt) {
+            return Ok(name);
         }
-        let max = self.backend.max_name_len()?;
-        crate::naming::derive(&self.cfg.prefix, &self.wt.dir_name(), &identity, max, |n| {
-            names.get(n).is_some_and(|o| o.identity != identity)
-        })
-        .map_err(|e| {
-            hint(
-                format!(
-                    "no valid VM name fits: the shortest possible is {} characters, but {} allows {}",
-                    e.shortest,
-                    self.backend.kind(),
-                    e.max_len
-                ),
-                "shorten vm.prefix, or give Colima a shorter home (COLIMA_HOME=~/.c): its socket paths must stay under 104 bytes",
-            )
+        self.derive(&|n| {
+            names.get(n).is_some_and(|o| !registry::owns(o, &self.wt))
+                || registry::read_owner(&self.state, n)
+                    .is_some_and(|o| !registry::owns(&o, &self.wt))
         })
     }
 
-    /// The VM name, recorded as this worktree's so no other worktree can take it.
+    fn derive(&self, taken: &dyn Fn(&str) -> bool) -> Result<String> {
+        // Only a seed for the hash that keeps names unique; the location (not the id, which
+        // may not exist yet) makes the name `name` predicts equal to the one `up` records.
+        let identity = self.wt.location_key();
+        let max = self.backend.max_name_len()?;
+        crate::naming::derive(&self.cfg.prefix, &self.wt.dir_name(), &identity, max, taken)
+            .map_err(|e| {
+                hint(
+                    format!(
+                        "no valid VM name fits: the shortest possible is {} characters, but {} allows {}",
+                        e.shortest,
+                        self.backend.kind(),
+                        e.max_len
+                    ),
+                    "shorten vm.prefix, or give Colima a shorter home (COLIMA_HOME=~/.c): its socket paths must stay under 104 bytes",
+                )
+            })
+    }
+
+    /// Gives back a name whose VM was never made, and the repository id if this process made
+    /// it for that VM alone.
+    pub fn give_back(&self, name: &str) -> Result<()> {
+        unclaim(&self.state, name)?;
+        if let Some(id) = self.new_repo_id.take() {
+            registry::forget_new_repo_id(&self.state, &self.wt, &id)?;
+        }
+        Ok(())
+    }
+
+    /// The VM name, recorded as this worktree's (in the registry and the VM's own owner
+    /// record) before anything is made, so no other worktree can take it and the watcher sees it.
     pub fn claim_vm_name(&self) -> Result<String> {
-        let identity = self.wt.identity();
-        self.state.update_json(NAMES, |names: &mut Names| {
-            let name = self.derive(names)?;
-            let dev = std::fs::metadata(&self.wt.root)
-                .ok()
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m));
-            names.insert(
-                name.clone(),
-                Owner {
-                    identity,
-                    root: self.wt.root.clone(),
-                    backend: self.backend.kind().into(),
-                    dev,
-                },
-            );
-            Ok(name)
-        })
+        // The repository gets its id here, once everything else was checked: a refused
+        // command leaves the repository as it was.
+        let mut wt = self.wt.clone();
+        let (id, made) = registry::ensure_repo_id(&self.state, &mut wt)?;
+        let claimed = registry::claim(
+            &self.state,
+            &wt,
+            self.backend.kind(),
+            &self.cfg.prefix,
+            |taken| self.derive(taken),
+        );
+        match claimed {
+            Ok((name, _)) => {
+                if made {
+                    self.new_repo_id.replace(Some(id));
+                }
+                Ok(name)
+            }
+            Err(e) => {
+                if made {
+                    let _ = registry::forget_new_repo_id(&self.state, &wt, &id);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -108,22 +189,25 @@ impl Ctx {
 /// Shared by `destroy`, `gc` and the watcher.
 pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> {
     let _vm_lock = state.lock(&format!("vm-{name}"))?;
-    crate::tunnel::close_all(state, name)?;
+    crate::tunnel::close_all(state, backend, name)?;
     // Deleting is idempotent in every backend: no state query needed first.
     backend.delete(name)?;
+    // Never report (or forget) a VM as destroyed while it still exists.
+    let after = backend.info(name)?.state;
+    if after != crate::backend::VmState::Missing {
+        return Err(hint(
+            format!("VM {name} still exists after deleting it ({after})"),
+            format!(
+                "nothing was forgotten; retry, or inspect it with the {} backend's own tools",
+                backend.kind()
+            ),
+        ));
+    }
     crate::tunnel::forget(state, name)?;
     unclaim(state, name)
 }
 
 /// Forgets a name (and its runtime files) whose VM is gone or was never made.
 pub fn unclaim(state: &State, name: &str) -> Result<()> {
-    state.update_json(NAMES, |names: &mut Names| {
-        names.remove(name);
-        Ok(())
-    })?;
-    let dir = state.vm_dir_path(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    Ok(())
+    registry::unclaim(state, name)
 }

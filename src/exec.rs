@@ -237,3 +237,47 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => true,
     }
 }
+
+/// Every process with its argv (Linux: /proc; elsewhere: `ps`, whose output joins the argv
+/// with spaces, so it comes back as one element).
+pub fn processes() -> Vec<(u32, Vec<String>)> {
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        return dir
+            .filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let argv = raw
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                Some((pid, argv))
+            })
+            .collect();
+    }
+    let Ok(out) = Cmd::new("ps")
+        .args(["-axww", "-o", "pid=,command="])
+        .output()
+    else {
+        return vec![];
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pid, cmd) = l.trim_start().split_once(' ')?;
+            Some((pid.parse().ok()?, vec![cmd.to_string()]))
+        })
+        .collect()
+}
+
+/// Whether an argv (from `processes`) has `arg` as one of its arguments.
+pub fn has_arg(argv: &[String], arg: &str) -> bool {
+    match argv {
+        [joined] if !joined.contains('\0') && argv.len() == 1 && joined.len() > arg.len() => {
+            // `ps` form: the argument surrounded by spaces (or at an end).
+            let padded = format!(" {joined} ");
+            padded.contains(&format!(" {arg} "))
+        }
+        _ => argv.iter().any(|a| a == arg),
+    }
+}

@@ -49,7 +49,7 @@ pub fn now() -> u64 {
 
 /// A worktree's job key: stable, and known before any config or VM name is.
 pub fn key(wt: &Worktree) -> String {
-    crate::naming::short_hash(&wt.identity(), 12)
+    crate::naming::short_hash(&wt.location_key(), 12)
 }
 
 pub fn log_path(state: &State, wt: &Worktree) -> PathBuf {

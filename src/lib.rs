@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod naming;
 pub mod output;
 pub mod reconcile;
+pub mod registry;
 pub mod repo;
 pub mod seed;
 pub mod shell;

@@ -6,42 +6,46 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::context::{Names, Owner};
+use crate::registry::{self, Owner};
 use crate::repo::LinkedWorktree;
+use crate::state::State;
 
 /// What became of a VM's worktree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Alive,
-    /// Kept, but say why (locked, disk not mounted).
+    /// Kept, and say why (locked, disk not mounted).
     Kept(String),
-    /// The worktree is gone: the VM is an orphan.
+    /// The directory is not where it was, but git has not forgotten the worktree (it may have
+    /// been moved, renamed with its parent, or be on a disk that is not mounted): shown, never
+    /// destroyed by the watcher; an explicit `gc` may reclaim it.
+    Missing(String),
+    /// git has forgotten the worktree (`worktree remove`, `prune`, git's gc): an orphan.
     Gone(String),
 }
 
-/// A VM of one repository, from the ownership registry.
+impl Verdict {
+    /// The reason, empty when alive.
+    pub fn note(&self) -> &str {
+        match self {
+            Verdict::Alive => "",
+            Verdict::Kept(w) | Verdict::Missing(w) | Verdict::Gone(w) => w,
+        }
+    }
+}
+
+/// A VM the registry knows, with where its worktree is now (when git says).
 #[derive(Clone, Debug)]
 pub struct Known {
     pub name: String,
-    /// Linked worktree id; None for the main worktree.
-    pub id: Option<String>,
     pub owner: Owner,
 }
 
-/// The VMs the registry knows for the repository whose real common dir is `common`.
-pub fn known(names: &Names, common: &Path) -> Vec<Known> {
-    let prefix = format!("{}\0", common.display());
-    names
-        .iter()
-        .filter_map(|(name, owner)| {
-            let id = owner.identity.strip_prefix(&prefix)?;
-            Some(Known {
-                name: name.clone(),
-                id: (id != "main").then(|| id.to_string()),
-                owner: owner.clone(),
-            })
-        })
-        .collect()
+impl Known {
+    /// Linked worktree id; None for the main worktree.
+    pub fn id(&self) -> Option<&str> {
+        (!self.owner.is_main()).then_some(self.owner.worktree.as_str())
+    }
 }
 
 /// How the filesystem looks at a path, for the "deleted or just not mounted?" question.
@@ -66,72 +70,119 @@ impl Probe for Fs {
     }
 }
 
-fn missing_dir_verdict(k: &Known, probe: &dyn Probe, root: &Path, why: &str) -> Verdict {
+fn missing_verdict(k: &Known, probe: &dyn Probe, root: &Path, why: String) -> Verdict {
     match (k.owner.dev, probe.device_of_nearest(root)) {
         // What is left of the path is on another filesystem: the one that held the worktree is
-        // not mounted now. Not gone.
+        // not mounted now.
         (Some(recorded), Some(now)) if recorded != now => Verdict::Kept(format!(
             "{} is not reachable (its disk seems unmounted)",
             root.display()
         )),
-        _ => Verdict::Gone(why.to_string()),
+        _ => Verdict::Missing(why),
     }
 }
 
-/// Decides one VM's fate from the repository's current worktrees.
-pub fn decide(
-    k: &Known,
-    repo_exists: bool,
-    linked: &[LinkedWorktree],
-    probe: &dyn Probe,
-) -> Verdict {
-    let root = &k.owner.root;
-    match &k.id {
-        None => {
-            if repo_exists || probe.exists(root) {
-                Verdict::Alive
-            } else {
-                missing_dir_verdict(k, probe, root, "the repository was deleted")
+/// Decides one VM's fate. `linked` is None when the repository the VM was made for cannot be
+/// read where it was recorded (moved, deleted, replaced by another repository).
+pub fn decide(k: &Known, linked: Option<&[LinkedWorktree]>, probe: &dyn Probe) -> Verdict {
+    let Some(linked) = linked else {
+        return missing_verdict(
+            k,
+            probe,
+            &k.owner.root,
+            format!(
+                "its repository is not at {} any more (moved or deleted)",
+                k.owner.common.display()
+            ),
+        );
+    };
+    let Some(id) = k.id() else {
+        return Verdict::Alive;
+    };
+    match linked.iter().find(|w| w.id == id) {
+        None => Verdict::Gone("git no longer lists the worktree".into()),
+        Some(w) if w.locked => Verdict::Kept("the worktree is locked".into()),
+        Some(w) if w.prunable => missing_verdict(
+            k,
+            probe,
+            &w.base,
+            format!(
+                "{} is missing, but git still lists the worktree (moved? `git worktree repair` fixes git's record)",
+                w.base.display()
+            ),
+        ),
+        Some(_) => Verdict::Alive,
+    }
+}
+
+/// Every VM recorded for the repository whose common dir is (or was) `common`, with its
+/// verdict. Paths of live worktrees that moved are updated in the registry as a side effect.
+pub fn scan(state: &State, common: &Path) -> Result<Vec<(Known, Verdict)>> {
+    let names = registry::load(state)?;
+    let here_id = common
+        .is_dir()
+        .then(|| crate::repo::read_repo_id(common))
+        .flatten();
+    let by_path = format!("path:{}", common.display());
+    let mine = |o: &Owner| {
+        o.repo == by_path
+            || (here_id.as_deref() == Some(o.repo.as_str())
+                && (o.common == common || !o.common.is_dir()))
+    };
+    let mut out = vec![];
+    let mut linked_cache: Option<Option<Vec<LinkedWorktree>>> = None;
+    for (name, owner) in &names {
+        let is_mine = mine(owner);
+        // Recorded here, but the repository now at this path is another one (or none).
+        if !is_mine && owner.common != common {
+            continue;
+        }
+        let k = Known {
+            name: name.clone(),
+            owner: owner.clone(),
+        };
+        let linked = if is_mine {
+            linked_cache
+                .get_or_insert_with(|| crate::repo::linked_worktrees(common).ok())
+                .as_deref()
+        } else {
+            None
+        };
+        let verdict = decide(&k, linked, &Fs);
+        let mut k = k;
+        if verdict == Verdict::Alive {
+            let now = current_root(&k, common, linked.unwrap_or(&[]));
+            if let Some(now) = now.filter(|n| *n != k.owner.root || k.owner.common != common) {
+                registry::set_root(state, name, &now, common)?;
+                k.owner.root = now;
+                k.owner.common = common.to_path_buf();
             }
         }
-        Some(id) => match linked.iter().find(|w| &w.id == id) {
-            None if !repo_exists && probe.exists(root) => {
-                Verdict::Kept("its repository cannot be read".into())
-            }
-            None => Verdict::Gone("the worktree was removed from git".into()),
-            Some(w) if w.locked => Verdict::Kept("the worktree is locked".into()),
-            Some(w) if w.prunable => {
-                missing_dir_verdict(k, probe, &w.base, "the worktree's directory was deleted")
-            }
-            Some(_) => Verdict::Alive,
-        },
+        out.push((k, verdict));
     }
+    Ok(out)
 }
 
-/// Every VM of the repository at `common` with its verdict.
-pub fn scan(state: &crate::state::State, common: &Path) -> Result<Vec<(Known, Verdict)>> {
-    let names: Names = state.read_json("names.json")?;
-    let repo_exists = common.is_dir();
-    let linked = if repo_exists {
-        crate::repo::linked_worktrees(common)?
-    } else {
-        vec![]
+/// Where a live worktree's checkout is now, as git records it.
+fn current_root(k: &Known, common: &Path, linked: &[LinkedWorktree]) -> Option<PathBuf> {
+    let raw = match k.id() {
+        None => common
+            .file_name()
+            .is_some_and(|n| n == ".git")
+            .then(|| common.parent().map(Path::to_path_buf))
+            .flatten()?,
+        Some(id) => linked.iter().find(|w| w.id == id)?.base.clone(),
     };
-    Ok(known(&names, common)
-        .into_iter()
-        .map(|k| {
-            let v = decide(&k, repo_exists, &linked, &Fs);
-            (k, v)
-        })
-        .collect())
+    std::fs::canonicalize(raw).ok()
 }
 
-/// Every repository (real common dir) the registry has VMs for.
-pub fn repos(state: &crate::state::State) -> Result<Vec<PathBuf>> {
-    let names: Names = state.read_json("names.json")?;
+/// Every repository common dir the registry has VMs for (as last recorded).
+pub fn repos(state: &State) -> Result<Vec<PathBuf>> {
+    let names = registry::load(state)?;
     let mut out: Vec<PathBuf> = names
         .values()
-        .filter_map(|o| o.identity.split('\0').next().map(PathBuf::from))
+        .map(|o| o.common.clone())
+        .filter(|c| !c.as_os_str().is_empty())
         .collect();
     out.sort();
     out.dedup();
@@ -144,13 +195,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     struct FakeFs {
-        existing: Vec<&'static str>,
         devs: BTreeMap<&'static str, u64>,
     }
 
     impl Probe for FakeFs {
-        fn exists(&self, p: &Path) -> bool {
-            self.existing.iter().any(|e| Path::new(e) == p)
+        fn exists(&self, _: &Path) -> bool {
+            false
         }
         fn device_of_nearest(&self, p: &Path) -> Option<u64> {
             p.ancestors()
@@ -159,15 +209,14 @@ mod tests {
     }
 
     fn k(id: Option<&str>, root: &str, dev: u64) -> Known {
+        let o: Owner = serde_json::from_value(serde_json::json!({
+            "repo": "r", "worktree": id.unwrap_or("main"), "root": root,
+            "common": "/src/repo/.git", "backend": "colima", "dev": dev,
+        }))
+        .unwrap();
         Known {
             name: "wt-x".into(),
-            id: id.map(String::from),
-            owner: Owner {
-                identity: String::new(),
-                root: root.into(),
-                backend: "colima".into(),
-                dev: Some(dev),
-            },
+            owner: o,
         }
     }
 
@@ -182,55 +231,49 @@ mod tests {
 
     fn fs() -> FakeFs {
         FakeFs {
-            existing: vec!["/src/repo", "/src/feat"],
             devs: [("/", 1), ("/mnt/usb", 2)].into_iter().collect(),
         }
     }
 
     #[test]
     fn present_worktrees_are_alive() {
-        let v = decide(
-            &k(Some("feat"), "/src/feat", 1),
-            true,
-            &[wt("feat", "/src/feat", false, false)],
-            &fs(),
-        );
+        let linked = [wt("feat", "/src/feat", false, false)];
+        let v = decide(&k(Some("feat"), "/src/feat", 1), Some(&linked), &fs());
         assert_eq!(v, Verdict::Alive);
         assert_eq!(
-            decide(&k(None, "/src/repo", 1), true, &[], &fs()),
+            decide(&k(None, "/src/repo", 1), Some(&[]), &fs()),
             Verdict::Alive
         );
     }
 
     #[test]
-    fn removed_or_pruned_worktrees_are_gone() {
+    fn only_worktrees_git_forgot_are_gone() {
         assert!(matches!(
-            decide(&k(Some("feat"), "/src/feat", 1), true, &[], &fs()),
+            decide(&k(Some("feat"), "/src/feat", 1), Some(&[]), &fs()),
             Verdict::Gone(_)
         ));
     }
 
     #[test]
-    fn deleted_directories_are_gone_but_locked_ones_are_kept() {
+    fn vanished_directories_are_missing_never_gone_and_locked_ones_are_kept() {
         let linked = [wt("feat", "/src/gone", false, true)];
         assert!(matches!(
-            decide(&k(Some("feat"), "/src/gone", 1), true, &linked, &fs()),
-            Verdict::Gone(_)
+            decide(&k(Some("feat"), "/src/gone", 1), Some(&linked), &fs()),
+            Verdict::Missing(_)
         ));
-        let locked = [wt("feat", "/src/gone", true, false)];
+        let locked = [wt("feat", "/src/gone", true, true)];
         assert!(matches!(
-            decide(&k(Some("feat"), "/src/gone", 1), true, &locked, &fs()),
+            decide(&k(Some("feat"), "/src/gone", 1), Some(&locked), &fs()),
             Verdict::Kept(_)
         ));
     }
 
     #[test]
     fn a_worktree_on_an_unmounted_disk_is_kept() {
-        // Recorded on device 2 (the USB disk); now the path resolves to device 1: unmounted.
         let linked = [wt("usb", "/mnt/usb/wt", false, true)];
         let mut f = fs();
         f.devs.remove("/mnt/usb");
-        let v = decide(&k(Some("usb"), "/mnt/usb/wt", 2), true, &linked, &f);
+        let v = decide(&k(Some("usb"), "/mnt/usb/wt", 2), Some(&linked), &f);
         assert!(
             matches!(v, Verdict::Kept(ref why) if why.contains("unmounted")),
             "{v:?}"
@@ -238,31 +281,15 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_repository_orphans_its_main_vm() {
+    fn an_unreadable_repository_leaves_its_vms_missing_not_gone() {
+        // Moved or deleted: the watcher cannot tell, so it never destroys.
         assert!(matches!(
-            decide(&k(None, "/src/old", 1), false, &[], &fs()),
-            Verdict::Gone(_)
+            decide(&k(None, "/src/old", 1), None, &fs()),
+            Verdict::Missing(_)
         ));
-    }
-
-    #[test]
-    fn registry_entries_are_grouped_by_repository() {
-        let mut names = Names::new();
-        let o = |id: &str| Owner {
-            identity: id.into(),
-            root: "/x".into(),
-            backend: "colima".into(),
-            dev: None,
-        };
-        names.insert("wt-a".into(), o("/r1/.git\0feat"));
-        names.insert("wt-b".into(), o("/r1/.git\0main"));
-        names.insert("wt-c".into(), o("/r10/.git\0feat"));
-        let got = known(&names, Path::new("/r1/.git"));
-        assert_eq!(
-            got.iter()
-                .map(|k| (k.name.as_str(), k.id.as_deref()))
-                .collect::<Vec<_>>(),
-            vec![("wt-a", Some("feat")), ("wt-b", None)]
-        );
+        assert!(matches!(
+            decide(&k(Some("feat"), "/src/feat", 1), None, &fs()),
+            Verdict::Missing(_)
+        ));
     }
 }

@@ -18,16 +18,57 @@ pub struct Worktree {
     pub common_dir: PathBuf,
     /// The linked worktree's id (its dir under `<common>/worktrees/`); None for the main one.
     pub id: Option<String>,
+    /// The repository's own id (`vmoat.id` in the common dir's config), once one was made.
+    pub repo_id: Option<String>,
 }
 
+/// What identifies a worktree however its directories move: the repository's id (kept in the
+/// repository itself) and git's admin id of the worktree (`main` for the main checkout).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Identity {
+    pub repo: String,
+    pub worktree: String,
+}
+
+impl Identity {
+    /// A compact, stable text form (for hashes and lock names).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.repo, self.worktree)
+    }
+}
+
+/// The config key holding a repository's id.
+pub const REPO_ID_KEY: &str = "vmoat.id";
+
 impl Worktree {
-    /// What identifies this worktree across runs: the repository plus the worktree id.
-    pub fn identity(&self) -> String {
+    /// Where the worktree is now (repository dir + worktree id): keys short-lived records
+    /// (the hook's job) that exist before a repository id is needed.
+    pub fn location_key(&self) -> String {
         format!(
             "{}\0{}",
             self.common_dir.display(),
             self.id.as_deref().unwrap_or("main")
         )
+    }
+
+    /// git's id of this worktree: its admin dir name, or `main`.
+    pub fn worktree_id(&self) -> &str {
+        self.id.as_deref().unwrap_or("main")
+    }
+
+    /// The identity, when the repository has an id already.
+    pub fn identity(&self) -> Option<Identity> {
+        self.repo_id.as_ref().map(|repo| Identity {
+            repo: repo.clone(),
+            worktree: self.worktree_id().to_string(),
+        })
+    }
+
+    /// The common dir's own config file (where the repository id lives).
+    pub fn common_config(&self) -> PathBuf {
+        self.common_dir.join("config")
     }
 
     /// The worktree directory's own name (the base of the default VM name).
@@ -106,12 +147,48 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
             Err(_) => None,
         }
     };
+    let repo_id = repo
+        .config_snapshot()
+        .string(REPO_ID_KEY)
+        .map(|v| v.to_string())
+        .filter(|v| is_repo_id(v));
     Ok(Worktree {
         root,
         main_root,
         common_dir,
         id,
+        repo_id,
     })
+}
+
+/// A well-formed repository id: what `new_repo_id` makes (a hand-edited value is ignored).
+pub fn is_repo_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// A fresh random repository id (128 bits from the OS).
+pub fn new_repo_id() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a repository id")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The repository id stored in a common dir's config, if any (for telling a moved repository
+/// from a copied one).
+pub fn read_repo_id(common_dir: &Path) -> Option<String> {
+    let file = gix::config::File::from_path_no_includes(
+        common_dir.join("config"),
+        gix::config::Source::Local,
+    )
+    .ok()?;
+    file.string(REPO_ID_KEY)
+        .map(|v| v.to_string())
+        .filter(|v| is_repo_id(v))
 }
 
 fn realpath(p: &Path) -> Result<PathBuf> {

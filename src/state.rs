@@ -53,6 +53,11 @@ impl State {
     /// Takes an exclusive lock named `name`, blocking until it is free. Released on drop
     /// (and by the kernel if we die), so a crash never leaves a stale lock.
     pub fn lock(&self, name: &str) -> Result<Lock> {
+        self.lock_waiting(name, &format!("waiting for another git-vmoat ({name})…"))
+    }
+
+    /// Like `lock`, saying `waiting` when it has to wait.
+    pub fn lock_waiting(&self, name: &str, waiting: &str) -> Result<Lock> {
         let dir = self.root.join("locks");
         create_private_dir(&dir)?;
         let path = dir.join(format!("{name}.lock"));
@@ -63,11 +68,25 @@ impl State {
             .open(&path)
             .with_context(|| format!("opening lock {}", path.display()))?;
         if file.try_lock().is_err() {
-            crate::output::info(format!("waiting for another git-vmoat ({name})…"));
+            crate::output::info(waiting);
             file.lock()
                 .with_context(|| format!("locking {}", path.display()))?;
         }
         Ok(Lock { _file: file })
+    }
+
+    /// Takes the lock when it is free; None when another process holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        let dir = self.root.join("locks");
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock {}", path.display()))?;
+        Ok(file.try_lock().is_ok().then_some(Lock { _file: file }))
     }
 
     /// Reads a JSON file of the state dir, or the default when it does not exist yet.
@@ -97,16 +116,31 @@ pub struct Lock {
 
 pub fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
     match std::fs::read(path) {
-        Ok(bytes) if bytes.is_empty() => Ok(T::default()),
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is corrupt; move it away and retry", path.display())),
+        // git-vmoat never writes an empty record (writes are whole and synced), so an empty file
+        // is damage (a power cut, a full disk): reading it as "nothing recorded" would let one
+        // repository claim or destroy another's VM.
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Err(corrupt(path, "it is empty")),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(path, &e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
-/// Writes atomically (temp file + rename), so a reader never sees half a file.
+/// The error for a damaged state file: names it and the way out.
+fn corrupt(path: &Path, why: &str) -> anyhow::Error {
+    crate::error::hint(
+        format!(
+            "git-vmoat's state file {} is corrupt ({why}); nothing was changed",
+            path.display()
+        ),
+        "run `git vmoat doctor --repair`: it sets the damaged file aside and rebuilds the records from the VMs that exist",
+    )
+}
+
+/// Writes durably and atomically: a temp file, synced, renamed over the old one, and the dir
+/// synced, so a reader never sees half a file and a power cut leaves the old or the new one.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    use std::io::Write;
     let dir = path.parent().context("state path has no parent")?;
     create_private_dir(dir)?;
     let tmp = dir.join(format!(
@@ -114,9 +148,24 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    let bytes = serde_json::to_vec_pretty(value)?;
+    let written = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        // A full disk must not leave a half-written temp file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 
@@ -156,5 +205,28 @@ mod tests {
         let st = State::at(tmp.path().to_path_buf());
         let err = st.read_json::<BTreeMap<String, u32>>("x.json").unwrap_err();
         assert!(format!("{err:#}").contains("x.json is corrupt"), "{err:#}");
+    }
+
+    #[test]
+    fn an_empty_record_is_corrupt_never_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("names.json"), "").unwrap();
+        let st = State::at(tmp.path().to_path_buf());
+        let err = st
+            .read_json::<BTreeMap<String, u32>>("names.json")
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("names.json is corrupt"), "{msg}");
+        assert!(
+            crate::error::find_hint(&err).is_some_and(|h| h.contains("doctor --repair")),
+            "{msg}"
+        );
+        // And an update refuses too, leaving the file as it was.
+        let r = st.update_json("names.json", |m: &mut BTreeMap<String, u32>| {
+            m.insert("x".into(), 1);
+            Ok(())
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(tmp.path().join("names.json")).unwrap(), b"");
     }
 }

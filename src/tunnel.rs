@@ -145,9 +145,17 @@ pub fn open(state: &State, backend: &dyn Backend, vm: &str, ports: &[u16]) -> Re
             .or_default()
             .insert(guest, tunnel.host);
         live.push(tunnel.clone());
-        // Record as we go: a later failure must not orphan the forwards already running.
-        crate::state::write_json(&tunnels_path, &live)?;
-        crate::state::write_json(&state.root().join(REGISTRY), &reg)?;
+        // Record as we go: a later failure must not orphan the forwards already running. A
+        // forward that cannot be recorded (a full disk) is stopped at once: nothing unrecorded
+        // may hold a port.
+        let recorded = crate::state::write_json(&tunnels_path, &live)
+            .and_then(|()| crate::state::write_json(&state.root().join(REGISTRY), &reg));
+        if let Err(e) = recorded {
+            terminate(tunnel.pid);
+            return Err(e.context(format!(
+                "the tunnel to port {guest} could not be recorded, so it was closed again"
+            )));
+        }
         result.push(Opened {
             tunnel,
             reused: false,
@@ -207,22 +215,72 @@ fn start_forward(
     bail!("could not bind a host port for guest port {guest}: every port tried was taken")
 }
 
-/// Closes every tunnel of a VM; returns how many were open.
-pub fn close_all(state: &State, vm: &str) -> Result<usize> {
+/// Closes every tunnel of a VM, the recorded ones and any forwarder of it found by its command
+/// line (never recorded, or its record damaged); returns how many were open.
+pub fn close_all(state: &State, backend: &dyn Backend, vm: &str) -> Result<usize> {
     let _lock = state.lock("ports")?;
     let path = state.vm_dir_path(vm).join(TUNNELS);
-    let tunnels: Vec<Tunnel> = crate::state::read_json(&path)?;
+    let tunnels: Vec<Tunnel> = match crate::state::read_json(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            // Closing must work with a damaged record: the forwarders are found below.
+            crate::output::warn(format!("{e:#}; looking for the tunnels by process instead"));
+            set_aside(&path);
+            vec![]
+        }
+    };
     let mut closed = 0;
+    let mut pids = vec![];
     for t in &tunnels {
         if t.alive() {
-            terminate(t.pid);
-            closed += 1;
+            pids.push(t.pid);
         }
+    }
+    let marker = backend.forwarder_marker(vm);
+    let me = std::process::id();
+    for (pid, argv) in crate::exec::processes() {
+        if pid != me
+            && !pids.contains(&pid)
+            && is_forwarder(&argv)
+            && crate::exec::has_arg(&argv, &marker)
+        {
+            pids.push(pid);
+        }
+    }
+    for pid in pids {
+        terminate(pid);
+        closed += 1;
     }
     if path.exists() {
         crate::state::write_json(&path, &Vec::<Tunnel>::new())?;
     }
     Ok(closed)
+}
+
+/// A forward's command line: one `127.0.0.1:H:127.0.0.1:G` spec (ssh -L or our forwarder).
+fn is_forwarder(argv: &[String]) -> bool {
+    argv.iter().any(|a| {
+        a.split(' ').any(|w| {
+            let p: Vec<&str> = w.split(':').collect();
+            p.len() == 4
+                && p[0] == "127.0.0.1"
+                && p[2] == "127.0.0.1"
+                && p[1].parse::<u16>().is_ok()
+                && p[3].parse::<u16>().is_ok()
+        })
+    })
+}
+
+/// Moves a damaged state file out of the way (kept for inspection, never deleted).
+pub fn set_aside(path: &Path) {
+    let aside = path.with_extension(format!("json.corrupt-{}", crate::jobs::now()));
+    if std::fs::rename(path, &aside).is_ok() {
+        crate::output::warn(format!(
+            "set the damaged {} aside as {}",
+            path.display(),
+            aside.display()
+        ));
+    }
 }
 
 /// Drops a VM's host ports from the registry (when the VM is destroyed).

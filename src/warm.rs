@@ -77,12 +77,12 @@ fn has_image(docker: Result<crate::exec::Cmd>, image: &str) -> bool {
 /// Copies the images `vm` lacks from the first running sibling that has them (the main
 /// worktree's VM first, or the one named by `from`). Ok(None) when there is nothing to do.
 pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
-    let names: Names = ctx.state.read_json("names.json")?;
+    let names: Names = crate::registry::load(&ctx.state)?;
     let mut siblings: Vec<(String, bool, std::path::PathBuf)> =
-        crate::reconcile::known(&names, &ctx.wt.common_dir)
+        crate::registry::of_repo(&names, &ctx.wt)
             .into_iter()
-            .filter(|k| k.name != vm)
-            .map(|k| (k.name, k.id.is_none(), k.owner.root))
+            .filter(|(name, _)| name != vm)
+            .map(|(name, o)| (name, o.is_main(), o.root))
             .collect();
     // The main worktree's VM first: it is the one most likely to have everything.
     siblings.sort_by_key(|(name, is_main, _)| (!is_main, name.clone()));

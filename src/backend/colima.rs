@@ -15,6 +15,9 @@ use crate::output;
 use crate::shell;
 use crate::state::State;
 
+/// The VM's ssh config, in its runtime dir.
+const SSH_CONFIG: &str = "ssh_config";
+
 /// Oldest Colima with `--port-forwarder` and `delete --data` (the contract's version gate).
 pub const MIN_VERSION: (u64, u64, u64) = (0, 9, 0);
 
@@ -96,7 +99,7 @@ impl Colima {
             .arg(vm)
             .checked()
             .map_err(|e| e.context(format!("reading the ssh config of VM {vm}")))?;
-        let path = self.state.vm_dir(vm)?.join("ssh_config");
+        let path = self.state.vm_dir(vm)?.join(SSH_CONFIG);
         std::fs::write(&path, &out.stdout)
             .with_context(|| format!("writing {}", path.display()))?;
         if let Ok(mut m) = self.ssh_configs.lock() {
@@ -349,6 +352,15 @@ impl Backend for Colima {
         Ok(Cmd::new("docker")
             .env("DOCKER_HOST", format!("unix://{}", sock.display()))
             .env_remove("DOCKER_CONTEXT"))
+    }
+
+    fn forwarder_marker(&self, vm: &str) -> String {
+        // Every forward runs `ssh -F <this file>`; the file is per VM and per state dir.
+        self.state
+            .vm_dir_path(vm)
+            .join(SSH_CONFIG)
+            .display()
+            .to_string()
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {

@@ -141,6 +141,9 @@ pub trait Backend {
     fn docker(&self, vm: &str) -> Result<Cmd>;
     /// The process that forwards 127.0.0.1:host on this machine to 127.0.0.1:guest in the VM.
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd>;
+    /// One argument every forwarder of this VM (and no other VM's) has on its command line, so
+    /// teardown finds forwarders that were never recorded (a full disk, a damaged record).
+    fn forwarder_marker(&self, vm: &str) -> String;
 }
 
 /// Backend names accepted by `backend` / `--backend`.

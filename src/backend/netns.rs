@@ -585,6 +585,10 @@ impl Backend for Netns {
             .env_remove("DOCKER_CONTEXT"))
     }
 
+    fn forwarder_marker(&self, vm: &str) -> String {
+        Self::netns_path(&self.id(vm)).display().to_string()
+    }
+
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
         let id = self.id(vm);
         let me = std::env::current_exe().context("finding git-vmoat's own path")?;

@@ -303,7 +303,7 @@ fn virtualisation() -> Check {
 }
 
 fn ram_check(state: &crate::state::State, memory_gib: u64) -> Check {
-    let names: crate::context::Names = state.read_json("names.json").unwrap_or_default();
+    let names = crate::registry::load(state).unwrap_or_default();
     let Some(host) = super::provision::host_ram_gib() else {
         return check("memory", Level::Warn, "host RAM unknown", "");
     };

@@ -144,6 +144,10 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
             );
             return Ok(());
         }
+        if !still_listed(&wt) {
+            output::info("git no longer lists this worktree: nothing to do");
+            return Ok(());
+        }
         let ctx = Ctx::load(backend_flag)?;
         seed_worktree(&ctx, false)?;
         if auto == "up" {
@@ -160,6 +164,9 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
             super::provision::provision(&ctx, super::provision::Mode::IfNeeded).map(drop)
         }
     })();
+    // The worktree may have been removed while its VM was being made (the watcher, if any,
+    // may have looked before the VM was recorded): if git forgot it, leave no VM behind.
+    let result = result.and_then(|()| reclaim_if_forgotten(&wt, &state));
     record.finished = Some(jobs::now());
     match &result {
         Ok(()) => {
@@ -174,6 +181,34 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
     }
     jobs::write(&state, &wt, &record)?;
     result
+}
+
+/// Whether git still lists the worktree (the main one always is).
+fn still_listed(wt: &repo::Worktree) -> bool {
+    let Some(id) = &wt.id else { return true };
+    // An unreadable list is not proof of removal.
+    repo::linked_worktrees(&wt.common_dir).map_or(true, |l| l.iter().any(|w| &w.id == id))
+}
+
+/// Tears down the worktree's VM when git has forgotten the worktree.
+fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<()> {
+    if still_listed(wt) {
+        return Ok(());
+    }
+    // The job may have given the repository its id after `wt` was read.
+    let mut wt = wt.clone();
+    if wt.repo_id.is_none() {
+        wt.repo_id = repo::read_repo_id(&wt.common_dir);
+    }
+    let names = crate::registry::load(state)?;
+    if let Some((name, owner)) = crate::registry::find(&names, &wt) {
+        output::info(format!(
+            "the worktree was removed while its VM was being made: destroying {name}"
+        ));
+        let b = backend::select(&owner.backend, state)?;
+        crate::context::teardown(state, b.as_ref(), &name)?;
+    }
+    Ok(())
 }
 
 pub fn logs(follow: bool) -> Result<()> {
@@ -255,17 +290,24 @@ pub fn seed_cmd(ctx: &Ctx, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
+/// Who may reclaim what: the watcher only what git forgot; an explicit `gc` also what is missing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reclaim {
+    Watcher,
+    Gc { dry_run: bool },
+}
+
 /// Destroys the orphans of one repository; returns what it did, for messages and JSON.
-fn collect(state: &State, common: &Path, dry_run: bool) -> Result<Vec<serde_json::Value>> {
+fn collect(state: &State, common: &Path, how: Reclaim) -> Result<Vec<serde_json::Value>> {
     let mut out = vec![];
     for (k, verdict) in reconcile::scan(state, common)? {
-        let (orphan, reason) = match &verdict {
-            Verdict::Gone(why) => (true, why.clone()),
-            Verdict::Kept(why) => (false, why.clone()),
-            Verdict::Alive => (false, String::new()),
-        };
+        let reclaim = matches!(
+            (&verdict, how),
+            (Verdict::Gone(_), _) | (Verdict::Missing(_), Reclaim::Gc { .. })
+        );
+        let reason = verdict.note().to_string();
         let mut destroyed = false;
-        if orphan && !dry_run {
+        if reclaim && how != (Reclaim::Gc { dry_run: true }) {
             match backend::select(&k.owner.backend, state)
                 .and_then(|b| crate::context::teardown(state, b.as_ref(), &k.name))
             {
@@ -279,7 +321,7 @@ fn collect(state: &State, common: &Path, dry_run: bool) -> Result<Vec<serde_json
                 }
                 Err(e) => output::warn(format!("could not destroy {}: {e:#}", k.name)),
             }
-        } else if orphan {
+        } else if reclaim {
             output::info(format!(
                 "would destroy {} ({reason}: {})",
                 k.name,
@@ -290,7 +332,8 @@ fn collect(state: &State, common: &Path, dry_run: bool) -> Result<Vec<serde_json
             "vm": k.name,
             "worktree": k.owner.root,
             "backend": k.owner.backend,
-            "orphan": orphan,
+            "orphan": matches!(verdict, Verdict::Gone(_)),
+            "missing": matches!(verdict, Verdict::Missing(_)),
             "reason": reason,
             "destroyed": destroyed,
         }));
@@ -298,15 +341,25 @@ fn collect(state: &State, common: &Path, dry_run: bool) -> Result<Vec<serde_json
     Ok(out)
 }
 
-pub fn gc(dry_run: bool, as_json: bool) -> Result<()> {
-    let wt = here()?;
+pub fn gc(dry_run: bool, all: bool, as_json: bool) -> Result<()> {
     let state = State::open()?;
-    let list = collect(&state, &wt.common_dir, dry_run)?;
+    let repos = if all {
+        reconcile::repos(&state)?
+    } else {
+        vec![here()?.common_dir]
+    };
+    let mut list = vec![];
+    for common in repos {
+        list.extend(collect(&state, &common, Reclaim::Gc { dry_run })?);
+    }
     if as_json {
         return output::json(&json!({"version": JSON_VERSION, "dry_run": dry_run, "vms": list}));
     }
-    if !list.iter().any(|v| v["orphan"] == true) {
-        output::info("no orphaned VMs: every VM of this repository has its worktree");
+    if !list
+        .iter()
+        .any(|v| v["orphan"] == true || v["missing"] == true)
+    {
+        output::info("no orphaned VMs: every VM has its worktree");
     }
     Ok(())
 }
@@ -320,12 +373,9 @@ pub fn status_all(as_json: bool) -> Result<()> {
             .and_then(|b| b.info(&k.name))
             .map(|i| i.state.to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));
-        let (orphan, reason) = match &verdict {
-            Verdict::Gone(w) => (true, w.clone()),
-            Verdict::Kept(w) => (false, w.clone()),
-            Verdict::Alive => (false, String::new()),
-        };
-        rows.push(json!({"vm": k.name, "worktree": k.owner.root, "backend": k.owner.backend, "state": vm_state, "orphan": orphan, "note": reason}));
+        let orphan = matches!(verdict, Verdict::Gone(_));
+        let missing = matches!(verdict, Verdict::Missing(_));
+        rows.push(json!({"vm": k.name, "worktree": k.owner.root, "backend": k.owner.backend, "state": vm_state, "orphan": orphan, "missing": missing, "note": verdict.note()}));
     }
     if as_json {
         return output::json(&json!({"version": JSON_VERSION, "vms": rows}));
@@ -336,18 +386,18 @@ pub fn status_all(as_json: bool) -> Result<()> {
     }
     let mut out = String::new();
     for r in &rows {
+        let note = r["note"].as_str().unwrap_or("");
         let mark = if r["orphan"] == true {
-            "  ORPHAN: `git vmoat gc` removes it"
+            "  ORPHAN: `git vmoat gc` removes it".to_string()
+        } else if r["missing"] == true {
+            format!("  MISSING: {note}; `git vmoat gc` would remove it")
+        } else if note.is_empty() {
+            String::new()
         } else {
-            ""
+            format!("  ({note})")
         };
-        let note = r["note"]
-            .as_str()
-            .filter(|n| !n.is_empty() && r["orphan"] != true)
-            .map(|n| format!("  ({n})"))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<24} {:<8} {:<10} {}{mark}{note}\n",
+            "{:<24} {:<8} {:<10} {}{mark}\n",
             r["vm"].as_str().unwrap_or(""),
             r["backend"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
@@ -385,7 +435,7 @@ pub fn watch(all: bool, install_service: bool, interval: u64) -> Result<()> {
             None => reconcile::repos(&st).unwrap_or_default(),
         },
         |repo| {
-            if let Err(e) = collect(&state, repo, false) {
+            if let Err(e) = collect(&state, repo, Reclaim::Watcher) {
                 output::warn(format!("reconciling {}: {e:#}", repo.display()));
             }
         },
@@ -435,8 +485,8 @@ fn write_service(path: &Path, text: &str) -> Result<()> {
 }
 
 /// `status` adds the background job of the worktree, if any.
-pub fn job_line(ctx: &Ctx) -> Option<(String, serde_json::Value)> {
-    let job = jobs::read(&ctx.state, &ctx.wt).ok()??;
+pub fn job_line(state: &State, wt: &repo::Worktree) -> Option<(String, serde_json::Value)> {
+    let job = jobs::read(state, wt).ok()??;
     let st = job.effective_state();
     let line = match st {
         JobState::Running => "running (follow it with `git vmoat logs -f`)".to_string(),

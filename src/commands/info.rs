@@ -4,17 +4,25 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::config::KEYS;
-use crate::context::Ctx;
+use crate::context::{Base, Ctx};
 use crate::output::{self, JSON_VERSION};
 
-pub fn name(ctx: &Ctx, as_json: bool) -> Result<()> {
-    let name = ctx.vm_name()?;
+pub fn name(base: Base, as_json: bool) -> Result<()> {
+    // A recorded VM keeps its name and backend whatever the config says now (or whether it
+    // can be read at all).
+    let (name, backend, wt) = match base.recorded()? {
+        Some((name, owner)) => (name, owner.backend, base.wt),
+        None => {
+            let ctx = base.full()?;
+            (ctx.vm_name()?, ctx.backend.kind().to_string(), ctx.wt)
+        }
+    };
     if as_json {
         output::json(&json!({
             "version": JSON_VERSION,
             "name": name,
-            "backend": ctx.backend.kind(),
-            "worktree": ctx.wt.root,
+            "backend": backend,
+            "worktree": wt.root,
         }))
     } else {
         output::data(name)

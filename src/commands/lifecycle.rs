@@ -5,32 +5,42 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::Result;
 
 use crate::backend::VmState;
-use crate::context::Ctx;
+use crate::context::Base;
 use crate::error::hint;
 use crate::output;
 use crate::tunnel;
 
-pub fn down(ctx: &Ctx) -> Result<()> {
-    ctx.backend.ensure_installed()?;
-    let vm = ctx.vm_name()?;
-    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
-    tunnel::close_all(&ctx.state, &vm)?;
-    match ctx.backend.info(&vm)?.state {
+/// `down`: found by identity, on the backend it was made with; needs no config or trust.
+pub fn down(base: Base) -> Result<()> {
+    let Some((vm, backend, base)) = base.existing_vm()? else {
+        output::info("this worktree has no VM: nothing to stop");
+        return Ok(());
+    };
+    backend.ensure_installed()?;
+    let _vm_lock = base.state.lock(&format!("vm-{vm}"))?;
+    tunnel::close_all(&base.state, backend.as_ref(), &vm)?;
+    match backend.info(&vm)?.state {
         VmState::Missing => output::info(format!("VM {vm} does not exist: nothing to stop")),
         VmState::Stopped => output::info(format!("VM {vm} is already stopped")),
         _ => {
             output::info(format!("stopping VM {vm} (its disk is kept)…"));
-            ctx.backend.stop(&vm)?;
+            backend.stop(&vm)?;
             output::info(format!("stopped {vm}"));
         }
     }
     Ok(())
 }
 
-pub fn destroy(ctx: &Ctx, force: bool) -> Result<()> {
-    ctx.backend.ensure_installed()?;
-    let vm = ctx.vm_name()?;
-    let exists = ctx.backend.info(&vm)?.state != VmState::Missing;
+/// `destroy`: found by identity, deleted on the backend it was made with, whatever the config
+/// says today; needs no config or trust.
+pub fn destroy(base: Base, force: bool) -> Result<()> {
+    let Some((vm, backend, base)) = base.existing_vm()? else {
+        output::info("this worktree has no VM: nothing to destroy");
+        return Ok(());
+    };
+    backend.ensure_installed()?;
+    let ctx = &base;
+    let exists = backend.info(&vm)?.state != VmState::Missing;
     output::info(format!(
         "{} VM {vm} of worktree {}",
         if exists {
@@ -48,7 +58,7 @@ pub fn destroy(ctx: &Ctx, force: bool) -> Result<()> {
     if exists && !force {
         confirm(&vm)?;
     }
-    crate::context::teardown(&ctx.state, ctx.backend.as_ref(), &vm)?;
+    crate::context::teardown(&ctx.state, backend.as_ref(), &vm)?;
     output::info(format!(
         "destroyed {vm}; the worktree's files are untouched"
     ));

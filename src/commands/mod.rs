@@ -7,6 +7,7 @@ mod info;
 mod init;
 mod lifecycle;
 mod provision;
+mod repair;
 mod run_in_vm;
 mod status;
 pub(crate) mod tunnel;
@@ -14,17 +15,19 @@ pub(crate) mod tunnel;
 use anyhow::Result;
 
 use crate::cli::Command;
-use crate::context::Ctx;
+use crate::context::{Base, Ctx};
 
 pub fn run(cli: crate::cli::Cli) -> Result<()> {
     let flag = cli.backend.as_deref();
     let load = || Ctx::load(flag);
+    // Commands that only find, stop or delete a VM need neither a valid config nor trust.
+    let base = || Base::load(flag);
     match cli.command {
         Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
         Command::Init(a) => init::run(&a),
         Command::Trust => info::trust(),
         Command::Version => info::version(),
-        Command::Name(a) => info::name(&load()?, a.json),
+        Command::Name(a) => info::name(base()?, a.json),
         Command::Config(a) => info::config(&load()?, a.json),
         Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
         Command::Up => provision::up(&load()?),
@@ -32,21 +35,22 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Test(a) => run_in_vm::test(&load()?, &a.args),
         Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),
         Command::Tunnel(a) => tunnel::tunnel(&load()?, &a.ports, a.json),
-        Command::Untunnel => tunnel::untunnel(&load()?),
+        Command::Untunnel => tunnel::untunnel(base()?),
         Command::Status(a) if a.all => git_side::status_all(a.json),
-        Command::Status(a) => status::run(&load()?, a.json),
+        Command::Status(a) => status::run(base()?, a.json),
         Command::Hooks(c) => git_side::hooks_cmd(&c),
         Command::Completions { shell } => generate::print_completion(shell),
         Command::Generate { kind, out } => generate::generate(kind, &out),
+        Command::Doctor(a) if a.repair => repair::run(a.json),
         Command::Doctor(a) => doctor::run(flag, a.json),
         Command::Hook { args } => git_side::hook(&args),
         Command::Job => git_side::job(flag),
         Command::Seed(a) => git_side::seed_cmd(&load()?, a.dry_run),
         Command::Logs(a) => git_side::logs(a.follow),
         Command::Watch(a) => git_side::watch(a.all, a.install_service, a.interval),
-        Command::Gc(a) => git_side::gc(a.dry_run, a.json),
-        Command::Down => lifecycle::down(&load()?),
-        Command::Destroy(a) => lifecycle::destroy(&load()?, a.force),
+        Command::Gc(a) => git_side::gc(a.dry_run, a.all, a.json),
+        Command::Down => lifecycle::down(base()?),
+        Command::Destroy(a) => lifecycle::destroy(base()?, a.force),
     }
 }
 

@@ -61,7 +61,7 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
                     .info(&vm)
                     .is_ok_and(|i| i.state == VmState::Missing)
                 {
-                    let _ = crate::context::unclaim(&ctx.state, &vm);
+                    let _ = ctx.give_back(&vm);
                 }
                 return Err(e);
             }
@@ -214,6 +214,13 @@ pub fn up(ctx: &Ctx) -> Result<()> {
             "add a compose.yaml, a Makefile `up:` target or a package.json `dev` script, or set commands.up (run `git vmoat init`)",
         ));
     };
+    // One `up` per worktree at a time, start to healthy: the hook's job and a manual `up` (or
+    // two agents) would otherwise run the up command twice at once and trip over each other.
+    let key = ctx.wt.location_key();
+    let _up_lock = ctx.state.lock_waiting(
+        &format!("up-{}", crate::naming::short_hash(&key, 16)),
+        "another `git vmoat up` is running for this worktree; waiting for it to finish…",
+    )?;
     let started = Instant::now();
     let vm = provision(ctx, Mode::IfNeeded)?;
     if ctx.cfg.warm {

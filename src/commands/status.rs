@@ -4,13 +4,57 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::backend::{Io, VmState};
-use crate::context::Ctx;
+use crate::context::Base;
 use crate::output::{self, JSON_VERSION};
 use crate::tunnel;
 
-pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
+/// What `status` looks at: the VM (recorded, or the one `up` would make), its backend, and the
+/// config when it can be read (a changed, untrusted config must not hide the VM's state).
+struct View {
+    wt: crate::repo::Worktree,
+    state: crate::state::State,
+    vm: String,
+    backend: Box<dyn crate::backend::Backend>,
+    cfg: Option<crate::config::Config>,
+    cfg_error: Option<String>,
+}
+
+pub fn run(base: Base, as_json: bool) -> Result<()> {
+    let view = match base.recorded()? {
+        Some((vm, owner)) => {
+            let (cfg, cfg_error) = match crate::config::Config::load(&base.wt.root, &base.state) {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            View {
+                backend: crate::backend::select(&owner.backend, &base.state)?,
+                wt: base.wt,
+                state: base.state,
+                vm,
+                cfg,
+                cfg_error,
+            }
+        }
+        None => {
+            let ctx = base.full()?;
+            let vm = ctx.vm_name()?;
+            View {
+                wt: ctx.wt,
+                state: ctx.state,
+                vm,
+                backend: ctx.backend,
+                cfg: Some(ctx.cfg),
+                cfg_error: None,
+            }
+        }
+    };
+    render(&view, as_json)
+}
+
+fn render(ctx: &View, as_json: bool) -> Result<()> {
     ctx.backend.ensure_installed()?;
-    let vm = ctx.vm_name()?;
+    let vm = ctx.vm.clone();
+    let health_url = ctx.cfg.as_ref().and_then(|c| c.health_url.clone());
     let info = ctx.backend.info(&vm)?;
     let running = info.state == VmState::Running;
     let mut containers = vec![];
@@ -30,7 +74,7 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
             let (name, st) = line.split_once('\t').unwrap_or((line, ""));
             containers.push((name.to_string(), st.to_string()));
         }
-        if let Some(url) = &ctx.cfg.health_url {
+        if let Some(url) = &health_url {
             let probe = super::provision::health_probe(url);
             health = Some(
                 ctx.backend
@@ -41,7 +85,7 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
         }
     }
     let tunnels = tunnel::list(&ctx.state, &vm)?;
-    let job = super::git_side::job_line(ctx);
+    let job = super::git_side::job_line(&ctx.state, &ctx.wt);
     if as_json {
         return output::json(&json!({
             "version": JSON_VERSION,
@@ -56,7 +100,8 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
             "disk_bytes": info.disk_bytes,
             "docker_error": docker_error,
             "containers": containers.iter().map(|(n, s)| json!({"name": n, "status": s})).collect::<Vec<_>>(),
-            "health": ctx.cfg.health_url.as_ref().map(|u| json!({"url": u, "ok": health})),
+            "config_error": ctx.cfg_error,
+            "health": health_url.as_ref().map(|u| json!({"url": u, "ok": health})),
             "tunnels": tunnels.iter().map(|(t, alive)| json!({"guest": t.guest, "host": t.host, "url": t.url(), "pid": t.pid, "alive": alive})).collect::<Vec<_>>(),
         }));
     }
@@ -68,6 +113,10 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
     );
     if let Some((line, _)) = &job {
         out.push_str(&format!("job:       {line}\n"));
+    }
+    if let Some(e) = &ctx.cfg_error {
+        let first = e.lines().next().unwrap_or("");
+        out.push_str(&format!("config:    cannot be read: {first}\n"));
     }
     if info.state == VmState::Missing && job.is_none() {
         out.push_str("           no VM yet: `git vmoat up` creates it\n");
@@ -88,7 +137,7 @@ pub fn run(ctx: &Ctx, as_json: bool) -> Result<()> {
             }
         }
     }
-    if let Some(url) = &ctx.cfg.health_url {
+    if let Some(url) = &health_url {
         let h = match health {
             Some(true) => "ok",
             Some(false) => "not ready",

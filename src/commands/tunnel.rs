@@ -91,9 +91,12 @@ pub fn report(vm: &str, opened: &[tunnel::Opened]) -> Result<()> {
     output::data(urls)
 }
 
-pub fn untunnel(ctx: &Ctx) -> Result<()> {
-    let vm = ctx.vm_name()?;
-    let n = tunnel::close_all(&ctx.state, &vm)?;
+pub fn untunnel(base: crate::context::Base) -> Result<()> {
+    let Some((vm, backend, base)) = base.existing_vm()? else {
+        output::info("this worktree has no VM: no tunnels to close");
+        return Ok(());
+    };
+    let n = tunnel::close_all(&base.state, backend.as_ref(), &vm)?;
     output::info(format!(
         "closed {n} tunnel{} of {vm}",
         if n == 1 { "" } else { "s" }

@@ -184,13 +184,7 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
         &repo.join("vmoat.toml"),
         "backend = \"colima\"\n[commands]\nup = \"true\"\n",
     );
-    for args in [
-        &["up"][..],
-        &["provision"],
-        &["status"],
-        &["down"],
-        &["destroy", "-f"],
-    ] {
+    for args in [&["up"][..], &["provision"], &["status"]] {
         let r = env.vmoat_without_colima(&repo, args);
         assert_eq!(r.code, 1, "{args:?}: {r:?}");
         assert!(
@@ -198,8 +192,19 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
             "{r:?}"
         );
     }
+    // With no VM recorded, stopping and deleting have nothing to act on (whatever backend).
+    for args in [&["down"][..], &["destroy", "-f"]] {
+        let r = env.vmoat_without_colima(&repo, args).ok();
+        assert!(r.stderr.contains("this worktree has no VM"), "{r:?}");
+    }
     assert!(
         !env.state_dir().join("names.json").exists(),
         "no name was claimed"
+    );
+    assert!(
+        !std::fs::read_to_string(repo.join(".git/config"))
+            .unwrap()
+            .contains("vmoat"),
+        "the repository is as it was"
     );
 }

@@ -114,9 +114,14 @@ fn down_then_up_resumes_and_destroy_deletes_with_data() {
         )),
         "{r:?}"
     );
+    // The last list checks the VM is really gone before anything is forgotten.
     assert_eq!(
         env.call_lines(),
-        vec!["list wt-feat --json", "delete wt-feat --force --data"]
+        vec![
+            "list wt-feat --json",
+            "delete wt-feat --force --data",
+            "list wt-feat --json"
+        ]
     );
     assert!(env.profile("wt-feat").is_none());
     assert!(

@@ -1,0 +1,428 @@
+//! Trustworthy automation: a worktree that still exists keeps its VM through moves and renames,
+//! damaged state never acts on another repository's VM, teardown follows the record made at
+//! creation, and `up`s on one worktree never overlap. VMs come from the Colima stand-in.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::*;
+
+const CONFIG: &str = "backend = \"colima\"\n[commands]\nup = \"true\"\n";
+
+fn repo_with_config(env: &Env, name: &str, config: &str) -> PathBuf {
+    let dir = env.home.join("src").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    env.git(&dir, &["init", "-q", "-b", "main"]);
+    env.write(&dir.join("vmoat.toml"), config);
+    env.git(&dir, &["add", "."]);
+    env.git(&dir, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn watcher(env: &Env, dir: &Path, all: bool) -> std::process::Child {
+    let mut args = vec!["watch", "--interval", "1"];
+    if all {
+        args.push("--all");
+    }
+    let child = env
+        .cmd(bin(), dir)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+fn status_all(env: &Env, dir: &Path) -> Vec<serde_json::Value> {
+    let r = env.vmoat(dir, &["status", "--all", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    j["vms"].as_array().unwrap().clone()
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], vm: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["vm"] == vm)
+        .unwrap_or_else(|| panic!("{vm} not in {rows:?}"))
+}
+
+fn profiles(env: &Env) -> usize {
+    std::fs::read_dir(env.colima_state().join("profiles"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    let src = env.home.join("src");
+    let feat = env.worktree(&repo, &src.join("feat"), "feat");
+    let locked = env.worktree(&repo, &src.join("locked"), "locked");
+    env.vmoat(&repo, &["up"]).ok();
+    env.vmoat(&feat, &["up"]).ok();
+    env.vmoat(&locked, &["up"]).ok();
+    env.git(&repo, &["worktree", "lock", locked.to_str().unwrap()]);
+    let mut w = watcher(&env, &repo, true);
+
+    // mv without telling git: the directory is missing, the VM stays.
+    let renamed = src.join("feat-renamed");
+    std::fs::rename(&feat, &renamed).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(env.profile("wt-feat").is_some(), "mv destroyed the VM");
+    let rows = status_all(&env, &repo);
+    assert_eq!(row(&rows, "wt-feat")["missing"], true, "{rows:?}");
+    assert_eq!(row(&rows, "wt-feat")["orphan"], false, "{rows:?}");
+    let dry = env.vmoat(&repo, &["gc", "--dry-run"]).ok();
+    assert!(dry.stderr.contains("would destroy wt-feat"), "{dry:?}");
+    assert!(
+        env.profile("wt-feat").is_some(),
+        "a dry run destroys nothing"
+    );
+
+    // git worktree repair: the same VM, found from the new place; the registry follows.
+    env.git(&renamed, &["worktree", "repair"]);
+    assert_eq!(env.vmoat(&renamed, &["name"]).ok().stdout.trim(), "wt-feat");
+    let rows = status_all(&env, &repo);
+    assert_eq!(
+        row(&rows, "wt-feat")["worktree"],
+        renamed.canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(row(&rows, "wt-feat")["missing"], false);
+
+    // git worktree move: status --all shows the current path.
+    let moved = src.join("feat-moved");
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "move",
+            renamed.to_str().unwrap(),
+            moved.to_str().unwrap(),
+        ],
+    );
+    let rows = status_all(&env, &repo);
+    assert_eq!(
+        row(&rows, "wt-feat")["worktree"],
+        moved.canonicalize().unwrap().to_str().unwrap()
+    );
+
+    // Rename the directory holding the repository and all its worktrees.
+    let _ = w.kill();
+    let _ = w.wait();
+    let mut w = watcher(&env, &repo, true);
+    let src2 = env.home.join("src2");
+    std::fs::rename(&src, &src2).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    for vm in ["wt-proj", "wt-feat", "wt-locked"] {
+        assert!(
+            env.profile(vm).is_some(),
+            "renaming the parent destroyed {vm}"
+        );
+    }
+    let repo2 = src2.join("proj");
+    let feat2 = src2.join("feat-moved");
+    let locked2 = src2.join("locked");
+    // Both sides moved: repair from the main checkout, naming each worktree's new place.
+    env.git(
+        &repo2,
+        &[
+            "worktree",
+            "repair",
+            feat2.to_str().unwrap(),
+            locked2.to_str().unwrap(),
+        ],
+    );
+    let n = profiles(&env);
+    // In the new place: the same VMs, no second one made by up.
+    assert_eq!(env.vmoat(&repo2, &["name"]).ok().stdout.trim(), "wt-proj");
+    assert_eq!(env.vmoat(&feat2, &["name"]).ok().stdout.trim(), "wt-feat");
+    env.vmoat(&repo2, &["up"]).ok();
+    env.vmoat(&feat2, &["up"]).ok();
+    assert_eq!(profiles(&env), n, "up made a second VM after the move");
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&feat2, &["status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(s["vm"], "wt-feat");
+    assert_eq!(s["state"], "Running");
+    let rows = status_all(&env, &repo2);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["orphan"] == false), "{rows:?}");
+
+    // Only when git forgets the worktree does the watcher destroy its VM.
+    env.git(
+        &repo2,
+        &["worktree", "remove", "--force", feat2.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || env.profile("wt-feat").is_none()),
+        "git worktree remove did not reclaim the VM"
+    );
+    assert!(env.profile("wt-locked").is_some());
+    let _ = w.kill();
+    let _ = w.wait();
+}
+
+#[test]
+fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "orig", CONFIG);
+    env.vmoat(&repo, &["up"]).ok();
+    let copy = env.home.join("src/copy");
+    let st = std::process::Command::new("cp")
+        .args(["-a", repo.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let name = env.vmoat(&copy, &["name"]).ok().stdout.trim().to_string();
+    assert_ne!(name, "wt-orig", "a copy must not share the original's VM");
+    env.vmoat(&copy, &["destroy", "-f"]).ok();
+    assert!(
+        env.profile("wt-orig").is_some(),
+        "destroy in the copy hit the original"
+    );
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-orig");
+}
+
+#[test]
+fn an_empty_registry_is_refused_and_repaired_without_acting_on_another_repository() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let x = repo_with_config(&env, "x", CONFIG);
+    let y = repo_with_config(&env, "y", CONFIG);
+    let xa = env.worktree(&x, &env.home.join("x-wt/app"), "app");
+    let ya = env.worktree(&y, &env.home.join("y-wt/app"), "app");
+    env.vmoat(&xa, &["up"]).ok();
+    env.vmoat(&ya, &["up"]).ok();
+    let x_vm = env.vmoat(&xa, &["name"]).ok().stdout.trim().to_string();
+    let y_vm = env.vmoat(&ya, &["name"]).ok().stdout.trim().to_string();
+    assert_ne!(x_vm, y_vm);
+
+    // A power cut leaves a 0-byte registry.
+    let names = env.state_dir().join("names.json");
+    std::fs::write(&names, "").unwrap();
+    for args in [
+        &["destroy", "-f"][..],
+        &["up"],
+        &["name"],
+        &["status"],
+        &["down"],
+    ] {
+        let r = env.vmoat(&ya, args);
+        assert_eq!(r.code, 1, "{args:?} {r:?}");
+        assert!(r.stderr.contains("names.json is corrupt"), "{r:?}");
+        assert!(r.stderr.contains("doctor --repair"), "{r:?}");
+    }
+    assert!(env.profile(&x_vm).is_some(), "x's VM was touched");
+    assert!(env.profile(&y_vm).is_some());
+    assert_eq!(
+        std::fs::read(&names).unwrap(),
+        b"",
+        "a refusal changes nothing"
+    );
+
+    let r = env.vmoat(&ya, &["doctor", "--repair", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let vms: Vec<&str> = j["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        vms.contains(&x_vm.as_str()) && vms.contains(&y_vm.as_str()),
+        "{j}"
+    );
+    assert_eq!(j["set_aside"].as_array().unwrap().len(), 1, "{j}");
+    // Each worktree finds its own VM again; destroy in y deletes y's only.
+    assert_eq!(env.vmoat(&xa, &["name"]).ok().stdout.trim(), x_vm);
+    assert_eq!(env.vmoat(&ya, &["name"]).ok().stdout.trim(), y_vm);
+    env.vmoat(&ya, &["destroy", "-f"]).ok();
+    assert!(env.profile(&y_vm).is_none());
+    assert!(
+        env.profile(&x_vm).is_some(),
+        "destroy in y destroyed x's VM"
+    );
+}
+
+#[test]
+fn teardown_uses_the_recorded_backend_and_name_and_needs_no_trust() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(
+        &repo.join("vmoat.conf"),
+        "VM_BACKEND=colima\nCMD_UP=true\nVM_PREFIX=wt-\n",
+    );
+    env.vmoat(&repo, &["trust"]).ok();
+    env.vmoat(&repo, &["up"]).ok();
+    assert!(env.profile("wt-proj").is_some());
+
+    // A pull changes the shell config: it is not trusted, and names another prefix and backend.
+    env.write(
+        &repo.join("vmoat.conf"),
+        "VM_BACKEND=netns\nCMD_UP=true\nVM_PREFIX=other-\n",
+    );
+    let r = env.vmoat(&repo, &["up"]);
+    assert_eq!(r.code, 1, "running untrusted shell config: {r:?}");
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-proj");
+    let s = env.vmoat(&repo, &["status", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(
+        (j["vm"].as_str(), j["backend"].as_str()),
+        (Some("wt-proj"), Some("colima"))
+    );
+    assert!(
+        j["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("trust")),
+        "{j}"
+    );
+    env.vmoat(&repo, &["untunnel"]).ok();
+    env.vmoat(&repo, &["down"]).ok();
+    assert_eq!(env.profile("wt-proj").unwrap()["status"], "Stopped");
+    let r = env.vmoat(&repo, &["destroy", "-f"]).ok();
+    assert!(r.stderr.contains("destroyed wt-proj"), "{r:?}");
+    assert!(
+        env.profile("wt-proj").is_none(),
+        "destroy reported success but the VM lives"
+    );
+}
+
+#[test]
+fn a_prefix_change_does_not_hide_the_vm_from_destroy() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    env.vmoat(&repo, &["up"]).ok();
+    env.write(&repo.join("vmoat.local.toml"), "[vm]\nprefix = \"zz-\"\n");
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-proj");
+    env.vmoat(&repo, &["destroy", "-f"]).ok();
+    assert!(env.profile("wt-proj").is_none());
+    assert!(env.profile("zz-proj").is_none());
+    // Now nothing is recorded: the next VM takes today's prefix.
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "zz-proj");
+}
+
+#[test]
+fn a_backend_change_is_refused_by_up_while_the_old_vm_exists() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    env.vmoat(&repo, &["up"]).ok();
+    env.write(&repo.join("vmoat.local.toml"), "backend = \"netns\"\n");
+    let n = profiles(&env);
+    let r = env.vmoat(&repo, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("runs on colima") && r.stderr.contains("destroy"),
+        "{r:?}"
+    );
+    assert_eq!(profiles(&env), n);
+    env.vmoat(&repo, &["destroy", "-f"]).ok();
+    assert!(
+        env.profile("wt-proj").is_none(),
+        "destroy used the configured backend"
+    );
+}
+
+#[test]
+fn concurrent_ups_of_one_worktree_run_one_after_the_other() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    // An up command that fails when another copy of it runs at the same time (like a second
+    // `docker compose up` meeting the first one's containers).
+    let repo = repo_with_config(
+        &env,
+        "proj",
+        "backend = \"colima\"\n[commands]\nup = \"mkdir .uplock && sleep 1 && rmdir .uplock\"\n",
+    );
+    env.vmoat(&repo, &["provision"]).ok();
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            env.cmd(bin(), &repo)
+                .arg("up")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = kids
+        .into_iter()
+        .map(|k| k.wait_with_output().unwrap())
+        .collect();
+    let errs: Vec<String> = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    assert!(outs.iter().all(|o| o.status.success()), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("another `git vmoat up` is running for this worktree")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
+    if skip_without_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    env.vmoat(&repo, &["hooks", "install"]).ok();
+    for i in 0..6 {
+        let wt = env.home.join(format!("src/quick{i}"));
+        env.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("q{i}"),
+                wt.to_str().unwrap(),
+            ],
+        );
+        env.git(
+            &repo,
+            &["worktree", "remove", "--force", wt.to_str().unwrap()],
+        );
+    }
+    // No watcher: every job must clean up after itself once it sees the worktree gone.
+    let settled = wait_until(Duration::from_secs(90), || {
+        !std::fs::read_dir(env.state_dir().join("jobs"))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"running\""))
+                })
+            })
+            .unwrap_or(false)
+    });
+    assert!(settled, "jobs did not finish");
+    let left: Vec<String> = std::fs::read_dir(env.colima_state().join("profiles"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VMs left behind: {left:?}");
+}
