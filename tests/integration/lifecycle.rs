@@ -172,6 +172,30 @@ fn test_and_ssh_pass_exit_codes_and_arguments_through_exactly() {
         "a  b"
     );
 
+    // Arguments are bytes, not text: ones that are not UTF-8 arrive exactly as given.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"x\xff y'\xfe\xe2\x9c");
+    let out = env
+        .cmd(bin(), &wt)
+        .args(["ssh", "sh", "-c", "printf '%s' \"$1\" | od -An -tx1", "sh"])
+        .arg(odd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["78", "ff", "20", "79", "27", "fe", "e2", "9c"],
+        "{out:?}"
+    );
+    let out = env.cmd(bin(), &wt).arg("test").arg(odd).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut want = format!("{}|[", real.display()).into_bytes();
+    want.extend(odd.as_bytes());
+    want.push(b']');
+    assert_eq!(out.stdout, want);
+
     env.write(
         &wt.join("vmoat.local.toml"),
         "[commands]\ntest = \"exit 3\"\n",
