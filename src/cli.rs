@@ -115,9 +115,9 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct PassArgs {
-    /// Arguments passed on unchanged.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// Arguments passed on unchanged (bytes as they are, UTF-8 or not).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

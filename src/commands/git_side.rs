@@ -272,6 +272,7 @@ pub fn seed_worktree(ctx: &Ctx, dry_run: bool) -> Result<Vec<(String, Outcome)>>
             Outcome::NotIgnored => output::warn(format!(
                 "seed {entry} is not gitignored in the main checkout: not copied"
             )),
+            Outcome::Skipped(why) => output::warn(format!("seed {entry} skipped: {why}")),
         }
     }
     Ok(outcomes)

@@ -1,5 +1,7 @@
 //! `test` and `ssh`: run something in the VM, in the worktree, exiting with its own status.
 
+use std::ffi::OsString;
+
 use anyhow::Result;
 
 use crate::backend::Io;
@@ -7,7 +9,7 @@ use crate::context::Ctx;
 use crate::error::{PassThrough, hint};
 use crate::shell;
 
-pub fn test(ctx: &Ctx, args: &[String]) -> Result<()> {
+pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<()> {
     let Some(test_cmd) = &ctx.cfg.test else {
         return Err(hint(
             "no test command configured",
@@ -27,7 +29,7 @@ pub fn test(ctx: &Ctx, args: &[String]) -> Result<()> {
     )
 }
 
-pub fn ssh(ctx: &Ctx, args: &[String]) -> Result<()> {
+pub fn ssh(ctx: &Ctx, args: &[OsString]) -> Result<()> {
     let vm = super::running_vm(ctx)?;
     let script = (!args.is_empty()).then(|| shell::join(args));
     pass_through(

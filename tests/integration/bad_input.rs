@@ -209,8 +209,71 @@ fn cases() -> Vec<Case> {
                 )
             },
             &["seed"],
-            1,
-            "leads outside the repository"
+            0,
+            "seed etclink/hostname skipped: it goes through etclink, a symlink leading outside the main checkout (to /etc)"
+        ),
+        case!(
+            "seed through a tracked symlink to outside",
+            |e, w| {
+                // The worktree's conf/sub leads out; main's ignored conf/sub/key must not follow.
+                let main = e.home.join("src/proj");
+                e.write(&main.join(".git/info/exclude"), "conf/\n");
+                e.write(&main.join("conf/sub/key"), "SECRET\n");
+                std::fs::create_dir_all(e.home.join("outside")).unwrap();
+                std::fs::create_dir_all(w.join("conf")).unwrap();
+                std::os::unix::fs::symlink(e.home.join("outside"), w.join("conf/sub")).unwrap();
+                write(e, w, ".worktreeinclude", "conf/\n")
+            },
+            &["seed"],
+            0,
+            "seed conf: skipped conf/sub: conf/sub is a symlink in this worktree"
+        ),
+        case!(
+            "seed an ignored symlink to /etc matched by /**",
+            |e, w| {
+                let main = e.home.join("src/proj");
+                std::os::unix::fs::symlink("/etc", main.join("etclink")).unwrap();
+                e.write(&main.join(".git/info/exclude"), "etclink\n");
+                write(e, w, ".worktreeinclude", "/**\n")
+            },
+            &["seed"],
+            0,
+            "seed etclink skipped: it is a symlink leading outside the repository (to /etc)"
+        ),
+        case!(
+            "seed into a worktree dir symlinked outside",
+            |e, w| {
+                let main = e.home.join("src/proj");
+                e.write(&main.join(".git/info/exclude"), "secrets/\n");
+                e.write(&main.join("secrets/a.key"), "A\n");
+                std::fs::create_dir_all(e.home.join("outside")).unwrap();
+                std::os::unix::fs::symlink(e.home.join("outside"), w.join("secrets")).unwrap();
+                toml(
+                    e,
+                    w,
+                    &format!("{UP}[provision]\nseed = [\"secrets/a.key\"]\n"),
+                )
+            },
+            &["seed"],
+            0,
+            "seed secrets/a.key skipped: secrets is a symlink in this worktree"
+        ),
+        case!(
+            "seed from a main dir symlinked outside",
+            |e, w| {
+                let main = e.home.join("src/proj");
+                e.write(&e.home.join("vault/key"), "K\n");
+                std::os::unix::fs::symlink(e.home.join("vault"), main.join("vault")).unwrap();
+                e.write(&main.join(".git/info/exclude"), "vault\n");
+                toml(
+                    e,
+                    w,
+                    &format!("{UP}[provision]\nseed = [\"vault/key\", \"vault\"]\n"),
+                )
+            },
+            &["seed"],
+            0,
+            "seed vault/key skipped: it goes through vault, a symlink leading outside the main checkout"
         ),
         case!(
             "outside vm.mount",

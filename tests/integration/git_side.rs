@@ -424,3 +424,178 @@ fn gc_catches_up_on_what_happened_while_nothing_watched() {
         "a VM whose worktree exists is never destroyed"
     );
 }
+
+/// Every path under `dir` (an empty list: nothing was written there).
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(e.path());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(listing(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn seeding_never_writes_through_a_tracked_symlink_to_outside() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.write(&repo.join(".gitignore"), ".env\nsecrets/\nlocal/\nconf/\n");
+    env.write(&repo.join(".worktreeinclude"), "conf/\n.env\n");
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "ignore conf"]);
+    env.write(&repo.join("conf/sub/key"), "SECRET\n");
+    env.write(&repo.join("conf/top.yaml"), "top\n");
+    env.write(&repo.join(".env"), "E=1\n");
+    // A branch that tracks conf/sub as a symlink to a directory outside the repository.
+    let outside = env.home.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let maker = env.worktree(&repo, &env.home.join("src/maker"), "evil");
+    std::fs::create_dir_all(maker.join("conf")).unwrap();
+    std::os::unix::fs::symlink(&outside, maker.join("conf/sub")).unwrap();
+    env.git(&maker, &["add", "-f", "conf/sub"]);
+    env.git(&maker, &["commit", "-q", "-m", "link"]);
+    let wt = env.home.join("src/feat");
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "feat",
+            wt.to_str().unwrap(),
+            "evil",
+        ],
+    );
+
+    let r = env.vmoat(&wt, &["seed"]).ok();
+    assert!(listing(&outside).is_empty(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("seed conf: skipped conf/sub: conf/sub is a symlink"),
+        "the warning names the entry: {r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("conf/top.yaml")).unwrap(),
+        "top\n"
+    );
+    assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "E=1\n");
+    assert!(
+        std::fs::symlink_metadata(wt.join("conf/sub"))
+            .unwrap()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn an_ignored_symlink_to_etc_matched_by_a_catch_all_is_skipped_not_fatal() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.write(
+        &repo.join(".git/info/exclude"),
+        "etclink\n.worktreeinclude\ninlink\n",
+    );
+    env.write(&repo.join(".worktreeinclude"), "/**\n");
+    std::os::unix::fs::symlink("/etc", repo.join("etclink")).unwrap();
+    std::os::unix::fs::symlink(".env", repo.join("inlink")).unwrap();
+    env.write(&repo.join(".env"), "E=1\n");
+    env.write(&repo.join("secrets/a.key"), "A\n");
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+
+    let dry = env.vmoat(&wt, &["seed", "--dry-run"]).ok();
+    assert!(dry.stderr.contains("seed etclink skipped"), "{dry:?}");
+    let r = env.vmoat(&wt, &["seed"]).ok();
+    assert!(
+        r.stderr.contains(
+            "seed etclink skipped: it is a symlink leading outside the repository (to /etc)"
+        ),
+        "{r:?}"
+    );
+    assert!(std::fs::symlink_metadata(wt.join("etclink")).is_err());
+    assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "E=1\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("secrets/a.key")).unwrap(),
+        "A\n"
+    );
+    // A link that stays inside is copied as the link it is.
+    assert_eq!(
+        std::fs::read_link(wt.join("inlink")).unwrap(),
+        PathBuf::from(".env")
+    );
+}
+
+#[test]
+fn a_destination_parent_symlinked_outside_is_not_written_through() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    env.write(&repo.join(".git/info/exclude"), ".worktreeinclude\n");
+    env.write(
+        &repo.join(".worktreeinclude"),
+        "secrets/*.key\n.env\nlocal/\n",
+    );
+    env.write(&repo.join("secrets/a.key"), "A\n");
+    env.write(&repo.join("local/conf.yaml"), "L\n");
+    env.write(&repo.join(".env"), "E=1\n");
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    let outside = env.home.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, wt.join("secrets")).unwrap();
+    std::os::unix::fs::symlink(&outside, wt.join("local")).unwrap();
+
+    let dry = env.vmoat(&wt, &["seed", "--dry-run"]).ok();
+    assert!(dry.stderr.contains("seed secrets/a.key skipped"), "{dry:?}");
+    let r = env.vmoat(&wt, &["seed"]).ok();
+    assert!(listing(&outside).is_empty(), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "seed secrets/a.key skipped: secrets is a symlink in this worktree (to {})",
+            outside.display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("seed local skipped: local is a symlink"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "E=1\n");
+}
+
+#[test]
+fn a_source_dir_symlinked_outside_the_main_checkout_is_not_followed() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", &[]);
+    let vault = env.home.join("vault");
+    env.write(&vault.join("key"), "NOT FOR THE VM\n");
+    std::os::unix::fs::symlink(&vault, repo.join("local")).unwrap();
+    env.write(&repo.join(".env"), "E=1\n");
+    env.write(&repo.join("secrets/inner/x"), "X\n");
+    std::os::unix::fs::symlink(&vault, repo.join("secrets/out")).unwrap();
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    env.write(
+        &wt.join("vmoat.toml"),
+        &format!("{CONFIG}[provision]\nseed = [\"local/key\", \"secrets\", \".env\"]\n"),
+    );
+
+    let r = env.vmoat(&wt, &["seed"]).ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "seed local/key skipped: it goes through local, a symlink leading outside the main checkout (to {})",
+            vault.display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("seed secrets: skipped secrets/out: it is a symlink leading outside"),
+        "{r:?}"
+    );
+    assert!(std::fs::symlink_metadata(wt.join("local")).is_err());
+    assert!(std::fs::symlink_metadata(wt.join("secrets/out")).is_err());
+    assert_eq!(
+        std::fs::read_to_string(wt.join("secrets/inner/x")).unwrap(),
+        "X\n"
+    );
+    assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "E=1\n");
+}

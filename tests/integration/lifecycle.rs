@@ -177,6 +177,30 @@ fn test_and_ssh_pass_exit_codes_and_arguments_through_exactly() {
         "a  b"
     );
 
+    // Arguments are bytes, not text: ones that are not UTF-8 arrive exactly as given.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"x\xff y'\xfe\xe2\x9c");
+    let out = env
+        .cmd(bin(), &wt)
+        .args(["ssh", "sh", "-c", "printf '%s' \"$1\" | od -An -tx1", "sh"])
+        .arg(odd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["78", "ff", "20", "79", "27", "fe", "e2", "9c"],
+        "{out:?}"
+    );
+    let out = env.cmd(bin(), &wt).arg("test").arg(odd).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut want = format!("{}|[", real.display()).into_bytes();
+    want.extend(odd.as_bytes());
+    want.push(b']');
+    assert_eq!(out.stdout, want);
+
     env.write(
         &wt.join("vmoat.local.toml"),
         "[commands]\ntest = \"exit 3\"\n",
@@ -371,20 +395,26 @@ fn seed_paths_escaping_the_repo_are_rejected() {
     env.write(&outside, "secret\n");
     std::os::unix::fs::symlink(&outside, repo.join("link")).unwrap();
     let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
-    for (seed, want) in [
-        ("../x", "uses `..`"),
-        ("/etc/passwd", "is absolute"),
-        ("link", "leads outside the repository"),
+    // A bad path is a config error; a link out of the repository is skipped with a warning
+    // (the rest of provisioning goes on).
+    for (seed, code, want) in [
+        ("../x", 1, "uses `..`"),
+        ("/etc/passwd", 1, "is absolute"),
+        (
+            "link",
+            0,
+            "seed link skipped: it is a symlink leading outside the repository",
+        ),
     ] {
         env.write(
             &wt.join("vmoat.toml"),
             &format!("[commands]\nup = \"true\"\n[provision]\nseed = [\"{seed}\"]\n"),
         );
         let r = env.vmoat(&wt, &["provision"]);
-        assert_eq!(r.code, 1, "{seed}: {r:?}");
+        assert_eq!(r.code, code, "{seed}: {r:?}");
         assert!(r.stderr.contains(want), "{seed}: {r:?}");
     }
-    assert!(!wt.join("link").exists());
+    assert!(std::fs::symlink_metadata(wt.join("link")).is_err());
 }
 
 #[test]
