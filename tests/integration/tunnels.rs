@@ -33,10 +33,6 @@ fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
     env.write(&wt.join("www/index.html"), "feat's own page\n");
     let guest = free_port();
     serve_in_vm(&env, &wt, &wt.join("www"), guest);
-    assert!(
-        http_get(guest).is_none(),
-        "the VM's port is not reachable from the host without a tunnel"
-    );
 
     let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -168,4 +164,99 @@ fn tunnel_needs_a_running_vm() {
     let r = env.vmoat(&repo, &["tunnel", "8080"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("not running"), "{r:?}");
+}
+
+/// The forwarder processes of a VM of this test (by the VM's ssh config on their command line).
+fn forwarders(env: &Env, vm: &str) -> Vec<u32> {
+    let marker = env.state_dir().join("vms").join(vm).join("ssh_config");
+    let marker = marker.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (argv.iter().any(|a| a == marker) && argv.iter().any(|a| a == "-L")).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn destroy_stops_forwarders_whose_record_is_damaged() {
+    if skip_without_isolation() {
+        return;
+    }
+    let env = Env::new();
+    let wt = up(&env, "feat");
+    env.write(&wt.join("www/index.html"), "page\n");
+    let guest = free_port();
+    serve_in_vm(&env, &wt, &wt.join("www"), guest);
+    let url = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok().stdout;
+    let host = port_of(&url);
+    assert!(http_get(host).is_some());
+    assert_eq!(forwarders(&env, "wt-feat").len(), 1);
+    // The record is damaged (a power cut): teardown finds the forwarder by its command line.
+    let rec = env.state_dir().join("vms/wt-feat/tunnels.json");
+    std::fs::write(&rec, "{not json").unwrap();
+    let r = env.vmoat(&wt, &["destroy", "-f"]).ok();
+    assert!(
+        r.stderr.contains("corrupt"),
+        "the damage is reported: {r:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || forwarders(&env, "wt-feat")
+            .is_empty()),
+        "a forwarder outlived its VM"
+    );
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", host)).is_ok(),
+        "the host port is free again"
+    );
+}
+
+#[test]
+fn a_tunnel_that_cannot_be_recorded_is_closed_again() {
+    if skip_without_isolation() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || which("mount").is_none() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let wt = up(&env, "feat");
+    env.write(&wt.join("www/index.html"), "page\n");
+    let guest = free_port();
+    serve_in_vm(&env, &wt, &wt.join("www"), guest);
+    // The VM's runtime dir moves onto a tiny filesystem, then that fills up.
+    let vm_dir = env.state_dir().join("vms/wt-feat");
+    let saved = env.home.join("saved-vm-dir");
+    std::fs::rename(&vm_dir, &saved).unwrap();
+    std::fs::create_dir(&vm_dir).unwrap();
+    let m = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&vm_dir)
+        .status()
+        .unwrap();
+    assert!(m.success());
+    for f in std::fs::read_dir(&saved).unwrap().flatten() {
+        std::fs::copy(f.path(), vm_dir.join(f.file_name())).unwrap();
+    }
+    let mut n = 0;
+    while std::fs::write(vm_dir.join(format!("fill{n}")), vec![0u8; 4096]).is_ok() {
+        n += 1;
+    }
+    let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]);
+    let _ = std::process::Command::new("umount").arg(&vm_dir).status();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("could not be recorded"), "{r:?}");
+    assert!(
+        forwarders(&env, "wt-feat").is_empty(),
+        "an unrecorded forwarder was left running"
+    );
+    assert!(http_get(guest).is_none() || std::net::TcpListener::bind(("127.0.0.1", guest)).is_ok());
 }
