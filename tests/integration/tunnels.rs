@@ -258,5 +258,4 @@ fn a_tunnel_that_cannot_be_recorded_is_closed_again() {
         forwarders(&env, "wt-feat").is_empty(),
         "an unrecorded forwarder was left running"
     );
-    assert!(http_get(guest).is_none() || std::net::TcpListener::bind(("127.0.0.1", guest)).is_ok());
 }
