@@ -115,14 +115,24 @@ impl Ctx {
     /// one `up` would make.
     pub fn vm_name(&self) -> Result<String> {
         let names = registry::load(&self.state)?;
-        if let Some((name, _)) = registry::find(&names, &self.wt) {
+        let wt = self.wt_now();
+        if let Some((name, _)) = registry::find(&names, &wt) {
             return Ok(name);
         }
         self.derive(&|n| {
-            names.get(n).is_some_and(|o| !registry::owns(o, &self.wt))
-                || registry::read_owner(&self.state, n)
-                    .is_some_and(|o| !registry::owns(&o, &self.wt))
+            names.get(n).is_some_and(|o| !registry::owns(o, &wt))
+                || registry::read_owner(&self.state, n).is_some_and(|o| !registry::owns(&o, &wt))
         })
+    }
+
+    /// The worktree with the repository id as it is now: a claim in this process (the first
+    /// `up` of a repository) may have made the id after the worktree was read.
+    pub fn wt_now(&self) -> Worktree {
+        let mut wt = self.wt.clone();
+        if wt.repo_id.is_none() {
+            wt.repo_id = repo::read_repo_id(&wt.common_dir);
+        }
+        wt
     }
 
     fn derive(&self, taken: &dyn Fn(&str) -> bool) -> Result<String> {

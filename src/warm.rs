@@ -79,7 +79,7 @@ fn has_image(docker: Result<crate::exec::Cmd>, image: &str) -> bool {
 pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
     let names: Names = crate::registry::load(&ctx.state)?;
     let mut siblings: Vec<(String, bool, std::path::PathBuf)> =
-        crate::registry::of_repo(&names, &ctx.wt)
+        crate::registry::of_repo(&names, &ctx.wt_now())
             .into_iter()
             .filter(|(name, _)| name != vm)
             .map(|(name, o)| (name, o.is_main(), o.root))
