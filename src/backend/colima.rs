@@ -233,7 +233,7 @@ fn mount_arg(mount: &Path) -> Result<String> {
             format!("`{c}`")
         };
         return Err(hint(
-            format!("Colima cannot mount {path}: the path has {shown}, which Colima would misread"),
+            format!("Colima cannot mount {path}: its path has {shown}, which Colima would misread"),
             "move the worktrees under a dir without `:`, `$`, `,` or spaces, or set vm.mount (VM_MOUNT) to such a parent dir that holds the worktree",
         ));
     }

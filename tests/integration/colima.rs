@@ -233,7 +233,7 @@ fn a_mount_path_with_colon_or_dollar_is_refused_before_anything() {
         assert_eq!(r.code, 1, "{dir}: {r:?}");
         let c = &dir[1..2];
         assert!(
-            r.stderr.contains(&format!("the path has `{c}`")) && r.stderr.contains("hint:"),
+            r.stderr.contains(&format!("its path has `{c}`")) && r.stderr.contains("hint:"),
             "{dir}: {r:?}"
         );
         assert_eq!(starts(&env), Vec::<String>::new(), "{dir}");
