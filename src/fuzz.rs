@@ -111,15 +111,15 @@ mod tests {
     fn names_are_always_valid_fitting_and_unique() {
         let mut rng = Rng::new(7);
         let pieces = [
-            "a", "Z", "9", "-", "_", ".", " ", "ü", "日本", "--", "default", "colima", "wt", "\n",
-            "'", "\"",
+            "a", "Z", "9", "-", "_", ".", " ", "ü", "日本", "--", "default", "colima", "colima-",
+            "wt", "\n", "'", "\"",
         ];
         let mut taken: std::collections::BTreeMap<String, String> = Default::default();
         for i in 0..5_000 {
             let dir = rng.text(&pieces, 30);
             let identity = format!("/repo{}/.git\0{i}", rng.below(50));
             let max = 12 + rng.below(50);
-            let prefix = ["wt-", "", "x", "dev-"][rng.below(4)];
+            let prefix = ["wt-", "", "x", "dev-", "colim"][rng.below(5)];
             match naming::derive(prefix, &dir, &identity, max, |n| {
                 taken.get(n).is_some_and(|o| *o != identity)
             }) {

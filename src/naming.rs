@@ -5,6 +5,9 @@ use sha2::{Digest, Sha256};
 
 /// Names Colima maps onto its own default profile; never usable for a worktree.
 const RESERVED: [&str; 2] = ["default", "colima"];
+/// Colima strips this from a profile name (`colima-foo` is profile `foo`), so the socket path,
+/// ssh host and `list` name would no longer match the name we asked for.
+const COLIMA_STRIPS: &str = "colima-";
 /// Slug length kept in a hashed name (Colima's advice: short slug plus hash).
 const HASHED_SLUG_MAX: usize = 16;
 
@@ -28,10 +31,11 @@ pub fn slug(s: &str) -> String {
     out
 }
 
-/// A name every backend accepts: `[a-z0-9]+(-[a-z0-9]+)*`, not reserved.
+/// A name every backend accepts: `[a-z0-9]+(-[a-z0-9]+)*`, not reserved, not `colima-…`.
 pub fn is_valid(name: &str) -> bool {
     !name.is_empty()
         && !RESERVED.contains(&name)
+        && !name.starts_with(COLIMA_STRIPS)
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--")
@@ -44,6 +48,7 @@ pub fn is_valid(name: &str) -> bool {
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
     let ok = prefix.len() <= 20
         && !prefix.starts_with('-')
+        && !prefix.starts_with(COLIMA_STRIPS)
         && !prefix.contains("--")
         && prefix
             .bytes()
@@ -52,7 +57,7 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{prefix}` is not a usable VM name prefix: use at most 20 of a-z, 0-9 and single dashes, not starting with a dash (e.g. \"wt-\")"
+            "`{prefix}` is not a usable VM name prefix: use at most 20 of a-z, 0-9 and single dashes, not starting with a dash or `colima-` (e.g. \"wt-\")"
         ))
     }
 }
@@ -66,6 +71,15 @@ fn hash_hex(identity: &str, len: usize) -> String {
     let digest = Sha256::digest(identity.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     hex[..len].to_string()
+}
+
+/// `colima-foo…` becomes `colimafoo…`: Colima would strip the `colima-` (see COLIMA_STRIPS).
+/// A prefix never starts with `colima-` (check_prefix), so it survives intact.
+fn not_colima_prefixed(name: String) -> String {
+    match name.strip_prefix(COLIMA_STRIPS) {
+        Some(rest) => format!("colima{rest}"),
+        None => name,
+    }
 }
 
 /// Why no name could be made.
@@ -88,7 +102,7 @@ pub fn derive(
     taken: impl Fn(&str) -> bool,
 ) -> Result<String, NoName> {
     let s = slug(dir_name);
-    let plain = format!("{prefix}{s}");
+    let plain = not_colima_prefixed(format!("{prefix}{s}"));
     if !s.is_empty() && is_valid(&plain) && plain.len() <= max_len && !taken(&plain) {
         return Ok(plain);
     }
@@ -99,11 +113,11 @@ pub fn derive(
         while cut.ends_with('-') {
             cut.pop();
         }
-        let name = if cut.is_empty() {
+        let name = not_colima_prefixed(if cut.is_empty() {
             format!("{prefix}{hash}")
         } else {
             format!("{prefix}{cut}-{hash}")
-        };
+        });
         if name.len() > max_len {
             return Err(NoName {
                 shortest: prefix.len() + hash_len,
@@ -180,6 +194,30 @@ mod tests {
         assert!(n.starts_with("default-"), "{n}");
         let n = derive("wt-", "日本", "id", 40, |_| false).unwrap();
         assert!(is_valid(&n) && n.starts_with("wt-") && n.len() == 9, "{n}");
+    }
+
+    #[test]
+    fn no_name_starts_with_colima_dash() {
+        // Colima would strip it: `colima-foo` is its profile `foo`.
+        assert!(!is_valid("colima-foo"));
+        assert_eq!(
+            derive("", "colima-foo", "id", 40, |_| false).unwrap(),
+            "colimafoo"
+        );
+        assert_eq!(
+            derive("", "Colima_Foo", "id", 40, |_| false).unwrap(),
+            "colimafoo"
+        );
+        // The reserved `colima` gets a hash, never `colima-<hash>`.
+        let n = derive("", "colima", "id", 40, |_| false).unwrap();
+        assert!(n.starts_with("colima") && !n.starts_with("colima-"), "{n}");
+        // Taken, or too long: the hashed forms avoid it too.
+        let n = derive("", "colima-foo", "id", 40, |n| n == "colimafoo").unwrap();
+        assert!(n.starts_with("colimafoo-") && is_valid(&n), "{n}");
+        let n = derive("colim", "a-foo", "id", 40, |_| false).unwrap();
+        assert_eq!(n, "colimafoo");
+        assert!(check_prefix("colima-").is_err());
+        assert!(check_prefix("colima").is_ok());
     }
 
     #[test]

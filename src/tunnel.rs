@@ -30,10 +30,11 @@ impl Tunnel {
         format!("http://localhost:{}", self.host)
     }
 
-    /// The process is still there and still this forward (not a reused pid).
+    /// The process is still there and still this forward (not a reused pid). An unreadable
+    /// command line counts as not ours: a stale pid must never get a process killed.
     pub fn alive(&self) -> bool {
         crate::exec::process_alive(self.pid)
-            && process_cmdline(self.pid).is_none_or(|c| {
+            && process_cmdline(self.pid).is_some_and(|c| {
                 c.contains(&format!("127.0.0.1:{}:127.0.0.1:{}", self.host, self.guest))
             })
     }
@@ -309,11 +310,25 @@ fn terminate(pid: u32) {
     }
 }
 
-/// The process's command line where the OS shows it cheaply (Linux /proc); None elsewhere.
+/// The process's command line: Linux's /proc, else (macOS has no /proc) `ps`. None when the
+/// process is gone or its command line cannot be read.
 fn process_cmdline(pid: u32) -> Option<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+    if Path::new("/proc/self/cmdline").exists() {
+        return std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "));
+    }
+    cmdline_from_ps(pid)
+}
+
+/// `ps -o command= -p PID`: POSIX, so it works on macOS and the BSDs.
+fn cmdline_from_ps(pid: u32) -> Option<String> {
+    let out = crate::exec::Cmd::new("ps")
+        .args(["-o", "command=", "-p", &pid.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 /// Parses the host-published ports out of `docker ps --format '{{.Ports}}'` lines
@@ -406,5 +421,38 @@ mod tests {
             !t.alive(),
             "a pid whose command line is not the forward is not our tunnel"
         );
+    }
+
+    #[test]
+    fn command_lines_are_read_without_proc_too() {
+        // Stands in for a forward: its command line holds the forward spec.
+        let mut ours = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", "127.0.0.1:4001:127.0.0.1:80"])
+            .spawn()
+            .unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // The `ps` reader is the one macOS uses; it must agree with /proc here.
+        let ps = cmdline_from_ps(ours.id()).unwrap();
+        assert!(ps.contains("127.0.0.1:4001:127.0.0.1:80"), "{ps}");
+        assert!(cmdline_from_ps(other.id()).unwrap().contains("sleep 30"));
+        assert_eq!(cmdline_from_ps(u32::MAX), None);
+        let tunnel = |pid| Tunnel {
+            guest: 80,
+            host: 4001,
+            pid,
+        };
+        assert!(tunnel(ours.id()).alive());
+        assert!(
+            !tunnel(other.id()).alive(),
+            "a reused pid running something else is not our forward"
+        );
+        for c in [&mut ours, &mut other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(!tunnel(ours.id()).alive());
     }
 }

@@ -6,6 +6,7 @@ mod common;
 mod integration {
     mod bad_input;
     mod basics;
+    mod colima;
     mod config;
     mod docs;
     mod e2e;

@@ -18,8 +18,13 @@ use crate::state::State;
 /// The VM's ssh config, in its runtime dir.
 const SSH_CONFIG: &str = "ssh_config";
 
-/// Oldest Colima with `--port-forwarder` and `delete --data` (the contract's version gate).
-pub const MIN_VERSION: (u64, u64, u64) = (0, 9, 0);
+/// Oldest Colima that accepts `--port-forwarder=none` (0.9.x exits 1 on it) and has
+/// `delete --data` (the contract's version gate, §8 and §10).
+pub const MIN_VERSION: (u64, u64, u64) = (0, 10, 0);
+/// Oldest Lima that accepts the `proto: any` ignore rule `--port-forwarder=none` writes.
+pub const MIN_LIMA_VERSION: (u64, u64, u64) = (1, 0, 0);
+/// First macOS with Colima's `--vm-type` flag.
+const VM_TYPE_MIN_MACOS: (u64, u64) = (13, 0);
 
 pub struct Colima {
     state: State,
@@ -30,6 +35,8 @@ pub struct Colima {
 /// One line of `colima list --json`; Colima omits every empty field.
 #[derive(Deserialize, Default)]
 struct ListEntry {
+    #[serde(default)]
+    name: String,
     #[serde(default)]
     status: String,
     #[serde(default)]
@@ -49,12 +56,15 @@ impl Colima {
     }
 
     /// A `colima` command with Lima/Colima variables that would redirect it scrubbed.
+    /// COLIMA_SAVE_CONFIG=false would leave our flags unsaved, so a restart (`resume`, or
+    /// Colima's own) would bring the VM back with 2 CPU, 2 GiB and `~` mounted.
     fn colima(&self) -> Cmd {
         Cmd::new("colima")
             .env_remove("LIMA_HOME")
             .env_remove("LIMA_INSTANCE")
             .env_remove("LIMA_WORKDIR")
             .env_remove("COLIMA_PROFILE")
+            .env_remove("COLIMA_SAVE_CONFIG")
     }
 
     /// Colima's base dir, following its own lookup order (contract §2, "Where files live").
@@ -123,13 +133,36 @@ impl Colima {
         {
             return Err(hint(
                 format!(
-                    "colima {}.{}.{} is too old: git-vmoat needs 0.9.0 or newer",
-                    v.0, v.1, v.2
+                    "colima {} is too old: git-vmoat needs {} or newer (for --port-forwarder=none)",
+                    show_version(v),
+                    show_version(MIN_VERSION)
                 ),
                 "upgrade Colima (`brew upgrade colima`, or see https://colima.run)",
             ));
         }
+        // Colima runs the limactl on PATH; when it is not there Colima says so itself.
+        if exec::on_path("limactl") {
+            let out = Cmd::new("limactl").arg("--version").output()?;
+            if let Some(v) = parse_version(&String::from_utf8_lossy(&out.stdout))
+                && v < MIN_LIMA_VERSION
+            {
+                return Err(hint(
+                    format!(
+                        "Lima {} is too old: Colima's --port-forwarder=none needs Lima {} or newer",
+                        show_version(v),
+                        show_version(MIN_LIMA_VERSION)
+                    ),
+                    "upgrade Lima (`brew upgrade lima`)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Lima's instance dir of a profile: its existence is what "the VM exists" means to Lima.
+    fn instance_dir(vm: &str) -> Result<PathBuf> {
+        let base = Self::base_dir().context("cannot find Colima's directory (is HOME set?)")?;
+        Ok(base.join("_lima").join(format!("colima-{vm}")))
     }
 
     /// Runs colima with its messages passed through live, keeping the last lines for the error.
@@ -162,6 +195,91 @@ impl Colima {
         }
         Ok(())
     }
+}
+
+pub fn show_version(v: (u64, u64, u64)) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// The `list --json` line of profile `vm`. Before Colima 0.9.0 the profile argument is ignored
+/// and every profile is listed, so the line is picked by name, never by position.
+fn pick_entry(text: &str, vm: &str) -> Result<Option<ListEntry>> {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let e: ListEntry = serde_json::from_str(line)
+            .with_context(|| format!("unexpected `colima list` output: {line}"))?;
+        if e.name == vm {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
+/// The mount path to give Colima: the real path (Lima does not resolve symlinks, so the VM
+/// would see the worktree elsewhere), without what Colima would split or expand.
+fn mount_arg(mount: &Path) -> Result<String> {
+    let real = std::fs::canonicalize(mount).map_err(|e| {
+        hint(
+            format!(
+                "vm.mount (VM_MOUNT) {} cannot be used: {e}",
+                mount.display()
+            ),
+            "set vm.mount to an existing dir that holds the worktree",
+        )
+    })?;
+    let path = real.to_string_lossy().into_owned();
+    // `:` separates Colima's HOST:GUEST:w and `$` is expanded (os.ExpandEnv); a comma splits
+    // the flag's list and a space is rejected.
+    if let Some(c) = path.chars().find(|c| [':', '$', ',', ' '].contains(c)) {
+        let shown = if c == ' ' {
+            "a space".to_string()
+        } else {
+            format!("`{c}`")
+        };
+        return Err(hint(
+            format!("Colima cannot mount {path}: its path has {shown}, which Colima would misread"),
+            "move the worktrees under a dir without `:`, `$`, `,` or spaces, or set vm.mount (VM_MOUNT) to such a parent dir that holds the worktree",
+        ));
+    }
+    Ok(path)
+}
+
+/// The `--vm-type` value to pass: Colima has the flag only on macOS 13 or newer
+/// (`macos` = the OS version, None off macOS). Err = the configured type must be dropped,
+/// with the reason.
+pub fn vm_type_flag(
+    configured: Option<&str>,
+    macos: Option<(u64, u64)>,
+) -> std::result::Result<Option<&str>, String> {
+    let Some(t) = configured else {
+        return Ok(None);
+    };
+    match macos {
+        Some(v) if v >= VM_TYPE_MIN_MACOS => Ok(Some(t)),
+        Some((major, minor)) => Err(format!(
+            "vm.type = {t} is ignored: Colima has --vm-type only on macOS 13 or newer, and this is macOS {major}.{minor}"
+        )),
+        None => Err(format!(
+            "vm.type = {t} is ignored: Colima has --vm-type only on macOS"
+        )),
+    }
+}
+
+/// This Mac's version (`sw_vers`), once per process; None off macOS.
+fn macos_version() -> Option<(u64, u64)> {
+    static V: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        if !cfg!(target_os = "macos") {
+            return None;
+        }
+        let out = Cmd::new("sw_vers").arg("-productVersion").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.trim().split('.').map(|p| p.parse::<u64>().ok());
+        // Unreadable: assume a current macOS, where the flag exists.
+        Some(match (it.next().flatten(), it.next().flatten()) {
+            (Some(a), b) => (a, b.unwrap_or(0)),
+            _ => VM_TYPE_MIN_MACOS,
+        })
+    })
 }
 
 fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
@@ -209,17 +327,32 @@ impl Backend for Colima {
     }
 
     fn info(&self, vm: &str) -> Result<VmInfo> {
-        let out = self.colima().args(["list", vm, "--json"]).output()?;
-        // Lima exits 1 for a profile it does not know (contract §3, list).
+        let cmd = self.colima().args(["list", vm, "--json"]);
+        let display = cmd.display();
+        let out = cmd.output()?;
+        // Lima exits 1 for a profile it does not know (contract §3, list), but also for one it
+        // cannot load: only a missing instance dir makes that "no such VM" (Lima's own test).
         if !out.status.success() {
-            return Ok(VmInfo::missing());
+            let dir = Self::instance_dir(vm)?;
+            if !dir.exists() {
+                return Ok(VmInfo::missing());
+            }
+            return Err(hint(
+                format!(
+                    "cannot tell the state of VM {vm}: `{display}` failed (exit {}), yet its Lima instance {} exists:\n{}",
+                    exec::status_code(out.status),
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                format!(
+                    "see `colima list` and `limactl list`; `colima stop --force {vm}` may recover it, `colima delete --force --data {vm}` removes it"
+                ),
+            ));
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = text.lines().find(|l| !l.trim().is_empty()) else {
+        let Some(e) = pick_entry(&text, vm)? else {
             return Ok(VmInfo::missing());
         };
-        let e: ListEntry = serde_json::from_str(line)
-            .with_context(|| format!("unexpected `colima list` output: {line}"))?;
         let state = match e.status.as_str() {
             "Running" => VmState::Running,
             "Stopped" => VmState::Stopped,
@@ -236,26 +369,27 @@ impl Backend for Colima {
 
     fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
         self.check_version()?;
-        let mount = spec.mount.to_string_lossy();
-        // Colima rejects mount paths with spaces and splits them at commas.
-        if mount.contains([' ', ',']) {
+        mount_arg(spec.mount)?;
+        // Colima's docker runtime calls the host's docker CLI; without it every start fails.
+        if !exec::on_path("docker") {
             return Err(hint(
-                format!("Colima cannot mount {mount}: its path has a space or a comma"),
-                "set vm.mount (VM_MOUNT) to a parent dir without spaces or commas that holds the worktree",
+                "the docker CLI is not installed: Colima's docker runtime needs it on the host",
+                if cfg!(target_os = "macos") {
+                    "install it with `brew install docker`, then retry"
+                } else {
+                    "install the docker CLI (docker-ce-cli or docker.io), then retry"
+                },
             ));
         }
-        if spec.vm_type.is_some() && !cfg!(target_os = "macos") {
-            return Err(hint(
-                "vm.type (VM_TYPE) is set, but Colima has --vm-type only on macOS",
-                "remove vm.type from the config on this machine",
-            ));
+        if let Err(why) = vm_type_flag(spec.vm_type, macos_version()) {
+            output::warn(format!("{why} (remove vm.type on this machine)"));
         }
         Ok(())
     }
 
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
         self.forget_ssh_config(vm);
-        let mount = spec.mount.to_string_lossy();
+        let mount = mount_arg(spec.mount)?;
         let _global = self.state.lock("colima")?;
         if matches!(current, VmState::Other(s) if s == "Broken") {
             self.colima().args(["stop", vm, "--force"]).checked()?;
@@ -267,7 +401,7 @@ impl Backend for Colima {
             .args(["--memory", &spec.memory_gib.to_string()])
             .args(["--disk", &spec.disk_gib.to_string()])
             .args(["--mount", &format!("{mount}:w")]);
-        if let Some(t) = spec.vm_type {
+        if let Ok(Some(t)) = vm_type_flag(spec.vm_type, macos_version()) {
             cmd = cmd.args(["--vm-type", t]);
         }
         if let Some(t) = spec.mount_type {
@@ -406,5 +540,52 @@ mod tests {
         assert_eq!(parse_version("colima version 0.8.1"), Some((0, 8, 1)));
         assert_eq!(parse_version("colima version HEAD-abc"), None);
         assert!(parse_version("colima version v0.8.4").unwrap() < MIN_VERSION);
+        // 0.9.x rejects --port-forwarder=none.
+        assert!(parse_version("colima version v0.9.1").unwrap() < MIN_VERSION);
+        assert!(parse_version("colima version v0.10.0").unwrap() >= MIN_VERSION);
+        assert!(parse_version("limactl version 0.23.2").unwrap() < MIN_LIMA_VERSION);
+        assert!(parse_version("limactl version 1.0.0").unwrap() >= MIN_LIMA_VERSION);
+    }
+
+    #[test]
+    fn list_lines_are_picked_by_name() {
+        // Colima < 0.9 lists every profile whatever the argument.
+        let all = "{\"name\":\"default\",\"status\":\"Running\",\"cpus\":8}\n\
+                   {\"name\":\"wt-a\",\"status\":\"Stopped\",\"cpus\":2}\n";
+        let e = pick_entry(all, "wt-a").unwrap().unwrap();
+        assert_eq!((e.status.as_str(), e.cpus), ("Stopped", Some(2)));
+        assert!(pick_entry(all, "wt-b").unwrap().is_none());
+        assert!(pick_entry("", "wt-a").unwrap().is_none());
+        assert!(pick_entry("not json\n", "wt-a").is_err());
+    }
+
+    #[test]
+    fn vm_type_only_on_macos_13_or_newer() {
+        assert_eq!(vm_type_flag(Some("vz"), Some((14, 5))), Ok(Some("vz")));
+        assert_eq!(vm_type_flag(Some("qemu"), Some((13, 0))), Ok(Some("qemu")));
+        let old = vm_type_flag(Some("vz"), Some((12, 7))).unwrap_err();
+        assert!(old.contains("macOS 13") && old.contains("12.7"), "{old}");
+        assert!(vm_type_flag(Some("qemu"), None).is_err());
+        assert_eq!(vm_type_flag(None, Some((12, 0))), Ok(None));
+        assert_eq!(vm_type_flag(None, None), Ok(None));
+    }
+
+    #[test]
+    fn mount_paths_are_real_and_unambiguous() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            mount_arg(&link).unwrap(),
+            std::fs::canonicalize(&real).unwrap().to_string_lossy()
+        );
+        for bad in ["a:b", "a$HOME", "a,b", "a b"] {
+            let d = tmp.path().join(bad);
+            std::fs::create_dir(&d).unwrap();
+            let e = mount_arg(&d).unwrap_err();
+            assert!(crate::error::find_hint(&e).is_some(), "{bad}: {e}");
+        }
     }
 }

@@ -78,16 +78,20 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
         None => checks.push(check("git", Level::Fail, "not found", "install git")),
     }
 
+    use crate::backend::colima::{MIN_LIMA_VERSION, MIN_VERSION, show_version};
     let colima = version_of("colima", &["version"]);
     let netns_why = Netns::unusable();
     match &colima {
-        Some(v) if parse_version(v).is_some_and(|x| x >= crate::backend::colima::MIN_VERSION) => {
+        Some(v) if parse_version(v).is_some_and(|x| x >= MIN_VERSION) => {
             checks.push(check("colima", Level::Ok, v.clone(), ""));
         }
         Some(v) => checks.push(check(
             "colima",
             Level::Fail,
-            format!("{v}: 0.9.0 or newer is needed"),
+            format!(
+                "{v}: {} or newer is needed (for --port-forwarder=none)",
+                show_version(MIN_VERSION)
+            ),
             "upgrade Colima (`brew upgrade colima`)",
         )),
         None => checks.push(check(
@@ -107,13 +111,16 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
     }
     if colima.is_some() {
         match version_of("limactl", &["--version"]) {
-            Some(v) if parse_version(&v).is_some_and(|x| x >= (0, 22, 0)) => {
+            Some(v) if parse_version(&v).is_some_and(|x| x >= MIN_LIMA_VERSION) => {
                 checks.push(check("lima", Level::Ok, v, ""));
             }
             Some(v) => checks.push(check(
                 "lima",
-                Level::Warn,
-                format!("{v}: 0.22 or newer is advised"),
+                Level::Fail,
+                format!(
+                    "{v}: {} or newer is needed (Colima's --port-forwarder=none)",
+                    show_version(MIN_LIMA_VERSION)
+                ),
                 "upgrade Lima (`brew upgrade lima`)",
             )),
             None => checks.push(check(
@@ -148,15 +155,8 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
             "only needed on Linux without Colima",
         ),
     });
-    checks.push(match exec::on_path("docker") {
-        true => check("docker CLI", Level::Ok, "found", ""),
-        false => check(
-            "docker CLI",
-            Level::Warn,
-            "not found (Colima's docker runtime needs it on the host)",
-            "install the docker CLI (`brew install docker`)",
-        ),
-    });
+    // The backend `up` would use, when the worktree's config names one.
+    let mut backend_kind: Option<&'static str> = None;
 
     // What the current worktree adds: its config, hooks, and the size of what it asks for.
     let cwd = std::env::current_dir()?;
@@ -171,7 +171,10 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
                     "",
                 ));
                 match crate::backend::select(backend_flag.unwrap_or(&cfg.backend), &state) {
-                    Ok(b) => checks.push(check("backend", Level::Ok, b.kind(), "")),
+                    Ok(b) => {
+                        backend_kind = Some(b.kind());
+                        checks.push(check("backend", Level::Ok, b.kind(), ""));
+                    }
                     Err(e) => checks.push(check(
                         "backend",
                         Level::Fail,
@@ -213,6 +216,33 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
             )),
         }
     }
+    // Outside a worktree: what --backend, or `auto`, would pick.
+    let colima_backend = backend_kind.map_or_else(
+        || match backend_flag {
+            Some("colima") => true,
+            Some("netns") => false,
+            _ => colima.is_some(),
+        },
+        |k| k == "colima",
+    );
+    checks.push(match exec::on_path("docker") {
+        true => check("docker CLI", Level::Ok, "found", ""),
+        // Colima's docker runtime fails every start without it.
+        false => check(
+            "docker CLI",
+            if colima_backend {
+                Level::Fail
+            } else {
+                Level::Warn
+            },
+            "not found (Colima's docker runtime needs it on the host)",
+            if cfg!(target_os = "macos") {
+                "install the docker CLI (`brew install docker`)"
+            } else {
+                "install the docker CLI (docker-ce-cli or docker.io)"
+            },
+        ),
+    });
     checks.push(match watcher_running() {
         true => check("watcher", Level::Ok, "running", ""),
         false => check(

@@ -40,10 +40,16 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     // One provisioning per VM at a time: a second `up` waits here, then finds it done.
     let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
     let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
-    let state = ctx.backend.info(&vm)?.state;
+    let info = ctx.backend.info(&vm)?;
+    let state = info.state.clone();
     let started = Instant::now();
     match &state {
-        VmState::Running => output::info(format!("VM {vm} is running")),
+        VmState::Running => {
+            output::info(format!("VM {vm} is running"));
+            if let Some(note) = size_change_note(info.cpus, info.memory_bytes, &spec) {
+                output::warn(note);
+            }
+        }
         VmState::Missing => {
             ram_warning(ctx.cfg.memory);
             let _ = std::fs::remove_file(&stamp_path);
@@ -90,6 +96,35 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     }
     seed_files(ctx)?;
     Ok(vm)
+}
+
+/// What to tell the user when a running VM's size differs from the config: a running VM keeps
+/// its size (Colima saves new values but applies them only at the next start).
+fn size_change_note(
+    cpus: Option<u64>,
+    memory_bytes: Option<u64>,
+    spec: &StartSpec<'_>,
+) -> Option<String> {
+    let cpus_differ = cpus.is_some_and(|c| c != spec.cpus);
+    let memory_differs = memory_bytes.is_some_and(|m| m != spec.memory_gib << 30);
+    if !cpus_differ && !memory_differs {
+        return None;
+    }
+    let now = format!(
+        "{} CPU, {} GiB RAM",
+        cpus.map_or("?".into(), |c| c.to_string()),
+        memory_bytes.map_or("?".into(), |m| format!(
+            "{:.3}",
+            m as f64 / (1u64 << 30) as f64
+        )
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string())
+    );
+    Some(format!(
+        "the VM runs with {now}, but the config asks for {} CPU, {} GiB RAM; a running VM keeps its size: run `git vmoat down && git vmoat up` to apply it",
+        spec.cpus, spec.memory_gib
+    ))
 }
 
 /// A digest of the provisioning inputs: a change re-runs packages and script on the next `up`.
@@ -319,4 +354,31 @@ pub fn warm_cmd(ctx: &Ctx, from: Option<&str>) -> Result<()> {
         )),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_vm_of_another_size_gets_a_note() {
+        let spec = StartSpec {
+            cpus: 4,
+            memory_gib: 8,
+            disk_gib: 20,
+            vm_type: None,
+            mount_type: None,
+            mount: std::path::Path::new("/"),
+        };
+        assert_eq!(size_change_note(Some(4), Some(8 << 30), &spec), None);
+        assert_eq!(size_change_note(None, None, &spec), None);
+        let n = size_change_note(Some(2), Some(8 << 30), &spec).unwrap();
+        assert!(
+            n.contains("2 CPU, 8 GiB") && n.contains("asks for 4 CPU, 8 GiB"),
+            "{n}"
+        );
+        assert!(n.contains("git vmoat down && git vmoat up"), "{n}");
+        let n = size_change_note(Some(4), Some(3 << 29), &spec).unwrap();
+        assert!(n.contains("4 CPU, 1.5 GiB"), "{n}");
+    }
 }

@@ -320,7 +320,7 @@ fn cases() -> Vec<Case> {
             },
             &["up"],
             1,
-            "its path has a space or a comma"
+            "its path has a space"
         ),
         case!(
             "not a repository",

@@ -287,11 +287,19 @@ fn too_old_colima_is_refused_before_start() {
 
 #[test]
 fn vm_type_is_passed_only_where_colima_has_it() {
-    let env = Env::new();
+    let mut env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n[vm]\ntype = \"qemu\"\n");
+    // Stop at the start: its argv is what matters.
+    env.extra_env
+        .push(("FAKE_COLIMA_FAIL".into(), "start:stopped here".into()));
     let r = env.vmoat(&wt, &["up"]);
-    assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--vm-type only on macOS"), "{r:?}");
+    let start = env
+        .call_lines()
+        .into_iter()
+        .find(|c| c.starts_with("start"));
+    let start = start.unwrap_or_else(|| panic!("{r:?}"));
+    assert!(!start.contains("--vm-type"), "{start}");
 }
 
 #[test]
