@@ -70,7 +70,7 @@ pub enum Command {
     Watch(WatchArgs),
     /// Destroy this repository's VMs whose worktree no longer exists.
     Gc(GcArgs),
-    /// Trust this worktree's legacy vmoat.conf / vmoat.local.conf (shell code) as they are now.
+    /// Approve what this worktree runs by itself (commands, files, mount), legacy config included.
     Trust,
     /// Print git-vmoat's version.
     Version,
