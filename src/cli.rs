@@ -155,7 +155,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HooksCommand {
-    /// Install the post-checkout hook (chaining any hook already there) and opt this repo in.
+    /// Install the post-checkout hook (chaining any hook already there), opt this repo in, and
+    /// approve what new worktrees run by themselves (shown).
     Install {
         /// Also start the stack (`up`), not only provision the VM.
         #[arg(long)]
