@@ -70,7 +70,7 @@ pub enum Command {
     Watch(WatchArgs),
     /// Destroy this repository's VMs whose worktree git forgot or whose directory is missing.
     Gc(GcArgs),
-    /// Trust this worktree's legacy vmoat.conf / vmoat.local.conf (shell code) as they are now.
+    /// Approve what this worktree runs by itself (commands, files, mount), legacy config included.
     Trust,
     /// Print git-vmoat's version.
     Version,
@@ -165,7 +165,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HooksCommand {
-    /// Install the post-checkout hook (chaining any hook already there) and opt this repo in.
+    /// Install the post-checkout hook (chaining any hook already there), opt this repo in, and
+    /// approve what new worktrees run by themselves (shown).
     Install {
         /// Also start the stack (`up`), not only provision the VM.
         #[arg(long)]

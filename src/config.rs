@@ -282,7 +282,7 @@ impl Config {
             .filter(|p| p.is_file())
             .collect();
         if !legacy.is_empty() {
-            check_trusted(&legacy, state)?;
+            check_trusted(&legacy, &repo_key_at(root), state)?;
             layers.extend(eval_legacy(root, &legacy)?);
         }
         for name in [TOML_FILE, TOML_LOCAL_FILE] {
@@ -318,7 +318,59 @@ impl Config {
         {
             values.insert("commands.up", (Val::Str(cmd), Source::Detected(file)));
         }
-        Self::from_values(values, files, &home)
+        let cfg = Self::from_values(values, files, &home)?;
+        cfg.check_shared_mount(root, &home)?;
+        Ok(cfg)
+    }
+
+    /// A mount set by a committed file (any branch can change it) must hold the worktree and
+    /// stay inside the user's home: wider mounts (`/`, `/etc`, other users' files) only from the
+    /// user's own gitignored local file.
+    fn check_shared_mount(&self, root: &Path, home: &Path) -> Result<()> {
+        let Some((Val::Str(raw), Source::File(path))) = self.values.get("vm.mount") else {
+            return Ok(());
+        };
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if ![TOML_FILE, LEGACY_FILES[0]].contains(&file.as_str()) {
+            return Ok(());
+        }
+        let local = if file == TOML_FILE {
+            TOML_LOCAL_FILE
+        } else {
+            LEGACY_FILES[1]
+        };
+        // Real paths: `..` and symlinks must not widen what the text seems to say.
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let (mount, home, root) = (
+            std::fs::canonicalize(&self.mount).ok(),
+            real(home),
+            real(root),
+        );
+        let why = match &mount {
+            Some(m) if !m.starts_with(&home) => format!(
+                "is `{raw}`, outside your home {}: a committed config may only mount a dir inside your home",
+                home.display()
+            ),
+            Some(m) if !root.starts_with(m) => format!(
+                "is `{raw}`, so the worktree {} is outside vm.mount: a committed config may only mount a dir that holds the worktree",
+                root.display()
+            ),
+            Some(_) => return Ok(()),
+            None => format!(
+                "is `{raw}`, which does not exist, so it cannot hold the worktree {}",
+                root.display()
+            ),
+        };
+        Err(hint(
+            format!("{file}: `vm.mount` {why}"),
+            format!(
+                "remove `vm.mount` from {file} (the default is your home); to mount something wider on this machine, set it in your own gitignored {local}"
+            ),
+        ))
     }
 
     fn from_values(
@@ -764,13 +816,30 @@ fn legacy_value(file: &str, name: &str, v: &ShellVal) -> Result<Option<(&'static
 
 const TRUST_FILE: &str = "trust.json";
 
+/// Trusted legacy file hashes per repository (`consent::repo_key`), so every worktree of a
+/// repository shares them: a new worktree with the same file content is already trusted.
 #[derive(Default, Serialize, Deserialize)]
 struct TrustStore {
-    #[serde(default)]
+    /// Earlier records, keyed by the file's path; still honoured so an upgrade asks nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     files: BTreeMap<PathBuf, String>,
+    /// Repository key -> sha256 of a trusted file -> the file's name when it was trusted.
+    #[serde(default)]
+    repos: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-fn file_hash(path: &Path) -> Result<String> {
+impl TrustStore {
+    fn trusts(&self, repo: &str, file: &Path, hash: &str) -> bool {
+        self.repos.get(repo).is_some_and(|h| h.contains_key(hash))
+            || std::fs::canonicalize(file)
+                .ok()
+                .and_then(|real| self.files.get(&real))
+                .is_some_and(|h| h == hash)
+    }
+}
+
+/// The sha256 of a file's content, in hex.
+pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(Sha256::digest(&bytes)
         .iter()
@@ -778,63 +847,91 @@ fn file_hash(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn check_trusted(files: &[PathBuf], state: &State) -> Result<()> {
+/// The repository key of the worktree at `root`. Outside a repository (unit tests of this
+/// module) the directory itself stands in.
+fn repo_key_at(root: &Path) -> String {
+    match crate::repo::discover(root) {
+        Ok(wt) => crate::consent::repo_key(&wt),
+        Err(_) => root.to_string_lossy().into_owned(),
+    }
+}
+
+/// The legacy config files present in the worktree, with their hashes.
+pub fn legacy_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    LEGACY_FILES
+        .iter()
+        .map(|f| root.join(f))
+        .filter(|p| p.is_file())
+        .map(|p| file_hash(&p).map(|h| (p, h)))
+        .collect()
+}
+
+/// The legacy files of the worktree whose current content this repository has not trusted.
+pub fn untrusted_legacy(root: &Path, repo: &str, state: &State) -> Result<Vec<PathBuf>> {
+    let store: TrustStore = state.read_json(TRUST_FILE)?;
+    Ok(legacy_files(root)?
+        .into_iter()
+        .filter(|(p, h)| !store.trusts(repo, p, h))
+        .map(|(p, _)| p)
+        .collect())
+}
+
+fn check_trusted(files: &[PathBuf], repo: &str, state: &State) -> Result<()> {
     let store: TrustStore = state.read_json(TRUST_FILE)?;
     for f in files {
-        let real = std::fs::canonicalize(f)?;
         let name = f.file_name().unwrap_or_default().to_string_lossy();
-        match store.files.get(&real) {
-            Some(h) if *h == file_hash(f)? => {}
-            Some(_) => {
-                return Err(hint(
-                    format!(
-                        "{name} changed since you trusted it, and it is shell code that runs on this machine"
-                    ),
-                    format!(
-                        "review {}, then run `git vmoat trust` (or convert it to TOML: `git vmoat init --from-conf`)",
-                        f.display()
-                    ),
-                ));
-            }
-            None => {
-                return Err(hint(
-                    format!(
-                        "{name} is shell code that would run on this machine, and you have not trusted it"
-                    ),
-                    format!(
-                        "review {}, then run `git vmoat trust` (or move to vmoat.toml: `git vmoat init --from-conf` after trusting)",
-                        f.display()
-                    ),
-                ));
-            }
+        if store.trusts(repo, f, &file_hash(f)?) {
+            continue;
         }
+        let known = store
+            .repos
+            .get(repo)
+            .is_some_and(|h| h.values().any(|n| *n == name));
+        return Err(if known {
+            hint(
+                format!(
+                    "{name} changed since you trusted it, and it is shell code that runs on this machine"
+                ),
+                format!(
+                    "review {}, then run `git vmoat trust` (or convert it to TOML: `git vmoat init --from-conf`)",
+                    f.display()
+                ),
+            )
+        } else {
+            hint(
+                format!(
+                    "{name} is shell code that would run on this machine, and you have not trusted it"
+                ),
+                format!(
+                    "review {}, then run `git vmoat trust` (or move to vmoat.toml: `git vmoat init --from-conf` after trusting)",
+                    f.display()
+                ),
+            )
+        });
     }
     Ok(())
 }
 
-/// Records the current content of the worktree's legacy config files as trusted; returns them.
-pub fn trust(root: &Path, state: &State) -> Result<Vec<(PathBuf, String)>> {
-    let files: Vec<PathBuf> = LEGACY_FILES
-        .iter()
-        .map(|f| root.join(f))
-        .filter(|p| p.is_file())
-        .collect();
+/// Records the current content of the worktree's legacy config files as trusted for its whole
+/// repository; returns them.
+pub fn trust(wt: &crate::repo::Worktree, state: &State) -> Result<Vec<(PathBuf, String)>> {
+    let files = legacy_files(&wt.root)?;
+    let repo = crate::consent::repo_key_for_record(state, wt)?;
     state.update_json(TRUST_FILE, |store: &mut TrustStore| {
-        files
-            .iter()
-            .map(|f| {
-                let h = file_hash(f)?;
-                store.files.insert(std::fs::canonicalize(f)?, h.clone());
-                Ok((f.clone(), h))
-            })
-            .collect()
-    })
+        let hashes = store.repos.entry(repo).or_default();
+        for (f, h) in &files {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            hashes.insert(h.clone(), name.into_owned());
+        }
+        Ok(())
+    })?;
+    Ok(files)
 }
 
 /// The values set by one legacy file (for `init --from-conf`), trusted first.
 pub fn legacy_values(root: &Path, state: &State) -> Result<Layer> {
     let conf = root.join(LEGACY_FILES[0]);
-    check_trusted(std::slice::from_ref(&conf), state)?;
+    check_trusted(std::slice::from_ref(&conf), &repo_key_at(root), state)?;
     Ok(eval_legacy(root, &[conf])?
         .pop()
         .map(|(_, l)| l)
@@ -907,8 +1004,18 @@ mod tests {
         for (n, t) in files {
             std::fs::write(wt.join(n), t).unwrap();
         }
-        trust(&wt, &st).unwrap();
+        trust(&fake_wt(&wt), &st).unwrap();
         Config::load(&wt, &st)
+    }
+
+    /// A directory outside any repository stands for its own repository here.
+    fn fake_wt(root: &Path) -> crate::repo::Worktree {
+        crate::repo::Worktree {
+            root: root.to_path_buf(),
+            main_root: Some(root.to_path_buf()),
+            common_dir: root.to_path_buf(),
+            id: None,
+        }
     }
 
     fn msg(r: Result<Config>) -> String {
@@ -1062,11 +1169,27 @@ mod tests {
             "{m}"
         );
         assert!(!marker.exists(), "untrusted config must not run");
-        trust(dir.path(), &st).unwrap();
+        trust(&fake_wt(dir.path()), &st).unwrap();
         assert_eq!(Config::load(dir.path(), &st).unwrap().cpus, 2);
         std::fs::write(dir.path().join("vmoat.conf"), "VM_CPU=3\n").unwrap();
         let m = msg(Config::load(dir.path(), &st));
         assert!(m.contains("changed since you trusted it"), "{m}");
+    }
+
+    #[test]
+    fn a_wide_mount_comes_only_from_the_local_file() {
+        let m = msg(load(&[("vmoat.toml", "[vm]\nmount = \"/\"\n")]));
+        assert!(
+            m.contains("vmoat.toml: `vm.mount` is `/`") && m.contains("vmoat.local.toml"),
+            "{m}"
+        );
+        let m = msg(load(&[("vmoat.conf", "VM_MOUNT=/etc\n")]));
+        assert!(
+            m.contains("vmoat.conf: `vm.mount`") && m.contains("vmoat.local.conf"),
+            "{m}"
+        );
+        let c = load(&[("vmoat.local.toml", "[vm]\nmount = \"/\"\n")]).unwrap();
+        assert_eq!(c.mount, PathBuf::from("/"));
     }
 
     #[test]

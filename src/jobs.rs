@@ -15,6 +15,9 @@ pub enum JobState {
     Running,
     Ok,
     Failed,
+    /// The worktree's automatic content is not approved: nothing of it ran (`error` says why).
+    #[serde(rename = "needs-approval")]
+    NeedsApproval,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod consent;
 pub mod context;
 pub mod detect;
 pub mod error;

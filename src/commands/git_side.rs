@@ -49,6 +49,8 @@ pub fn hooks_cmd(cmd: &HooksCommand) -> Result<()> {
                     "seeds and provisions"
                 }
             ));
+            // What the job will run unattended is shown and approved here.
+            crate::consent::approve_on_install(&wt);
         }
         HooksCommand::Uninstall => {
             if hooks::uninstall(&wt)? {
@@ -136,6 +138,9 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
     record.pid = std::process::id();
     jobs::write(&state, &wt, &record)?;
     output::info(format!("job for {} started", wt.root.display()));
+    if !crate::consent::check_auto(&wt, &state)? {
+        return Ok(()); // not approved: recorded as needs-approval, nothing of the project ran
+    }
     let result = (|| -> Result<()> {
         let auto = repo::config_string(&wt.root, "vmoat.auto")?.unwrap_or_default();
         if !matches!(auto.as_str(), "provision" | "up") {
@@ -492,6 +497,10 @@ pub fn job_line(state: &State, wt: &repo::Worktree) -> Option<(String, serde_jso
     let line = match st {
         JobState::Running => "running (follow it with `git vmoat logs -f`)".to_string(),
         JobState::Ok => "done".to_string(),
+        JobState::NeedsApproval => format!(
+            "NEEDS APPROVAL, nothing ran: {} (see `git vmoat logs`)",
+            job.error.clone().unwrap_or_default()
+        ),
         JobState::Failed => format!(
             "FAILED: {} (see `git vmoat logs`)",
             job.error

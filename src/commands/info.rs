@@ -45,20 +45,20 @@ pub fn config(ctx: &Ctx, as_json: bool) -> Result<()> {
     output::data(out)
 }
 
+/// Trusts the legacy shell config as it is now, then approves the worktree's automatic
+/// content for every worktree of the repository, listing it.
 pub fn trust() -> Result<()> {
     let wt = crate::repo::discover(&std::env::current_dir()?)?;
     let state = crate::state::State::open()?;
-    let trusted = crate::config::trust(&wt.root, &state)?;
-    if trusted.is_empty() {
-        output::info("no vmoat.conf or vmoat.local.conf in this worktree: nothing to trust");
-    }
-    for (path, hash) in trusted {
+    for (path, hash) in crate::config::trust(&wt, &state)? {
         output::info(format!(
             "trusted {} (sha256 {})",
             path.display(),
             &hash[..16]
         ));
     }
+    let content = crate::consent::approve(&wt, &state)?;
+    crate::consent::show_approved(&content);
     Ok(())
 }
 

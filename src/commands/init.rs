@@ -130,7 +130,9 @@ mod tests {
             .join("\n");
         let all = all
             .replace("type = \"vz\"", "")
-            .replace("mount-type = \"virtiofs\"", "");
+            .replace("mount-type = \"virtiofs\"", "")
+            // A committed mount must hold the worktree: this temp dir is outside the home.
+            .replace("mount = \"~\"", "");
         std::fs::write(dir.path().join(TOML_FILE), all).unwrap();
         let cfg = config::Config::load(dir.path(), &st).unwrap();
         assert_eq!(cfg.ports, vec![8080]);

@@ -277,10 +277,54 @@ fn cases() -> Vec<Case> {
         ),
         case!(
             "outside vm.mount",
-            |e, w| toml(e, w, &format!("{UP}[vm]\nmount = \"/usr\"\n")),
+            |e, w| {
+                toml(e, w, UP);
+                write(e, w, "vmoat.local.toml", "[vm]\nmount = \"/usr\"\n")
+            },
             &["up"],
             1,
             "is outside vm.mount (VM_MOUNT) /usr"
+        ),
+        case!(
+            "committed vm.mount /",
+            |e, w| toml(e, w, &format!("{UP}[vm]\nmount = \"/\"\n")),
+            &["up"],
+            1,
+            "vmoat.toml: `vm.mount` is `/`, outside your home"
+        ),
+        case!(
+            "committed vm.mount outside home",
+            |e, w| toml(e, w, &format!("{UP}[vm]\nmount = \"/usr\"\n")),
+            &["provision"],
+            1,
+            "set it in your own gitignored vmoat.local.toml"
+        ),
+        case!(
+            "committed vm.mount not holding the worktree",
+            |e, w| {
+                std::fs::create_dir_all(e.home.join("elsewhere")).unwrap();
+                toml(e, w, &format!("{UP}[vm]\nmount = \"~/elsewhere\"\n"))
+            },
+            &["up"],
+            1,
+            "is outside vm.mount: a committed config may only mount a dir that holds the worktree"
+        ),
+        case!(
+            "legacy committed VM_MOUNT /etc",
+            |e, w| {
+                write(
+                    e,
+                    w,
+                    "vmoat.conf",
+                    "VM_BACKEND=colima\nCMD_UP=true\nVM_MOUNT=/etc\n",
+                );
+                // Trusts the file, then refuses to approve the mount.
+                assert_eq!(e.vmoat(w, &["trust"]).code, 1);
+                w.to_path_buf()
+            },
+            &["up"],
+            1,
+            "vmoat.conf: `vm.mount` is `/etc`"
         ),
         case!(
             "vm.mount relative",
@@ -355,7 +399,8 @@ fn cases() -> Vec<Case> {
             "legacy syntax error",
             |e, w| {
                 write(e, w, "vmoat.conf", "VM_CPU=(\n");
-                e.vmoat(w, &["trust"]).ok();
+                // Trusted, though the config cannot be approved (trust says why).
+                assert_eq!(e.vmoat(w, &["trust"]).code, 1);
                 w.to_path_buf()
             },
             &["up"],
@@ -366,7 +411,8 @@ fn cases() -> Vec<Case> {
             "legacy bad value",
             |e, w| {
                 write(e, w, "vmoat.conf", "VM_CPU=four\n");
-                e.vmoat(w, &["trust"]).ok();
+                // Trusted, though the config cannot be approved (trust says why).
+                assert_eq!(e.vmoat(w, &["trust"]).code, 1);
                 w.to_path_buf()
             },
             &["up"],

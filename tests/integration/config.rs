@@ -158,3 +158,42 @@ fn init_from_conf_converts_the_legacy_file() {
         serde_json::json!([3000])
     );
 }
+
+#[test]
+fn a_wide_vm_mount_is_taken_from_the_local_file_only() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(
+        &repo.join("vmoat.toml"),
+        "backend = \"colima\"\n[commands]\nup = \"true\"\n[vm]\nmount = \"/\"\n",
+    );
+    let r = env.vmoat(&repo, &["up"]);
+    assert!(
+        r.code == 1
+            && r.stderr.contains("vmoat.toml: `vm.mount` is `/`")
+            && r.stderr.contains("vmoat.local.toml"),
+        "{r:?}"
+    );
+    assert!(
+        env.calls().is_empty(),
+        "nothing started: {:?}",
+        env.call_lines()
+    );
+    env.write(
+        &repo.join("vmoat.toml"),
+        "backend = \"colima\"\n[commands]\nup = \"true\"\n",
+    );
+    env.write(&repo.join("vmoat.local.toml"), "[vm]\nmount = \"/\"\n");
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(
+        (
+            &j["values"]["vm.mount"]["value"],
+            &j["values"]["vm.mount"]["source"]
+        ),
+        (
+            &serde_json::json!("/"),
+            &serde_json::json!("vmoat.local.toml")
+        )
+    );
+}
