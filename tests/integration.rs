@@ -12,6 +12,7 @@ mod integration {
     mod faults;
     mod git_side;
     mod lifecycle;
+    mod netns;
     mod tunnels;
     mod ux;
 }

@@ -148,6 +148,18 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
             "only needed on Linux without Colima",
         ),
     });
+    if netns_why.is_none() {
+        // Without it netns VMs still run, with no network beyond their own loopback.
+        checks.push(match exec::on_path("slirp4netns") {
+            true => check("netns uplink", Level::Ok, "slirp4netns found", ""),
+            false => check(
+                "netns uplink",
+                Level::Warn,
+                "slirp4netns not found: netns VMs get no internet (apt, docker pull)",
+                "apt install slirp4netns",
+            ),
+        });
+    }
     checks.push(match exec::on_path("docker") {
         true => check("docker CLI", Level::Ok, "found", ""),
         false => check(

@@ -302,8 +302,11 @@ pub fn gc(dry_run: bool, as_json: bool) -> Result<()> {
     let wt = here()?;
     let state = State::open()?;
     let list = collect(&state, &wt.common_dir, dry_run)?;
+    let strays = backend::netns::gc_strays(dry_run);
     if as_json {
-        return output::json(&json!({"version": JSON_VERSION, "dry_run": dry_run, "vms": list}));
+        return output::json(
+            &json!({"version": JSON_VERSION, "dry_run": dry_run, "vms": list, "strays": strays}),
+        );
     }
     if !list.iter().any(|v| v["orphan"] == true) {
         output::info("no orphaned VMs: every VM of this repository has its worktree");
