@@ -859,3 +859,52 @@ pub fn gc_strays(dry_run: bool) -> Vec<Stray> {
     }
     list
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dockerd_command_line_gives_its_id_and_data_dir() {
+        let p = Proc {
+            pid: 1,
+            args: [
+                "/usr/sbin/dockerd",
+                "--data-root",
+                "/home/u/.local/state/git-vmoat/netns/wt-a/docker",
+                "--exec-root=/run/git-vmoat/wt-a-1f2e/exec",
+            ]
+            .map(String::from)
+            .to_vec(),
+            net_ns: None,
+        };
+        assert_eq!(
+            dockerd_of(&p),
+            Some((
+                "wt-a-1f2e".into(),
+                PathBuf::from("/home/u/.local/state/git-vmoat/netns/wt-a")
+            ))
+        );
+        let other = Proc {
+            args: ["dockerd", "--exec-root", "/run/fake-colima/x/exec"]
+                .map(String::from)
+                .to_vec(),
+            ..p
+        };
+        assert_eq!(dockerd_of(&other), None, "not ours");
+    }
+
+    #[test]
+    fn a_legacy_rule_gives_its_id() {
+        assert_eq!(
+            rule_comment_id(
+                "-A FORWARD -o vmo12345678 -m comment --comment \"git-vmoat:wt-a-1f2e\" -j ACCEPT"
+            ),
+            Some("wt-a-1f2e")
+        );
+        assert_eq!(
+            rule_comment_id("-A FORWARD -m comment --comment other -j ACCEPT"),
+            None
+        );
+    }
+}
