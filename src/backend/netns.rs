@@ -52,16 +52,16 @@ const TAP_ADDR: &str = "10.0.2.100/24";
 /// stays closed to it too (other worktrees' tunnels live there). It runs in the worktree's
 /// cgroup, so it is stopped, and limited, with everything else of the worktree.
 fn ensure_uplink(id: &str) -> Result<()> {
-    let has_tap = |addr: bool| {
+    // slirp4netns's tap goes away with it, so a configured tap means it is running.
+    let has_tap = || {
         Cmd::new("ip")
             .args(["-n", id, "-4", "-o", "addr", "show", "dev", TAP])
             .output()
             .is_ok_and(|o| {
-                o.status.success()
-                    && (!addr || String::from_utf8_lossy(&o.stdout).contains(TAP_ADDR))
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(TAP_ADDR)
             })
     };
-    if has_tap(true) {
+    if has_tap() {
         return Ok(());
     }
     if !exec::on_path("slirp4netns") {
@@ -83,7 +83,7 @@ fn ensure_uplink(id: &str) -> Result<()> {
         .arg(TAP)
         .spawn_detached(&log)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !has_tap(true) {
+    while !has_tap() {
         if let Some(status) = child.try_wait()? {
             bail!(
                 "slirp4netns exited ({}): {}",
