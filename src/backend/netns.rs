@@ -673,6 +673,16 @@ fn pids_of(id: &str, procs: &[Proc]) -> Vec<u32> {
     pids
 }
 
+/// Whether `path` is absent or older than a start takes: an earlier version's start makes the
+/// runtime dir and namespace before anything that names the owner.
+fn settled(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .map_or(true, |t| {
+            t.elapsed().unwrap_or_default() > Duration::from_secs(120)
+        })
+}
+
 /// The mount points under `dir`.
 fn mounts_under(dir: &Path) -> usize {
     let prefix = format!("{}/", dir.display());
@@ -687,8 +697,9 @@ fn mounts_under(dir: &Path) -> usize {
 /// git-vmoat's netns objects on this machine whose VM record (`vm.json` in its state dir) no
 /// longer exists. Ids come from runtime dirs, cgroups, dockerd command lines and the firewall
 /// rules of earlier versions; the owner from the runtime dir's owner file or dockerd's data
-/// root. With no owner known, only what holds nothing (no process, namespace or runtime dir)
-/// counts, so a VM being made by an older build is never taken.
+/// root. With no owner known (left by an earlier version), only a namespace or runtime dir that
+/// runs nothing and is older than a start, or firewall rules alone, count: a VM being made is
+/// never taken, and one of a live state dir loses only what its next `up` makes again.
 pub fn strays() -> Vec<Stray> {
     let procs = processes();
     let cgroups = cgroup::all();
@@ -721,9 +732,21 @@ pub fn strays() -> Vec<Stray> {
             });
         let ns = Netns::netns_path(&id);
         let pids = pids_of(&id, &procs);
+        let n_rules = rules
+            .iter()
+            .filter(|(_, _, r)| rule_comment_id(r) == Some(id.as_str()))
+            .count();
         let stray = match &data {
             Some(d) => !d.join("vm.json").exists(),
-            None => pids.is_empty() && !ns.exists() && !run.exists(),
+            // A lone empty cgroup is an earlier version's stopped VM: not taken.
+            None => {
+                pids.is_empty()
+                    && if ns.exists() || run.exists() {
+                        settled(&ns) && settled(&run)
+                    } else {
+                        n_rules > 0
+                    }
+            }
         };
         if !stray {
             continue;
@@ -761,12 +784,8 @@ pub fn strays() -> Vec<Stray> {
         if Path::new("/sys/class/net").join(&veth).exists() {
             objects.push(format!("veth {veth}"));
         }
-        let n = rules
-            .iter()
-            .filter(|(_, _, r)| rule_comment_id(r) == Some(id.as_str()))
-            .count();
-        if n > 0 {
-            objects.push(format!("{n} firewall rules"));
+        if n_rules > 0 {
+            objects.push(format!("{n_rules} firewall rules"));
         }
         out.push(Stray {
             id,
