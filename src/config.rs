@@ -852,7 +852,9 @@ pub fn file_hash(path: &Path) -> Result<String> {
 fn repo_key_at(root: &Path) -> String {
     match crate::repo::discover(root) {
         Ok(wt) => crate::consent::repo_key(&wt),
-        Err(_) => root.to_string_lossy().into_owned(),
+        Err(_) => {
+            crate::repo::read_repo_id(root).unwrap_or_else(|| format!("path:{}", root.display()))
+        }
     }
 }
 
@@ -1015,6 +1017,7 @@ mod tests {
             main_root: Some(root.to_path_buf()),
             common_dir: root.to_path_buf(),
             id: None,
+            repo_id: None,
         }
     }
 

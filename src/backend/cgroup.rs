@@ -67,6 +67,18 @@ fn dirs(vm: &str) -> Result<Vec<PathBuf>> {
 /// Creates the worktree's cgroup with its limits; returns the `cgroup.procs` files a process
 /// writes its pid to so that it, and everything it starts, is inside.
 pub fn create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
+    // The last VM's teardown removes the parent when empty, possibly between our making it and
+    // our child in it (or after enabling its controllers): start over then.
+    let mut tries = 0;
+    loop {
+        match try_create(vm, cpus, memory_gib) {
+            Err(_) if tries < 5 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn try_create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
     let memory = (memory_gib << 30).to_string();
     let quota = (cpus * 100_000).to_string();
     let mut procs = vec![];
@@ -172,16 +184,41 @@ pub fn kill_all(vm: &str) -> bool {
     }
 }
 
-/// Removes the worktree's (empty) cgroups, children first, from every hierarchy: dockerd makes
-/// its containers' cgroups in all of them, not only in the ones we limit.
-pub fn remove(vm: &str) {
+/// git-vmoat's parent cgroup in every mounted hierarchy (whether it exists or not).
+fn parents() -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    for line in mounts.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
-            remove_tree(&Path::new(f[1]).join(ROOT).join(vm));
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2"))
+                .then(|| Path::new(f[1]).join(ROOT))
+        })
+        .collect()
+}
+
+/// Removes the worktree's (empty) cgroups, children first, from every hierarchy: dockerd makes
+/// its containers' cgroups in all of them, not only in the ones we limit. The parent goes too
+/// once no worktree (of any state dir) has a cgroup left in it; rmdir refuses while one has.
+pub fn remove(vm: &str) {
+    for parent in parents() {
+        remove_tree(&parent.join(vm));
+        let _ = std::fs::remove_dir(&parent);
+    }
+}
+
+/// The ids of every worktree cgroup on this machine, and the existing dirs of each.
+pub fn all() -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+    let mut out = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
+    for parent in parents() {
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let id = e.file_name().to_string_lossy().into_owned();
+                out.entry(id).or_default().push(e.path());
+            }
         }
     }
+    out
 }
 
 fn remove_tree(dir: &Path) {

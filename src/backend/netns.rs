@@ -19,6 +19,8 @@ use crate::state::State;
 
 /// Runtime files (sockets, exec root, pid file): short paths, gone at reboot like a VM's.
 const RUN_ROOT: &str = "/run/git-vmoat";
+/// In a VM's runtime dir: the path of its data dir, so `gc` can tell when its state dir is gone.
+const OWNER: &str = "owner";
 /// Keeps `/run/git-vmoat/<vm>-<hash>/exec/containerd/containerd.sock.ttrpc` under 108 bytes.
 const MAX_NAME: usize = 40;
 
@@ -38,201 +40,122 @@ struct Meta {
     memory_gib: u64,
 }
 
-/// The namespace's way out: a veth pair with a /30 and NAT through the host's default route,
-/// so `apt` and `docker pull` work inside. Named after the VM so teardown finds it.
-struct Uplink {
-    host_if: String,
-    ns_if: String,
-    /// First address of the /30 (the network); .1 is the host side, .2 the namespace.
-    net: [u8; 4],
+/// The namespace's interface to slirp4netns, and the address slirp gives it.
+const TAP: &str = "tap0";
+const TAP_ADDR: &str = "10.0.2.100/24";
+
+/// The namespace's way out: slirp4netns, a user-mode TCP/IP stack in the host's namespace that
+/// turns the namespace's outgoing connections into ordinary sockets of its own. `apt` and
+/// `docker pull` work inside, while the host routes, forwards and filters nothing for it: no
+/// `ip_forward`, no firewall rule, no route into the namespace, so what a stack publishes on
+/// 0.0.0.0 there is reachable only through the tunnels on 127.0.0.1. The host's own loopback
+/// stays closed to it too (other worktrees' tunnels live there). It runs in the worktree's
+/// cgroup, so it is stopped, and limited, with everything else of the worktree.
+fn ensure_uplink(id: &str) -> Result<()> {
+    // slirp4netns's tap goes away with it, so a configured tap means it is running.
+    let has_tap = || {
+        Cmd::new("ip")
+            .args(["-n", id, "-4", "-o", "addr", "show", "dev", TAP])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(TAP_ADDR)
+            })
+    };
+    if has_tap() {
+        return Ok(());
+    }
+    if !exec::on_path("slirp4netns") {
+        return Err(hint(
+            "slirp4netns is not installed",
+            "apt install slirp4netns",
+        ));
+    }
+    let log = Netns::run_dir(id).join("slirp4netns.log");
+    let mut child = Netns::in_cgroup(id)
+        .args([
+            "slirp4netns",
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--netns-type=path",
+        ])
+        .arg(Netns::netns_path(id))
+        .arg(TAP)
+        .spawn_detached(&log)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has_tap() {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "slirp4netns exited ({}): {}",
+                exec::status_code(status),
+                std::fs::read_to_string(&log).unwrap_or_default().trim()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "slirp4netns did not configure {TAP} within 10 s (log: {})",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
-impl Uplink {
-    fn for_vm(vm: &str) -> Self {
-        let h = crate::naming::short_hash(vm, 8);
-        Self {
-            host_if: format!("vmo{h}"),
-            ns_if: format!("vmi{h}"),
-            net: [10, 240, 0, 0],
+/// Removes what earlier versions set up for a namespace's uplink: a veth pair and firewall
+/// rules commented `git-vmoat:<id>` (destroy and `gc` clear them after an upgrade).
+fn remove_legacy_uplink(id: &str) {
+    let veth = format!("vmo{}", crate::naming::short_hash(id, 8));
+    let exists = Cmd::new("ip")
+        .args(["link", "show", &veth])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if exists {
+        let _ = Cmd::new("ip").args(["link", "delete", &veth]).output();
+    }
+    for (table, chain, rule) in legacy_rules() {
+        if rule_comment_id(&rule) == Some(id) {
+            let args: Vec<&str> = rule
+                .split_whitespace()
+                .skip(2)
+                .map(|a| a.trim_matches('"'))
+                .collect();
+            let _ = Cmd::new("iptables")
+                .args(["-t", table, "-D", chain])
+                .args(args)
+                .output();
         }
     }
+}
 
-    fn cidr(&self, last: u8, bits: u8) -> String {
-        format!(
-            "{}.{}.{}.{}/{bits}",
-            self.net[0],
-            self.net[1],
-            self.net[2],
-            self.net[3] + last
-        )
+/// Every firewall rule an earlier version added: (table, chain, `iptables -S` line).
+fn legacy_rules() -> Vec<(&'static str, &'static str, String)> {
+    if !exec::on_path("iptables") {
+        return vec![];
     }
-
-    fn comment(vm: &str) -> String {
-        format!("git-vmoat:{vm}")
-    }
-
-    fn nat_rule(&self, vm: &str) -> Vec<String> {
-        let net = self.cidr(0, 30);
-        let c = Self::comment(vm);
-        words(&[
-            "-t",
-            "nat",
-            "POSTROUTING",
-            "-s",
-            &net,
-            "!",
-            "-o",
-            &self.host_if,
-            "-j",
-            "MASQUERADE",
-            "-m",
-            "comment",
-            "--comment",
-            &c,
-        ])
-    }
-
-    fn forward_rules(&self, vm: &str) -> [Vec<String>; 2] {
-        let c = Self::comment(vm);
-        ["-i", "-o"].map(|dir| {
-            words(&[
-                "FORWARD",
-                dir,
-                &self.host_if,
-                "-j",
-                "ACCEPT",
-                "-m",
-                "comment",
-                "--comment",
-                &c,
-            ])
-        })
-    }
-
-    /// A free /30 in 10.240.0.0/12, starting from a slot derived from the name.
-    fn pick_net(&mut self, vm: &str) -> Result<()> {
-        let used = Cmd::new("ip").args(["-4", "-o", "addr"]).checked()?.stdout;
-        let used = String::from_utf8_lossy(&used);
-        let start =
-            u32::from_str_radix(&crate::naming::short_hash(vm, 6), 16).unwrap_or(0) % (1 << 18);
-        for i in 0..(1u32 << 18) {
-            let slot = (start + i) % (1 << 18);
-            let base = (10u32 << 24) | (240 << 16) | (slot << 2);
-            let net = base.to_be_bytes();
-            let probe = format!(" {}.{}.{}.", net[0], net[1], net[2]);
-            let taken = used.lines().any(|l| {
-                l.contains(&probe)
-                    && l.split_whitespace()
-                        .nth(3)
-                        .and_then(|a| a.split('/').next())
-                        .and_then(|a| a.rsplit('.').next())
-                        .and_then(|o| o.parse::<u8>().ok())
-                        .is_some_and(|o| o & !3 == net[3])
-            });
-            if !taken {
-                self.net = net;
-                return Ok(());
-            }
-        }
-        bail!("no free /30 left in 10.240.0.0/12 for a namespace uplink")
-    }
-
-    fn host_has_default_route() -> bool {
-        Cmd::new("ip")
-            .args(["-4", "route", "show", "default"])
+    let mut out = vec![];
+    for (table, chain) in [("nat", "POSTROUTING"), ("filter", "FORWARD")] {
+        let Ok(o) = Cmd::new("iptables")
+            .args(["-t", table, "-S", chain])
             .output()
-            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+        else {
+            continue;
+        };
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| rule_comment_id(l).is_some())
+                .map(|l| (table, chain, l.to_string())),
+        );
     }
+    out
+}
 
-    /// Sets the uplink up; idempotent (an existing one is kept).
-    fn ensure(vm: &str) -> Result<()> {
-        let mut up = Self::for_vm(vm);
-        let exists = Cmd::new("ip")
-            .args(["link", "show", &up.host_if])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if exists || !Self::host_has_default_route() {
-            return Ok(());
-        }
-        up.pick_net(vm)?;
-        Cmd::new("ip")
-            .args([
-                "link",
-                "add",
-                &up.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &up.ns_if,
-                "netns",
-                vm,
-            ])
-            .checked()?;
-        Cmd::new("ip")
-            .args(["addr", "add", &up.cidr(1, 30), "dev", &up.host_if])
-            .checked()?;
-        Cmd::new("ip")
-            .args(["link", "set", &up.host_if, "up"])
-            .checked()?;
-        Cmd::new("ip")
-            .args(["-n", vm, "addr", "add", &up.cidr(2, 30), "dev", &up.ns_if])
-            .checked()?;
-        Cmd::new("ip")
-            .args(["-n", vm, "link", "set", &up.ns_if, "up"])
-            .checked()?;
-        let gw = up.cidr(1, 30);
-        let gw = gw.split('/').next().unwrap_or_default();
-        Cmd::new("ip")
-            .args(["-n", vm, "route", "add", "default", "via", gw])
-            .checked()?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
-        if exec::on_path("iptables") {
-            let nat = up.nat_rule(vm);
-            Cmd::new("iptables")
-                .args(&nat[..2])
-                .arg("-A")
-                .args(&nat[2..])
-                .checked()?;
-            for r in up.forward_rules(vm) {
-                Cmd::new("iptables").arg("-I").args(&r).checked()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes the veth pair and the firewall rules; nothing to do when there is none.
-    fn remove(vm: &str) {
-        let up = Self::for_vm(vm);
-        let _ = Cmd::new("ip")
-            .args(["link", "delete", &up.host_if])
-            .output();
-        if !exec::on_path("iptables") {
-            return;
-        }
-        // Delete our rules by their comment, whatever subnet they were made with.
-        for (table, chain) in [("nat", "POSTROUTING"), ("filter", "FORWARD")] {
-            let Ok(out) = Cmd::new("iptables")
-                .args(["-t", table, "-S", chain])
-                .output()
-            else {
-                continue;
-            };
-            for rule in String::from_utf8_lossy(&out.stdout).lines().filter(|l| {
-                l.contains(&format!("\"{}\"", Self::comment(vm))) || l.ends_with(&Self::comment(vm))
-            }) {
-                let args: Vec<&str> = rule
-                    .split_whitespace()
-                    .skip(2)
-                    .map(|a| a.trim_matches('"'))
-                    .collect();
-                let _ = Cmd::new("iptables")
-                    .args(["-t", table, "-D", chain])
-                    .args(args)
-                    .output();
-            }
-        }
-    }
+/// The id in a rule's `--comment git-vmoat:<id>`.
+fn rule_comment_id(rule: &str) -> Option<&str> {
+    let (_, rest) = rule.split_once("--comment ")?;
+    let c = rest.split_whitespace().next()?.trim_matches('"');
+    c.strip_prefix("git-vmoat:")
 }
 
 impl Netns {
@@ -297,8 +220,8 @@ impl Netns {
         (comm.trim() == "dockerd" && exec::process_alive(pid)).then_some(pid)
     }
 
-    /// The command prefix that runs something in the worktree's cgroup and namespace.
-    fn enter(vm: &str) -> Cmd {
+    /// The command prefix that runs something in the worktree's cgroup (in the host's network).
+    fn in_cgroup(vm: &str) -> Cmd {
         let procs = cgroup::procs_files(vm);
         Cmd::new("sh")
             .arg("-c")
@@ -306,6 +229,11 @@ impl Netns {
             .arg("sh")
             .arg(procs.len().to_string())
             .args(&procs)
+    }
+
+    /// The command prefix that runs something in the worktree's cgroup and namespace.
+    fn enter(vm: &str) -> Cmd {
+        Self::in_cgroup(vm)
             .arg("nsenter")
             .arg(format!("--net={}", Self::netns_path(vm).display()))
             .arg("--")
@@ -417,7 +345,7 @@ impl Netns {
             ));
         }
         Self::unmount_under(&Self::run_dir(id))?;
-        Uplink::remove(id);
+        remove_legacy_uplink(id);
         if Self::netns_path(id).exists() {
             Cmd::new("ip").args(["netns", "delete", id]).checked()?;
         }
@@ -427,10 +355,6 @@ impl Netns {
         }
         Ok(())
     }
-}
-
-fn words(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).collect()
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {
@@ -497,19 +421,8 @@ impl Backend for Netns {
         }
         let data = self.data_dir(vm);
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        std::fs::create_dir_all(Self::run_dir(&id))?;
-        if !Self::netns_path(&id).exists() {
-            Cmd::new("ip").args(["netns", "add", &id]).checked()?;
-        }
-        Cmd::new("ip")
-            .args(["-n", &id, "link", "set", "lo", "up"])
-            .checked()?;
-        if let Err(e) = Uplink::ensure(&id) {
-            output::warn(format!(
-                "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"
-            ));
-        }
-        cgroup::create(&id, spec.cpus, spec.memory_gib)?;
+        // The record comes first and the owner file next: `gc` takes machine-wide objects
+        // whose record is gone for strays, so none may exist before both are written.
         crate::state::write_json(
             &data.join("vm.json"),
             &Meta {
@@ -517,6 +430,22 @@ impl Backend for Netns {
                 memory_gib: spec.memory_gib,
             },
         )?;
+        let run = Self::run_dir(&id);
+        std::fs::create_dir_all(&run)?;
+        std::fs::write(run.join(OWNER), data.as_os_str().as_encoded_bytes())
+            .with_context(|| format!("writing {}", run.join(OWNER).display()))?;
+        if !Self::netns_path(&id).exists() {
+            Cmd::new("ip").args(["netns", "add", &id]).checked()?;
+        }
+        Cmd::new("ip")
+            .args(["-n", &id, "link", "set", "lo", "up"])
+            .checked()?;
+        cgroup::create(&id, spec.cpus, spec.memory_gib)?;
+        if let Err(e) = ensure_uplink(&id) {
+            output::warn(format!(
+                "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"
+            ));
+        }
         if Self::dockerd_pid(&id).is_none() {
             // A stale pid file from a killed daemon would make dockerd refuse to start.
             let _ = std::fs::remove_file(Self::run_dir(&id).join("docker.pid"));
@@ -540,7 +469,10 @@ impl Backend for Netns {
 
     fn stop(&self, vm: &str) -> Result<()> {
         let id = self.id(vm);
-        self.stop_all(&id, true)
+        self.stop_all(&id, true)?;
+        // A stopped VM holds nothing machine-wide; start makes its cgroup again.
+        cgroup::remove(&id);
+        Ok(())
     }
 
     fn delete(&self, vm: &str) -> Result<()> {
@@ -648,4 +580,354 @@ fn pipe(a: std::net::TcpStream, b: std::net::TcpStream) {
     let _ = std::io::copy(&mut b2, &mut a2);
     let _ = a2.shutdown(std::net::Shutdown::Write);
     let _ = t.join();
+}
+
+/// A netns VM left on this machine after its record went (a deleted HOME, state dir or temp
+/// dir): whatever of it remains, found by its machine-wide id.
+#[derive(Serialize, Debug)]
+pub struct Stray {
+    pub id: String,
+    /// The VM's data dir in the state dir that is gone, when anything recorded it.
+    pub data_dir: Option<PathBuf>,
+    /// What is left of it: namespace, processes, cgroups, runtime dir, mounts, veth, rules.
+    pub objects: Vec<String>,
+    pub reclaimed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A process as far as stray hunting cares: its argv and its network namespace.
+struct Proc {
+    pid: u32,
+    args: Vec<String>,
+    net_ns: Option<u64>,
+}
+
+fn processes() -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            // `net:[4026532000]`: the namespace's inode, as stat of its /run/netns file gives.
+            let net_ns = std::fs::read_link(e.path().join("ns/net"))
+                .ok()
+                .and_then(|l| {
+                    l.to_str()?
+                        .strip_prefix("net:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                });
+            Some(Proc { pid, args, net_ns })
+        })
+        .collect()
+}
+
+/// The value of `--flag value` or `--flag=value`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == name {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(name)?.strip_prefix('=')
+        }
+    })
+}
+
+/// A netns VM's dockerd: its id (from the exec root) and the VM's data dir (from the data root).
+fn dockerd_of(p: &Proc) -> Option<(String, PathBuf)> {
+    if Path::new(p.args.first()?).file_name()? != "dockerd" {
+        return None;
+    }
+    let id = Path::new(flag(&p.args, "--exec-root")?)
+        .strip_prefix(RUN_ROOT)
+        .ok()?
+        .components()
+        .next()?
+        .as_os_str()
+        .to_str()?
+        .to_string();
+    let data = Path::new(flag(&p.args, "--data-root")?).parent()?;
+    Some((id, data.to_path_buf()))
+}
+
+/// Everything running for `id`: its cgroup, its dockerd, and whatever is in its namespace
+/// (a tunnel's forwarder is there without being in the cgroup).
+fn pids_of(id: &str, procs: &[Proc]) -> Vec<u32> {
+    let ns = rustix::fs::stat(Netns::netns_path(id))
+        .ok()
+        .map(|s| s.st_ino);
+    let mut pids = cgroup::pids(id);
+    pids.extend(procs.iter().filter_map(|p| {
+        let mine = dockerd_of(p).is_some_and(|(d, _)| d == id)
+            || (ns.is_some() && p.net_ns == ns && p.pid != std::process::id());
+        mine.then_some(p.pid)
+    }));
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Whether `path` is absent or older than a start takes: an earlier version's start makes the
+/// runtime dir and namespace before anything that names the owner.
+fn settled(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .map_or(true, |t| {
+            t.elapsed().unwrap_or_default() > Duration::from_secs(120)
+        })
+}
+
+/// The mount points under `dir`.
+fn mounts_under(dir: &Path) -> usize {
+    let prefix = format!("{}/", dir.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .count()
+}
+
+/// git-vmoat's netns objects on this machine whose VM record (`vm.json` in its state dir) no
+/// longer exists. Ids come from runtime dirs, cgroups, dockerd command lines and the firewall
+/// rules of earlier versions; the owner from the runtime dir's owner file or dockerd's data
+/// root. With no owner known (left by an earlier version), only a namespace or runtime dir that
+/// runs nothing and is older than a start, or firewall rules alone, count: a VM being made is
+/// never taken, and one of a live state dir loses only what its next `up` makes again.
+pub fn strays() -> Vec<Stray> {
+    let procs = processes();
+    let cgroups = cgroup::all();
+    let dockerds: Vec<(String, PathBuf)> = procs.iter().filter_map(dockerd_of).collect();
+    let rules = legacy_rules();
+    let mut ids: std::collections::BTreeSet<String> = std::fs::read_dir(RUN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.extend(cgroups.keys().cloned());
+    ids.extend(dockerds.iter().map(|(id, _)| id.clone()));
+    ids.extend(
+        rules
+            .iter()
+            .filter_map(|(_, _, r)| rule_comment_id(r).map(String::from)),
+    );
+    let mut out = vec![];
+    for id in ids {
+        let run = Netns::run_dir(&id);
+        let data = std::fs::read(run.join(OWNER))
+            .ok()
+            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).trim()))
+            .or_else(|| {
+                dockerds
+                    .iter()
+                    .find(|(d, _)| *d == id)
+                    .map(|(_, p)| p.clone())
+            });
+        let ns = Netns::netns_path(&id);
+        let pids = pids_of(&id, &procs);
+        let n_rules = rules
+            .iter()
+            .filter(|(_, _, r)| rule_comment_id(r) == Some(id.as_str()))
+            .count();
+        let stray = match &data {
+            Some(d) => !d.join("vm.json").exists(),
+            // A lone empty cgroup is an earlier version's stopped VM: not taken.
+            None => {
+                pids.is_empty()
+                    && if ns.exists() || run.exists() {
+                        settled(&ns) && settled(&run)
+                    } else {
+                        n_rules > 0
+                    }
+            }
+        };
+        if !stray {
+            continue;
+        }
+        let mut objects = vec![];
+        if ns.exists() {
+            objects.push(format!("namespace {}", ns.display()));
+        }
+        if !pids.is_empty() {
+            let names: Vec<String> = pids
+                .iter()
+                .map(|pid| {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    format!("{} {pid}", comm.trim())
+                })
+                .collect();
+            objects.push(format!("processes: {}", names.join(", ")));
+        }
+        if let Some(dirs) = cgroups.get(&id) {
+            objects.push(format!(
+                "cgroup {}/{id} ({} hierarchies)",
+                cgroup::ROOT,
+                dirs.len()
+            ));
+        }
+        if run.exists() {
+            objects.push(format!("runtime dir {}", run.display()));
+        }
+        let mounts = mounts_under(&run) + data.as_deref().map_or(0, mounts_under);
+        if mounts > 0 {
+            objects.push(format!("{mounts} mounts"));
+        }
+        let veth = format!("vmo{}", crate::naming::short_hash(&id, 8));
+        if Path::new("/sys/class/net").join(&veth).exists() {
+            objects.push(format!("veth {veth}"));
+        }
+        if n_rules > 0 {
+            objects.push(format!("{n_rules} firewall rules"));
+        }
+        out.push(Stray {
+            id,
+            data_dir: data,
+            objects,
+            reclaimed: false,
+            error: None,
+        });
+    }
+    out
+}
+
+/// Removes everything of a stray: its processes, mounts, namespace, runtime dir, cgroups,
+/// legacy veth and rules, and what is left of its data dir.
+pub fn reclaim(s: &Stray) -> Result<()> {
+    let id = s.id.as_str();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = pids_of(id, &processes());
+        if pids.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("processes {pids:?} of {id} would not die");
+        }
+        for pid in pids {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Netns::unmount_under(&Netns::run_dir(id))?;
+    if let Some(d) = &s.data_dir {
+        Netns::unmount_under(d)?;
+    }
+    remove_legacy_uplink(id);
+    if Netns::netns_path(id).exists() {
+        Cmd::new("ip").args(["netns", "delete", id]).checked()?;
+    }
+    let run = Netns::run_dir(id);
+    if run.exists() {
+        std::fs::remove_dir_all(&run).with_context(|| format!("removing {}", run.display()))?;
+    }
+    cgroup::remove(id);
+    // Only a dir shaped like a VM's data dir (`…/netns/<vm>`, with `<vm>-<hash>` the id).
+    if let Some(d) = &s.data_dir
+        && d.parent().and_then(Path::file_name) == Some("netns".as_ref())
+        && d.file_name()
+            .and_then(|v| v.to_str())
+            .is_some_and(|v| id.strip_prefix(v).is_some_and(|h| h.starts_with('-')))
+        && d.exists()
+    {
+        std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// `gc`'s part for this backend: lists the strays (root with the netns backend usable only),
+/// reclaims them unless `dry_run`, and returns them for `--json`.
+pub fn gc_strays(dry_run: bool) -> Vec<Stray> {
+    if Netns::unusable().is_some() {
+        return vec![];
+    }
+    let mut list = strays();
+    if !list.is_empty() {
+        output::info("strays (netns objects whose state dir is gone):");
+    }
+    for s in &mut list {
+        let what = format!(
+            "{} ({}): {}",
+            s.id,
+            s.data_dir
+                .as_deref()
+                .map_or("owner unknown".into(), |d| d.display().to_string()),
+            s.objects.join("; ")
+        );
+        if dry_run {
+            output::info(format!("  would reclaim {what}"));
+            continue;
+        }
+        match reclaim(s) {
+            Ok(()) => {
+                s.reclaimed = true;
+                output::info(format!("  reclaimed {what}"));
+            }
+            Err(e) => {
+                output::warn(format!("could not reclaim {what}: {e:#}"));
+                s.error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dockerd_command_line_gives_its_id_and_data_dir() {
+        let p = Proc {
+            pid: 1,
+            args: [
+                "/usr/sbin/dockerd",
+                "--data-root",
+                "/home/u/.local/state/git-vmoat/netns/wt-a/docker",
+                "--exec-root=/run/git-vmoat/wt-a-1f2e/exec",
+            ]
+            .map(String::from)
+            .to_vec(),
+            net_ns: None,
+        };
+        assert_eq!(
+            dockerd_of(&p),
+            Some((
+                "wt-a-1f2e".into(),
+                PathBuf::from("/home/u/.local/state/git-vmoat/netns/wt-a")
+            ))
+        );
+        let other = Proc {
+            args: ["dockerd", "--exec-root", "/run/fake-colima/x/exec"]
+                .map(String::from)
+                .to_vec(),
+            ..p
+        };
+        assert_eq!(dockerd_of(&other), None, "not ours");
+    }
+
+    #[test]
+    fn a_legacy_rule_gives_its_id() {
+        assert_eq!(
+            rule_comment_id(
+                "-A FORWARD -o vmo12345678 -m comment --comment \"git-vmoat:wt-a-1f2e\" -j ACCEPT"
+            ),
+            Some("wt-a-1f2e")
+        );
+        assert_eq!(
+            rule_comment_id("-A FORWARD -m comment --comment other -j ACCEPT"),
+            None
+        );
+    }
 }

@@ -155,6 +155,18 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
             "only needed on Linux without Colima",
         ),
     });
+    if netns_why.is_none() {
+        // Without it netns VMs still run, with no network beyond their own loopback.
+        checks.push(match exec::on_path("slirp4netns") {
+            true => check("netns uplink", Level::Ok, "slirp4netns found", ""),
+            false => check(
+                "netns uplink",
+                Level::Warn,
+                "slirp4netns not found: netns VMs get no internet (apt, docker pull)",
+                "apt install slirp4netns",
+            ),
+        });
+    }
     // The backend `up` would use, when the worktree's config names one.
     let mut backend_kind: Option<&'static str> = None;
 

@@ -358,8 +358,11 @@ pub fn gc(dry_run: bool, all: bool, as_json: bool) -> Result<()> {
     for common in repos {
         list.extend(collect(&state, &common, Reclaim::Gc { dry_run })?);
     }
+    let strays = backend::netns::gc_strays(dry_run);
     if as_json {
-        return output::json(&json!({"version": JSON_VERSION, "dry_run": dry_run, "vms": list}));
+        return output::json(
+            &json!({"version": JSON_VERSION, "dry_run": dry_run, "vms": list, "strays": strays}),
+        );
     }
     if !list
         .iter()

@@ -228,7 +228,11 @@ fn run(backend: &str) {
             "netns" => {
                 let id = netns_id(&env, &vm);
                 let mut l = traces(&format!("/run/git-vmoat/{id}/"));
-                l.extend(traces(&format!("git-vmoat/netns/{vm}/")));
+                // This state dir's only: other tests' VMs of the same name may be running.
+                l.extend(traces(&format!(
+                    "{}/",
+                    env.state_dir().join("netns").join(&vm).display()
+                )));
                 if Path::new("/run/netns").join(&id).exists() {
                     l.push(format!("namespace {vm}"));
                 }
@@ -258,7 +262,10 @@ fn run(backend: &str) {
                 l
             }
             _ => {
-                let mut l = traces(&format!("/disks/{vm}/"));
+                let mut l = traces(&format!(
+                    "{}/",
+                    env.colima_state().join("disks").join(&vm).display()
+                ));
                 if env.profile(&vm).is_some() {
                     l.push(format!("profile {vm}"));
                 }
