@@ -33,6 +33,15 @@ impl Base {
         })
     }
 
+    /// For a worktree already found (a job that must not depend on its current directory).
+    pub fn at(wt: Worktree, state: State, backend_flag: Option<&str>) -> Self {
+        Self {
+            wt,
+            state,
+            flag: backend_flag.map(String::from),
+        }
+    }
+
     /// This worktree's VM as recorded at creation: its name and owner (backend, prefix).
     pub fn recorded(&self) -> Result<Option<(String, Owner)>> {
         Ok(registry::find(&registry::load(&self.state)?, &self.wt))

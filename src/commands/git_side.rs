@@ -127,6 +127,9 @@ pub fn hook(args: &[String]) -> Result<()> {
 pub fn job(backend_flag: Option<&str>) -> Result<()> {
     let wt = here()?;
     let state = State::open()?;
+    // The worktree may be removed while the job runs; every tool it starts (colima, ssh, git)
+    // must still work then, so nothing may depend on the worktree as the current directory.
+    std::env::set_current_dir("/")?;
     let mut record = jobs::read(&state, &wt)?.unwrap_or(Job {
         pid: std::process::id(),
         worktree: wt.root.clone(),
@@ -153,7 +156,7 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
             output::info("git no longer lists this worktree: nothing to do");
             return Ok(());
         }
-        let ctx = Ctx::load(backend_flag)?;
+        let ctx = crate::context::Base::at(wt.clone(), state.clone(), backend_flag).full()?;
         seed_worktree(&ctx, false)?;
         if auto == "up" {
             super::provision::up(&ctx)?;
@@ -171,7 +174,13 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
     })();
     // The worktree may have been removed while its VM was being made (the watcher, if any,
     // may have looked before the VM was recorded): if git forgot it, leave no VM behind.
-    let result = result.and_then(|()| reclaim_if_forgotten(&wt, &state));
+    // Whatever the steps said (an up in a vanished directory fails), a forgotten worktree's
+    // VM goes.
+    let result = match reclaim_if_forgotten(&wt, &state) {
+        Ok(true) => Ok(()),
+        Ok(false) => result,
+        Err(e) => Err(e),
+    };
     record.finished = Some(jobs::now());
     match &result {
         Ok(()) => {
@@ -195,10 +204,10 @@ fn still_listed(wt: &repo::Worktree) -> bool {
     repo::linked_worktrees(&wt.common_dir).map_or(true, |l| l.iter().any(|w| &w.id == id))
 }
 
-/// Tears down the worktree's VM when git has forgotten the worktree.
-fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<()> {
+/// Tears down the worktree's VM when git has forgotten the worktree; true when it had.
+fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<bool> {
     if still_listed(wt) {
-        return Ok(());
+        return Ok(false);
     }
     // The job may have given the repository its id after `wt` was read.
     let mut wt = wt.clone();
@@ -213,7 +222,7 @@ fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<()> {
         let b = backend::select(&owner.backend, state)?;
         crate::context::teardown(state, b.as_ref(), &name)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 pub fn logs(follow: bool) -> Result<()> {

@@ -386,8 +386,37 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
         return;
     }
     let env = Env::new();
-    let repo = repo_with_config(&env, "proj", CONFIG);
+    // A slow provision script: the worktree goes while its VM exists and is being provisioned.
+    let repo = repo_with_config(
+        &env,
+        "proj",
+        "backend = \"colima\"\n[commands]\nup = \"true\"\n[provision]\nscript = \"sleep 3\"\n",
+    );
     env.vmoat(&repo, &["hooks", "install"]).ok();
+    for i in 0..3 {
+        let wt = env.home.join(format!("src/slow{i}"));
+        env.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("s{i}"),
+                wt.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || env
+                .profile(&format!("wt-slow{i}"))
+                .is_some()),
+            "the job made no VM"
+        );
+        env.git(
+            &repo,
+            &["worktree", "remove", "--force", wt.to_str().unwrap()],
+        );
+    }
     for i in 0..6 {
         let wt = env.home.join(format!("src/quick{i}"));
         env.git(
@@ -407,11 +436,20 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
         );
     }
     // No watcher: every job must clean up after itself once it sees the worktree gone.
+    // A job whose worktree vanished before it started cannot even record that: wait for every
+    // job process to be gone, not for the records.
     let settled = wait_until(Duration::from_secs(90), || {
         !std::fs::read_dir(env.state_dir().join("jobs"))
             .map(|d| {
                 d.flatten().any(|e| {
-                    std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"running\""))
+                    let j: serde_json::Value = serde_json::from_str(
+                        &std::fs::read_to_string(e.path()).unwrap_or_default(),
+                    )
+                    .unwrap_or_default();
+                    j["state"] == "running"
+                        && j["pid"]
+                            .as_u64()
+                            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
                 })
             })
             .unwrap_or(false)
@@ -424,5 +462,12 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "VMs left behind: {left:?}");
+    let logs: Vec<String> = std::fs::read_dir(env.state_dir().join("logs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VMs left behind: {left:?}\n{}", logs.join("\n"));
 }
