@@ -1,20 +1,44 @@
 //! Integration tests: the built binary in real git repos and worktrees, against the Colima
-//! stand-in (tests/support/colima), which runs a real sshd per profile.
+//! stand-in (tests/support/colima), which runs a real sshd per profile, and the netns backend.
+//! Run through tests/common/harness.rs: a test the machine cannot run is reported as ignored.
 
 mod common;
 
 mod integration {
-    mod bad_input;
-    mod basics;
-    mod colima;
-    mod config;
-    mod docs;
-    mod e2e;
-    mod faults;
-    mod git_side;
-    mod lifecycle;
-    mod netns;
-    mod safety;
-    mod tunnels;
-    mod ux;
+    pub mod bad_input;
+    pub mod basics;
+    pub mod colima;
+    pub mod config;
+    pub mod docs;
+    pub mod e2e;
+    pub mod faults;
+    pub mod git_side;
+    pub mod lifecycle;
+    pub mod netns;
+    pub mod safety;
+    pub mod tunnels;
+    pub mod ux;
+}
+
+fn main() -> std::process::ExitCode {
+    use integration::*;
+    let all = [
+        bad_input::tests(),
+        basics::tests(),
+        colima::tests(),
+        config::tests(),
+        docs::tests(),
+        e2e::tests(),
+        faults::tests(),
+        git_side::tests(),
+        lifecycle::tests(),
+        netns::tests(),
+        safety::tests(),
+        tunnels::tests(),
+        ux::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    common::harness::main(all)
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -60,17 +62,6 @@ pub fn ssh_unavailable() -> Option<String> {
         return Some("sshd is not installed (apt install openssh-server)".into());
     }
     None
-}
-
-/// Prints why a test is skipped; returns true when it must be.
-pub fn skip_without_ssh() -> bool {
-    match ssh_unavailable() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            true
-        }
-        None => false,
-    }
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
@@ -383,16 +374,6 @@ pub fn isolation_unavailable() -> Option<String> {
         }
     }
     None
-}
-
-pub fn skip_without_isolation() -> bool {
-    match isolation_unavailable() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            true
-        }
-        None => false,
-    }
 }
 
 /// A port free on the host right now.

@@ -575,7 +575,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[test]
 fn bad_input_fails_clearly_and_changes_nothing() {
     let cases = cases();
     assert!(cases.len() >= 30, "at least 30 cases: {}", cases.len());
@@ -617,4 +616,8 @@ fn bad_input_fails_clearly_and_changes_nothing() {
             .collect();
         assert!(changed.is_empty(), "{}: changed {changed:#?}", case.name);
     }
+}
+
+crate::tests! {
+    bad_input_fails_clearly_and_changes_nothing;
 }

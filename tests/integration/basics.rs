@@ -2,7 +2,6 @@
 
 use crate::common::*;
 
-#[test]
 fn name_is_the_original_one_from_any_subdirectory() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -25,7 +24,6 @@ fn name_is_the_original_one_from_any_subdirectory() {
     );
 }
 
-#[test]
 fn name_honours_git_dir_like_git_does() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -39,11 +37,7 @@ fn name_honours_git_dir_like_git_does() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "wt-proj\n");
 }
 
-#[test]
 fn two_worktrees_named_main_in_two_repos_get_two_vms() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let a = env.repo("a");
     let b = env.repo("b");
@@ -66,7 +60,6 @@ fn two_worktrees_named_main_in_two_repos_get_two_vms() {
     assert_eq!(env.vmoat(&wb, &["name"]).ok().stdout, nb);
 }
 
-#[test]
 fn long_names_fit_the_socket_path_limit() {
     let env = Env::new();
     let repo = env.repo("p");
@@ -81,7 +74,6 @@ fn long_names_fit_the_socket_path_limit() {
     assert!(name.starts_with("wt-a-really-"), "{name}");
 }
 
-#[test]
 fn not_a_repository_and_bare_repository_are_clear_errors() {
     let env = Env::new();
     let plain = env.home.join("plain");
@@ -103,7 +95,6 @@ fn not_a_repository_and_bare_repository_are_clear_errors() {
     assert!(env.calls().is_empty(), "no colima call for bad input");
 }
 
-#[test]
 fn usage_errors_exit_2_and_help_and_version_exit_0() {
     let env = Env::new();
     let repo = env.repo("p");
@@ -151,7 +142,6 @@ fn usage_errors_exit_2_and_help_and_version_exit_0() {
     assert!(env.calls().is_empty());
 }
 
-#[test]
 fn git_runs_it_as_a_subcommand() {
     let env = Env::new();
     let repo = env.repo("p");
@@ -176,7 +166,6 @@ fn git_runs_it_as_a_subcommand() {
     );
 }
 
-#[test]
 fn colima_missing_gives_an_install_hint_and_changes_nothing() {
     let env = Env::new();
     let repo = env.repo("p");
@@ -207,4 +196,15 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
             .contains("vmoat"),
         "the repository is as it was"
     );
+}
+
+crate::tests! {
+    name_is_the_original_one_from_any_subdirectory;
+    name_honours_git_dir_like_git_does;
+    two_worktrees_named_main_in_two_repos_get_two_vms: Ssh;
+    long_names_fit_the_socket_path_limit;
+    not_a_repository_and_bare_repository_are_clear_errors;
+    usage_errors_exit_2_and_help_and_version_exit_0;
+    git_runs_it_as_a_subcommand;
+    colima_missing_gives_an_install_hint_and_changes_nothing;
 }

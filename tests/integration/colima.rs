@@ -58,7 +58,6 @@ fn doctor_check(env: &Env, dir: &Path, name: &str) -> serde_json::Value {
         .clone()
 }
 
-#[test]
 fn the_stand_in_rejects_port_forwarder_none_below_0_10() {
     let mut env = Env::new();
     env.extra_env
@@ -75,7 +74,6 @@ fn the_stand_in_rejects_port_forwarder_none_below_0_10() {
     );
 }
 
-#[test]
 fn colima_0_9_is_refused_in_preflight_and_doctor_before_any_start() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -94,7 +92,6 @@ fn colima_0_9_is_refused_in_preflight_and_doctor_before_any_start() {
     assert!(c["detail"].as_str().unwrap().contains("0.10.0"), "{c}");
 }
 
-#[test]
 fn lima_before_1_0_is_refused_in_preflight_and_doctor() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -120,7 +117,6 @@ fn lima_before_1_0_is_refused_in_preflight_and_doctor() {
     assert_eq!(c["status"], "fail", "{c}");
 }
 
-#[test]
 fn old_colima_listing_every_profile_still_gives_this_vms_state() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -142,7 +138,6 @@ fn old_colima_listing_every_profile_still_gives_this_vms_state() {
     );
 }
 
-#[test]
 fn a_failed_list_is_missing_only_without_the_lima_instance_dir() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -180,7 +175,6 @@ fn a_failed_list_is_missing_only_without_the_lima_instance_dir() {
     assert_eq!(j["exists"], false, "{j}");
 }
 
-#[test]
 fn a_worktree_named_colima_something_never_gets_a_colima_dash_name() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -197,7 +191,6 @@ fn a_worktree_named_colima_something_never_gets_a_colima_dash_name() {
     assert!(r.stderr.contains("vm.prefix"), "{r:?}");
 }
 
-#[test]
 fn the_mount_is_passed_as_its_real_path() {
     let mut env = Env::new();
     let link = env.tmp.path().join("link");
@@ -218,7 +211,6 @@ fn the_mount_is_passed_as_its_real_path() {
     assert!(!s[0].contains(link.to_str().unwrap()), "{s:?}");
 }
 
-#[test]
 fn a_mount_path_with_colon_or_dollar_is_refused_before_anything() {
     for dir in ["a:b", "a$HOME"] {
         let env = Env::new();
@@ -242,7 +234,6 @@ fn a_mount_path_with_colon_or_dollar_is_refused_before_anything() {
     }
 }
 
-#[test]
 fn a_missing_docker_cli_fails_doctor_and_preflight() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -275,7 +266,6 @@ fn a_missing_docker_cli_fails_doctor_and_preflight() {
     assert_eq!(c["status"], "fail", "{c}");
 }
 
-#[test]
 fn colima_save_config_never_reaches_colima() {
     let mut env = Env::new();
     let wt = setup(&env, UP);
@@ -291,7 +281,6 @@ fn colima_save_config_never_reaches_colima() {
     }
 }
 
-#[test]
 fn a_running_vm_of_another_size_says_how_to_apply_it() {
     let env = Env::new();
     let wt = setup(&env, &format!("{UP}[vm]\ncpus = 4\nmemory = 3\n"));
@@ -314,4 +303,18 @@ fn a_running_vm_of_another_size_says_how_to_apply_it() {
         !r.stderr.contains("git vmoat down && git vmoat up"),
         "{r:?}"
     );
+}
+
+crate::tests! {
+    the_stand_in_rejects_port_forwarder_none_below_0_10;
+    colima_0_9_is_refused_in_preflight_and_doctor_before_any_start;
+    lima_before_1_0_is_refused_in_preflight_and_doctor;
+    old_colima_listing_every_profile_still_gives_this_vms_state;
+    a_failed_list_is_missing_only_without_the_lima_instance_dir;
+    a_worktree_named_colima_something_never_gets_a_colima_dash_name;
+    the_mount_is_passed_as_its_real_path;
+    a_mount_path_with_colon_or_dollar_is_refused_before_anything;
+    a_missing_docker_cli_fails_doctor_and_preflight;
+    colima_save_config_never_reaches_colima;
+    a_running_vm_of_another_size_says_how_to_apply_it;
 }

@@ -2,7 +2,6 @@
 
 use crate::common::*;
 
-#[test]
 fn config_shows_values_and_their_sources() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -44,7 +43,6 @@ fn config_shows_values_and_their_sources() {
     assert_eq!(j["values"]["commands.up"]["value"], "docker compose up -d");
 }
 
-#[test]
 fn unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -66,7 +64,6 @@ fn unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion() {
     );
 }
 
-#[test]
 fn legacy_config_needs_trust_and_then_works_with_arrays() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -107,7 +104,6 @@ fn legacy_config_needs_trust_and_then_works_with_arrays() {
     );
 }
 
-#[test]
 fn init_writes_a_commented_toml_and_never_overwrites() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -132,7 +128,6 @@ fn init_writes_a_commented_toml_and_never_overwrites() {
     );
 }
 
-#[test]
 fn init_from_conf_converts_the_legacy_file() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -159,7 +154,6 @@ fn init_from_conf_converts_the_legacy_file() {
     );
 }
 
-#[test]
 fn a_wide_vm_mount_is_taken_from_the_local_file_only() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -196,4 +190,13 @@ fn a_wide_vm_mount_is_taken_from_the_local_file_only() {
             &serde_json::json!("vmoat.local.toml")
         )
     );
+}
+
+crate::tests! {
+    config_shows_values_and_their_sources;
+    unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion;
+    legacy_config_needs_trust_and_then_works_with_arrays;
+    init_writes_a_commented_toml_and_never_overwrites;
+    init_from_conf_converts_the_legacy_file;
+    a_wide_vm_mount_is_taken_from_the_local_file_only;
 }

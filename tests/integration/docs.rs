@@ -9,7 +9,6 @@ fn repo_file(rel: &str) -> String {
         .unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-#[test]
 fn checked_in_completions_and_man_pages_match_the_binary() {
     let env = Env::new();
     let out = env.tmp.path().join("gen");
@@ -70,12 +69,7 @@ fn checked_in_completions_and_man_pages_match_the_binary() {
     );
 }
 
-#[test]
 fn git_help_vmoat_shows_the_man_page() {
-    if which("man").is_none() {
-        eprintln!("SKIPPED: man is not installed");
-        return;
-    }
     let env = Env::new();
     let man1 = env.tmp.path().join("share/man/man1");
     std::fs::create_dir_all(&man1).unwrap();
@@ -127,13 +121,9 @@ fn bash_complete(env: &Env, line: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-#[test]
 fn bash_completes_both_git_vmoat_and_git_space_vmoat() {
     let env = Env::new();
-    let Some(got) = bash_complete(&env, "git vmoat st") else {
-        eprintln!("SKIPPED: git's bash completion is not installed");
-        return;
-    };
+    let got = bash_complete(&env, "git vmoat st").expect("git's bash completion");
     assert_eq!(got, "status");
     assert_eq!(bash_complete(&env, "git-vmoat st").unwrap(), "status");
     assert_eq!(
@@ -156,7 +146,6 @@ fn bash_completes_both_git_vmoat_and_git_space_vmoat() {
     );
 }
 
-#[test]
 fn fish_and_zsh_scripts_hook_into_git() {
     let fish = repo_file("completions/git-vmoat.fish");
     assert!(fish.contains("complete -c git -n '__fish_seen_subcommand_from vmoat'"));
@@ -165,7 +154,7 @@ fn fish_and_zsh_scripts_hook_into_git() {
         zsh.starts_with("#compdef git-vmoat"),
         "zsh's _git calls _git-vmoat for `git vmoat`"
     );
-    if which("fish").is_some() {
+    {
         let env = Env::new();
         let script = format!(
             "source {}; complete -C 'git vmoat hoo'",
@@ -185,7 +174,6 @@ fn fish_and_zsh_scripts_hook_into_git() {
     }
 }
 
-#[test]
 fn the_agent_plugin_files_are_valid() {
     for f in [
         ".claude-plugin/plugin.json",
@@ -224,7 +212,6 @@ fn the_agent_plugin_files_are_valid() {
     );
 }
 
-#[test]
 fn doctor_reports_json_and_fails_only_on_blockers() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -267,4 +254,34 @@ fn doctor_reports_json_and_fails_only_on_blockers() {
         r.stdout.contains("FAIL  config") && r.stdout.contains("vm.cpus"),
         "{r:?}"
     );
+}
+
+/// Every integration test is registered with the harness: a libtest test attribute there would
+/// compile to nothing (the harness does not use libtest) and the test would silently never run.
+fn every_integration_test_is_registered() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let marker = concat!("#[", "test]");
+        assert!(
+            !text.contains(marker),
+            "{}: register tests in its `crate::tests!` list instead of {marker}",
+            e.path().display()
+        );
+        assert!(
+            text.contains("crate::tests! {"),
+            "{}: has no `crate::tests!` list",
+            e.path().display()
+        );
+    }
+}
+
+crate::tests! {
+    every_integration_test_is_registered;
+    checked_in_completions_and_man_pages_match_the_binary;
+    git_help_vmoat_shows_the_man_page: Man;
+    bash_completes_both_git_vmoat_and_git_space_vmoat: GitBashCompletion;
+    fish_and_zsh_scripts_hook_into_git: Fish;
+    the_agent_plugin_files_are_valid;
+    doctor_reports_json_and_fails_only_on_blockers;
 }

@@ -7,26 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Why the end-to-end tests cannot run here, per backend.
-fn unavailable(backend: &str) -> Option<String> {
-    let base = if backend == "colima" {
-        isolation_unavailable()
-    } else {
-        netns_unavailable()
-    };
-    base.or_else(|| {
-        ["/bin/busybox", "/usr/bin/busybox"]
-            .iter()
-            .all(|p| !Path::new(p).exists())
-            .then(|| "busybox is not installed (apt install busybox-static)".to_string())
-    })
-    .or_else(|| {
-        which("curl")
-            .is_none()
-            .then(|| "curl is not installed".to_string())
-    })
-}
-
 fn rootfs(env: &Env) -> PathBuf {
     busybox_rootfs(env)
 }
@@ -119,10 +99,6 @@ fn traces(needle: &str) -> Vec<String> {
 }
 
 fn run(backend: &str) {
-    if let Some(why) = unavailable(backend) {
-        eprintln!("SKIPPED ({backend}): {why}");
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let fs = rootfs(&env);
@@ -340,22 +316,16 @@ fn limits_hold(env: &Env, repo: &Path, fs: &Path, a: &Path, b: &Path, pb: u16) {
     env.vmoat(&hog, &["destroy", "-f"]).ok();
 }
 
-#[test]
 fn end_to_end_on_netns() {
     run("netns");
 }
 
-#[test]
 fn end_to_end_on_colima() {
     run("colima");
 }
 
 /// A new worktree's first `up` copies the image from its sibling's VM instead of building it.
 fn warm_start(backend: &str) {
-    if let Some(why) = unavailable(backend) {
-        eprintln!("SKIPPED ({backend}): {why}");
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let fs = rootfs(&env);
@@ -430,23 +400,16 @@ fn warm_start(backend: &str) {
     );
 }
 
-#[test]
 fn warm_start_on_netns() {
     warm_start("netns");
 }
 
-#[test]
 fn warm_start_on_colima() {
     warm_start("colima");
 }
 
 /// The bar: `git worktree add` alone leaves an isolated, healthy, tunnelled stack behind.
-#[test]
 fn worktree_add_alone_gives_a_healthy_tunnelled_stack() {
-    if let Some(why) = unavailable("netns") {
-        eprintln!("SKIPPED: {why}");
-        return;
-    }
     let env = Env::new();
     let fs = rootfs(&env);
     let repo = env.home.join("src/proj");
@@ -488,4 +451,12 @@ fn worktree_add_alone_gives_a_healthy_tunnelled_stack() {
         (Some("Running"), Some(true))
     );
     assert_eq!(s["tunnels"][0]["alive"], true);
+}
+
+crate::tests! {
+    end_to_end_on_netns: StackNetns;
+    end_to_end_on_colima: StackColima;
+    warm_start_on_netns: StackNetns;
+    warm_start_on_colima: StackColima;
+    worktree_add_alone_gives_a_healthy_tunnelled_stack: StackNetns;
 }

@@ -7,16 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn netns_ready() -> bool {
-    match netns_unavailable() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-        None => true,
-    }
-}
-
 fn rootfs(env: &Env) -> PathBuf {
     busybox_rootfs(env)
 }
@@ -31,11 +21,7 @@ fn netns_config(fs: &Path, up_extra: &str) -> String {
     )
 }
 
-#[test]
 fn a_killed_dockerd_fails_the_running_test_and_the_next_up_recovers() {
-    if !netns_ready() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let fs = rootfs(&env);
@@ -77,11 +63,7 @@ fn a_killed_dockerd_fails_the_running_test_and_the_next_up_recovers() {
     assert_eq!(t.code, 0, "{t:?}");
 }
 
-#[test]
 fn four_concurrent_ups_on_one_worktree_provision_once_and_all_succeed() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
@@ -119,11 +101,7 @@ fn four_concurrent_ups_on_one_worktree_provision_once_and_all_succeed() {
     );
 }
 
-#[test]
 fn five_worktree_adds_at_once_get_five_vms() {
-    if !netns_ready() {
-        return;
-    }
     let env = Env::new();
     let repo = env.home.join("src/proj");
     std::fs::create_dir_all(&repo).unwrap();
@@ -193,11 +171,7 @@ fn five_worktree_adds_at_once_get_five_vms() {
     }
 }
 
-#[test]
 fn a_restarted_watcher_catches_up_on_what_it_missed() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
@@ -238,11 +212,7 @@ fn a_restarted_watcher_catches_up_on_what_it_missed() {
     w.wait().unwrap();
 }
 
-#[test]
 fn destroy_while_up_runs_neither_hangs_nor_leaks() {
-    if !netns_ready() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let fs = rootfs(&env);
@@ -288,12 +258,7 @@ fn destroy_while_up_runs_neither_hangs_nor_leaks() {
     assert!(procs.is_empty(), "{procs:#?}");
 }
 
-#[test]
 fn a_full_disk_during_seeding_leaves_no_partial_file() {
-    if !rustix::process::geteuid().is_root() || which("mount").is_none() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     env.write(&repo.join(".gitignore"), "big/\n");
@@ -325,11 +290,7 @@ fn a_full_disk_during_seeding_leaves_no_partial_file() {
 
 /// VM names are unique per state dir; two state dirs (users, HOMEs) with a worktree named
 /// alike must not share or tear down each other's namespace, cgroup or daemon.
-#[test]
 fn two_state_dirs_with_the_same_vm_name_stay_apart() {
-    if !netns_ready() {
-        return;
-    }
     let envs = [Env::new(), Env::new()];
     let wts: Vec<PathBuf> = envs
         .iter()
@@ -353,4 +314,14 @@ fn two_state_dirs_with_the_same_vm_name_stay_apart() {
         "the other state dir's VM is untouched: {s}"
     );
     assert_eq!(envs[1].vmoat(&wts[1], &["ssh", "docker", "ps"]).code, 0);
+}
+
+crate::tests! {
+    a_killed_dockerd_fails_the_running_test_and_the_next_up_recovers: Netns;
+    four_concurrent_ups_on_one_worktree_provision_once_and_all_succeed: Ssh;
+    five_worktree_adds_at_once_get_five_vms: Netns;
+    a_restarted_watcher_catches_up_on_what_it_missed: Ssh;
+    destroy_while_up_runs_neither_hangs_nor_leaks: Netns;
+    a_full_disk_during_seeding_leaves_no_partial_file: Root;
+    two_state_dirs_with_the_same_vm_name_stay_apart: Netns;
 }

@@ -40,11 +40,7 @@ fn wait_job_done(env: &Env, wt: &Path) {
     );
 }
 
-#[test]
 fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
     env.write(&repo.join(".env"), "SECRET=1\n");
@@ -133,11 +129,7 @@ fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
     assert!(env.profile("wt-later").is_none());
 }
 
-#[test]
 fn an_existing_hook_is_chained_its_exit_code_kept_and_restored_on_uninstall() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
     let hook = repo.join(".git/hooks/post-checkout");
@@ -174,11 +166,7 @@ fn an_existing_hook_is_chained_its_exit_code_kept_and_restored_on_uninstall() {
     assert_eq!(std::fs::read_to_string(&hook).unwrap(), user_hook);
 }
 
-#[test]
 fn hooks_path_relative_absolute_and_tracked() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     // Relative and untracked: resolved from the main checkout, where `git worktree add` runs.
     let repo = repo_with_config(&env, "rel", &[]);
@@ -220,11 +208,7 @@ fn hooks_path_relative_absolute_and_tracked() {
     assert!(!repo3.join(".githooks/post-checkout").exists());
 }
 
-#[test]
 fn sha256_repositories_fire_the_hook_too() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "sha", &["--object-format=sha256"]);
     env.vmoat(&repo, &["hooks", "install"]).ok();
@@ -237,7 +221,6 @@ fn sha256_repositories_fire_the_hook_too() {
     assert!(env.profile("wt-sha-wt").is_some());
 }
 
-#[test]
 fn a_missing_git_vmoat_never_breaks_worktree_add() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -254,7 +237,6 @@ fn a_missing_git_vmoat_never_breaks_worktree_add() {
     assert!(wt.join("vmoat.toml").exists());
 }
 
-#[test]
 fn seeding_follows_worktreeinclude_and_never_overwrites() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -313,11 +295,7 @@ fn watcher(env: &Env, dir: &Path) -> std::process::Child {
     child
 }
 
-#[test]
 fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
     let mut wts = vec![];
@@ -370,11 +348,7 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     let _ = w.wait();
 }
 
-#[test]
 fn gc_catches_up_on_what_happened_while_nothing_watched() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
     let a = env.worktree(&repo, &env.home.join("src/a"), "a");
@@ -437,7 +411,6 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
 fn seeding_never_writes_through_a_tracked_symlink_to_outside() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -489,7 +462,6 @@ fn seeding_never_writes_through_a_tracked_symlink_to_outside() {
     );
 }
 
-#[test]
 fn an_ignored_symlink_to_etc_matched_by_a_catch_all_is_skipped_not_fatal() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -526,7 +498,6 @@ fn an_ignored_symlink_to_etc_matched_by_a_catch_all_is_skipped_not_fatal() {
     );
 }
 
-#[test]
 fn a_destination_parent_symlinked_outside_is_not_written_through() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -562,7 +533,6 @@ fn a_destination_parent_symlinked_outside_is_not_written_through() {
     assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "E=1\n");
 }
 
-#[test]
 fn a_source_dir_symlinked_outside_the_main_checkout_is_not_followed() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -632,11 +602,7 @@ fn add_worktree(env: &Env, repo: &Path, path: &Path, branch: &str) {
     );
 }
 
-#[test]
 fn a_branch_changing_the_up_command_is_not_run_by_the_job_until_approved() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
     let r = env.vmoat(&repo, &["hooks", "install", "--up"]).ok();
@@ -702,12 +668,7 @@ fn a_branch_changing_the_up_command_is_not_run_by_the_job_until_approved() {
     assert!(marker.exists());
 }
 
-#[test]
 fn approved_content_runs_by_itself_and_a_changed_makefile_does_not() {
-    if skip_without_ssh() || which("make").is_none() {
-        eprintln!("SKIPPED: needs ssh and make");
-        return;
-    }
     let env = Env::new();
     let repo = env.home.join("src/proj");
     std::fs::create_dir_all(&repo).unwrap();
@@ -759,11 +720,7 @@ fn approved_content_runs_by_itself_and_a_changed_makefile_does_not() {
     );
 }
 
-#[test]
 fn a_legacy_config_trusted_once_works_in_new_worktrees_jobs() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.home.join("src/proj");
     std::fs::create_dir_all(&repo).unwrap();
@@ -821,4 +778,22 @@ fn a_legacy_config_trusted_once_works_in_new_worktrees_jobs() {
         .find(|t| t.contains("src/changed"))
         .unwrap();
     assert!(job.contains("\"needs-approval\""), "{job}");
+}
+
+crate::tests! {
+    worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing: Ssh;
+    an_existing_hook_is_chained_its_exit_code_kept_and_restored_on_uninstall: Ssh;
+    hooks_path_relative_absolute_and_tracked: Ssh;
+    sha256_repositories_fire_the_hook_too: Ssh;
+    a_missing_git_vmoat_never_breaks_worktree_add;
+    seeding_follows_worktreeinclude_and_never_overwrites;
+    the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only: Ssh;
+    gc_catches_up_on_what_happened_while_nothing_watched: Ssh;
+    seeding_never_writes_through_a_tracked_symlink_to_outside;
+    an_ignored_symlink_to_etc_matched_by_a_catch_all_is_skipped_not_fatal;
+    a_destination_parent_symlinked_outside_is_not_written_through;
+    a_source_dir_symlinked_outside_the_main_checkout_is_not_followed;
+    a_branch_changing_the_up_command_is_not_run_by_the_job_until_approved: Ssh;
+    approved_content_runs_by_itself_and_a_changed_makefile_does_not: Ssh, Make;
+    a_legacy_config_trusted_once_works_in_new_worktrees_jobs: Ssh;
 }

@@ -11,11 +11,7 @@ fn setup(env: &Env, toml: &str) -> std::path::PathBuf {
     wt
 }
 
-#[test]
 fn up_creates_the_vm_with_exactly_the_contract_flags() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let wt = setup(
         &env,
@@ -71,11 +67,7 @@ fn up_creates_the_vm_with_exactly_the_contract_flags() {
     );
 }
 
-#[test]
 fn down_then_up_resumes_and_destroy_deletes_with_data() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n");
     env.vmoat(&wt, &["up"]).ok();
@@ -138,11 +130,7 @@ fn down_then_up_resumes_and_destroy_deletes_with_data() {
     env.vmoat(&wt, &["destroy", "-f"]).ok();
 }
 
-#[test]
 fn test_and_ssh_pass_exit_codes_and_arguments_through_exactly() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     // A worktree path with spaces, quotes and unicode (under a mount without them).
@@ -208,7 +196,6 @@ fn test_and_ssh_pass_exit_codes_and_arguments_through_exactly() {
     assert_eq!(env.vmoat(&wt, &["test"]).code, 3);
 }
 
-#[test]
 fn test_needs_a_command_and_a_running_vm() {
     let env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n");
@@ -229,7 +216,6 @@ fn test_needs_a_command_and_a_running_vm() {
     assert_eq!(r.code, 1, "{r:?}");
 }
 
-#[test]
 fn up_without_an_up_command_fails_before_touching_colima() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -242,7 +228,6 @@ fn up_without_an_up_command_fails_before_touching_colima() {
     assert!(env.calls().is_empty());
 }
 
-#[test]
 fn a_worktree_outside_vm_mount_is_refused() {
     let env = Env::new();
     let wt = setup(
@@ -256,7 +241,6 @@ fn a_worktree_outside_vm_mount_is_refused() {
     assert!(!env.call_lines().iter().any(|c| c.starts_with("start")));
 }
 
-#[test]
 fn colima_failures_show_its_stderr() {
     let mut env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n");
@@ -273,7 +257,6 @@ fn colima_failures_show_its_stderr() {
     assert!(r.stderr.contains("hint:"), "{r:?}");
 }
 
-#[test]
 fn too_old_colima_is_refused_before_start() {
     let mut env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n");
@@ -285,7 +268,6 @@ fn too_old_colima_is_refused_before_start() {
     assert!(!env.call_lines().iter().any(|c| c.starts_with("start")));
 }
 
-#[test]
 fn vm_type_is_passed_only_where_colima_has_it() {
     let mut env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n[vm]\ntype = \"qemu\"\n");
@@ -302,11 +284,7 @@ fn vm_type_is_passed_only_where_colima_has_it() {
     assert!(!start.contains("--vm-type"), "{start}");
 }
 
-#[test]
 fn provisioning_runs_the_script_once_per_config_and_seeds_safely() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     env.write(
@@ -389,11 +367,7 @@ fn provisioning_runs_the_script_once_per_config_and_seeds_safely() {
     );
 }
 
-#[test]
 fn seed_paths_escaping_the_repo_are_rejected() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     env.write(&repo.join(".gitignore"), "link\n");
@@ -425,11 +399,7 @@ fn seed_paths_escaping_the_repo_are_rejected() {
     assert!(std::fs::symlink_metadata(wt.join("link")).is_err());
 }
 
-#[test]
 fn two_concurrent_ups_provision_once() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let wt = setup(
         &env,
@@ -461,11 +431,7 @@ fn two_concurrent_ups_provision_once() {
     assert_eq!(std::fs::read_to_string(wt.join("prov.log")).unwrap(), "x\n");
 }
 
-#[test]
 fn health_gates_up() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let wt = setup(&env, "");
     // Healthy after a few seconds: the up command starts a server that appears after a delay.
@@ -511,11 +477,7 @@ fn health_gates_up() {
     assert!(t.elapsed() < Duration::from_secs(30));
 }
 
-#[test]
 fn status_reports_absent_and_running_vms() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let wt = setup(&env, "[commands]\nup = \"true\"\n");
     let r = env.vmoat(&wt, &["status"]).ok();
@@ -540,4 +502,21 @@ fn status_reports_absent_and_running_vms() {
     assert_eq!(j["cpus"], 4);
     assert_eq!(j["memory_bytes"], 8u64 << 30);
     assert!(j["tunnels"].as_array().unwrap().is_empty());
+}
+
+crate::tests! {
+    up_creates_the_vm_with_exactly_the_contract_flags: Ssh;
+    down_then_up_resumes_and_destroy_deletes_with_data: Ssh;
+    test_and_ssh_pass_exit_codes_and_arguments_through_exactly: Ssh;
+    test_needs_a_command_and_a_running_vm;
+    up_without_an_up_command_fails_before_touching_colima;
+    a_worktree_outside_vm_mount_is_refused;
+    colima_failures_show_its_stderr;
+    too_old_colima_is_refused_before_start;
+    vm_type_is_passed_only_where_colima_has_it;
+    provisioning_runs_the_script_once_per_config_and_seeds_safely: Ssh;
+    seed_paths_escaping_the_repo_are_rejected: Ssh;
+    two_concurrent_ups_provision_once: Ssh;
+    health_gates_up: Ssh;
+    status_reports_absent_and_running_vms: Ssh;
 }

@@ -9,29 +9,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn ready() -> bool {
-    let why = netns_unavailable()
-        .or_else(|| {
-            ["/bin/busybox", "/usr/bin/busybox"]
-                .iter()
-                .all(|p| !Path::new(p).exists())
-                .then(|| "busybox is not installed (apt install busybox-static)".to_string())
-        })
-        .or_else(|| {
-            ["curl", "python3", "iptables", "slirp4netns"]
-                .into_iter()
-                .find(|t| which(t).is_none())
-                .map(|t| format!("{t} is not installed"))
-        });
-    match why {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-        None => true,
-    }
-}
-
 /// A worktree whose stack is busybox httpd published by docker on 0.0.0.0:8080 in the VM.
 fn stack(env: &Env, name: &str) -> PathBuf {
     let fs = busybox_rootfs(env);
@@ -247,11 +224,7 @@ fn tunnel_port(env: &Env, wt: &Path) -> u16 {
 /// The stack serves on 0.0.0.0 inside its namespace, yet a LAN neighbour routing to the
 /// namespace via the host, and the host itself, cannot reach it: only the tunnel on 127.0.0.1
 /// can. Egress still works, and the host's forwarding switch and firewall are left as found.
-#[test]
 fn a_netns_stack_is_reachable_only_through_its_tunnel() {
-    if !ready() {
-        return;
-    }
     let forward_before = ip_forward();
     let rules_before = host_rules();
     let env = Env::new();
@@ -416,11 +389,7 @@ fn remains(id: &str, data: &Path) -> Vec<String> {
 /// A VM whose state dir was deleted while it ran (a removed HOME or temp dir) keeps a daemon,
 /// a namespace, cgroups and mounts; `gc --dry-run` lists them and changes nothing, `gc`
 /// reclaims every one.
-#[test]
 fn gc_reclaims_the_netns_objects_of_a_deleted_state_dir() {
-    if !ready() {
-        return;
-    }
     let env = Env::new();
     let wt = stack(&env, "doomed");
     env.vmoat(&wt, &["up"]).ok();
@@ -478,11 +447,7 @@ fn gc_reclaims_the_netns_objects_of_a_deleted_state_dir() {
 
 /// The parent cgroups are removed with the last VM (and kept while any other VM, of any state
 /// dir, still has its cgroup under them).
-#[test]
 fn the_last_destroy_removes_the_empty_parent_cgroups() {
-    if !ready() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src/only"), "only");
@@ -514,4 +479,10 @@ fn the_last_destroy_removes_the_empty_parent_cgroups() {
             parent.display()
         );
     }
+}
+
+crate::tests! {
+    a_netns_stack_is_reachable_only_through_its_tunnel: NetnsFull;
+    gc_reclaims_the_netns_objects_of_a_deleted_state_dir: NetnsFull;
+    the_last_destroy_removes_the_empty_parent_cgroups: NetnsFull;
 }

@@ -53,11 +53,7 @@ fn profiles(env: &Env) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
 fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", CONFIG);
     let src = env.home.join("src");
@@ -166,11 +162,7 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     let _ = w.wait();
 }
 
-#[test]
 fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "orig", CONFIG);
     env.vmoat(&repo, &["up"]).ok();
@@ -190,11 +182,7 @@ fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
     assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-orig");
 }
 
-#[test]
 fn an_empty_registry_is_refused_and_repaired_without_acting_on_another_repository() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let x = repo_with_config(&env, "x", CONFIG);
     let y = repo_with_config(&env, "y", CONFIG);
@@ -253,11 +241,7 @@ fn an_empty_registry_is_refused_and_repaired_without_acting_on_another_repositor
     );
 }
 
-#[test]
 fn teardown_uses_the_recorded_backend_and_name_and_needs_no_trust() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     env.write(
@@ -299,11 +283,7 @@ fn teardown_uses_the_recorded_backend_and_name_and_needs_no_trust() {
     );
 }
 
-#[test]
 fn a_prefix_change_does_not_hide_the_vm_from_destroy() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", CONFIG);
     env.vmoat(&repo, &["up"]).ok();
@@ -316,11 +296,7 @@ fn a_prefix_change_does_not_hide_the_vm_from_destroy() {
     assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "zz-proj");
 }
 
-#[test]
 fn a_backend_change_is_refused_by_up_while_the_old_vm_exists() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", CONFIG);
     env.vmoat(&repo, &["up"]).ok();
@@ -340,11 +316,7 @@ fn a_backend_change_is_refused_by_up_while_the_old_vm_exists() {
     );
 }
 
-#[test]
 fn concurrent_ups_of_one_worktree_run_one_after_the_other() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     // An up command that fails when another copy of it runs at the same time (like a second
     // `docker compose up` meeting the first one's containers).
@@ -380,11 +352,7 @@ fn concurrent_ups_of_one_worktree_run_one_after_the_other() {
     );
 }
 
-#[test]
 fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     // A slow provision script: the worktree goes while its VM exists and is being provisioned.
     let repo = repo_with_config(
@@ -469,5 +437,20 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "VMs left behind: {left:?}\n{}", logs.join("\n"));
+    assert!(
+        left.is_empty(),
+        "VMs left behind: {left:?}\n{}",
+        logs.join("\n")
+    );
+}
+
+crate::tests! {
+    moving_or_renaming_worktrees_and_repositories_never_costs_a_vm: Ssh;
+    a_copied_repository_gets_its_own_vms_and_never_touches_the_original: Ssh;
+    an_empty_registry_is_refused_and_repaired_without_acting_on_another_repository: Ssh;
+    teardown_uses_the_recorded_backend_and_name_and_needs_no_trust: Ssh;
+    a_prefix_change_does_not_hide_the_vm_from_destroy: Ssh;
+    a_backend_change_is_refused_by_up_while_the_old_vm_exists: Ssh;
+    concurrent_ups_of_one_worktree_run_one_after_the_other: Ssh;
+    worktrees_removed_while_their_job_provisions_leave_no_vm: Ssh;
 }

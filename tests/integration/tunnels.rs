@@ -23,11 +23,7 @@ fn up(env: &Env, name: &str) -> std::path::PathBuf {
     wt
 }
 
-#[test]
 fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
-    if skip_without_isolation() {
-        return;
-    }
     let env = Env::new();
     let wt = up(&env, "feat");
     env.write(&wt.join("www/index.html"), "feat's own page\n");
@@ -105,11 +101,7 @@ fn tunnel_forwards_a_guest_port_and_is_reused_and_repaired() {
     assert!(wait_until(Duration::from_secs(5), || http_get(host).is_none()));
 }
 
-#[test]
 fn two_worktrees_never_share_a_host_port_and_ports_come_from_config() {
-    if skip_without_isolation() {
-        return;
-    }
     let env = Env::new();
     let a = up(&env, "a");
     let b = up(&env, "b");
@@ -139,11 +131,7 @@ fn two_worktrees_never_share_a_host_port_and_ports_come_from_config() {
     assert!(reg.contains("wt-b"), "{reg}");
 }
 
-#[test]
 fn tunnel_without_ports_explains_where_ports_come_from() {
-    if skip_without_isolation() {
-        return;
-    }
     let env = Env::new();
     let wt = up(&env, "feat");
     // No args, no config, and no container publishes a port.
@@ -156,7 +144,6 @@ fn tunnel_without_ports_explains_where_ports_come_from() {
     );
 }
 
-#[test]
 fn tunnel_needs_a_running_vm() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -185,11 +172,7 @@ fn forwarders(env: &Env, vm: &str) -> Vec<u32> {
         .collect()
 }
 
-#[test]
 fn destroy_stops_forwarders_whose_record_is_damaged() {
-    if skip_without_isolation() {
-        return;
-    }
     let env = Env::new();
     let wt = up(&env, "feat");
     env.write(&wt.join("www/index.html"), "page\n");
@@ -218,15 +201,7 @@ fn destroy_stops_forwarders_whose_record_is_damaged() {
     );
 }
 
-#[test]
 fn a_tunnel_that_cannot_be_recorded_is_closed_again() {
-    if skip_without_isolation() {
-        return;
-    }
-    if !rustix::process::geteuid().is_root() || which("mount").is_none() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
     let env = Env::new();
     let wt = up(&env, "feat");
     env.write(&wt.join("www/index.html"), "page\n");
@@ -258,4 +233,13 @@ fn a_tunnel_that_cannot_be_recorded_is_closed_again() {
         forwarders(&env, "wt-feat").is_empty(),
         "an unrecorded forwarder was left running"
     );
+}
+
+crate::tests! {
+    tunnel_forwards_a_guest_port_and_is_reused_and_repaired: Isolation;
+    two_worktrees_never_share_a_host_port_and_ports_come_from_config: Isolation;
+    tunnel_without_ports_explains_where_ports_come_from: Isolation;
+    tunnel_needs_a_running_vm;
+    destroy_stops_forwarders_whose_record_is_damaged: Isolation;
+    a_tunnel_that_cannot_be_recorded_is_closed_again: Isolation, Root;
 }

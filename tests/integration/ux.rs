@@ -31,12 +31,7 @@ fn on_tty(
     })
 }
 
-#[test]
 fn ssh_without_a_command_is_an_interactive_shell_in_the_worktree() {
-    if let Some(why) = netns_unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
@@ -45,16 +40,14 @@ fn ssh_without_a_command_is_an_interactive_shell_in_the_worktree() {
         "backend = \"netns\"\n[commands]\nup = \"true\"\n",
     );
     env.vmoat(&wt, &["up"]).ok();
-    let Some(r) = on_tty(
+    let r = on_tty(
         &env,
         &wt,
         "ssh",
         "echo in-$VMOAT_VM at $(pwd)\nexit 7\n",
         &[("SHELL", "/bin/sh")],
-    ) else {
-        eprintln!("SKIPPED: util-linux `script` is not installed");
-        return;
-    };
+    )
+    .expect("util-linux `script`");
     let real = std::fs::canonicalize(&wt).unwrap();
     assert!(
         r.stdout
@@ -64,7 +57,6 @@ fn ssh_without_a_command_is_an_interactive_shell_in_the_worktree() {
     assert_eq!(r.code, 7, "the shell's exit status comes back: {r:?}");
 }
 
-#[test]
 fn colours_only_on_a_terminal_and_never_with_no_color() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -76,10 +68,7 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
         !r.stderr.contains('\u{1b}') && r.stderr.contains("error: "),
         "{r:?}"
     );
-    let Some(tty) = on_tty(&env, &repo, "test", "", &[("TERM", "xterm")]) else {
-        eprintln!("SKIPPED: util-linux `script` is not installed");
-        return;
-    };
+    let tty = on_tty(&env, &repo, "test", "", &[("TERM", "xterm")]).expect("util-linux `script`");
     assert!(
         tty.stdout.contains("\u{1b}[1;31merror:"),
         "coloured on a TTY: {tty:?}"
@@ -98,11 +87,7 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
     );
 }
 
-#[test]
 fn quiet_and_verbose() {
-    if skip_without_ssh() {
-        return;
-    }
     let env = Env::new();
     let repo = env.repo("proj");
     env.write(
@@ -124,7 +109,6 @@ fn quiet_and_verbose() {
     );
 }
 
-#[test]
 fn watch_install_service_writes_a_user_unit() {
     let env = Env::new();
     let r = env.vmoat(&env.home, &["watch", "--install-service"]).ok();
@@ -142,4 +126,11 @@ fn watch_install_service_writes_a_user_unit() {
             .contains("systemctl --user enable --now git-vmoat-watch"),
         "{r:?}"
     );
+}
+
+crate::tests! {
+    ssh_without_a_command_is_an_interactive_shell_in_the_worktree: Netns, Script;
+    colours_only_on_a_terminal_and_never_with_no_color: Script;
+    quiet_and_verbose: Ssh;
+    watch_install_service_writes_a_user_unit;
 }

@@ -1,0 +1,147 @@
+//! The integration tests' harness: each test declares what it needs from the machine, and a test
+//! whose needs are missing is reported as ignored (with the reason) in cargo's own summary, never
+//! as passed. With `VMOAT_REQUIRE_ALL=1` (CI) a missing need is a failure instead.
+
+use std::path::Path;
+
+use super::{isolation_unavailable, netns_unavailable, ssh_unavailable, which};
+
+/// Something a test needs from the machine it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// ssh and sshd (the Colima stand-in serves each VM over a real sshd).
+    Ssh,
+    /// The stand-in's isolated VMs: root, network namespaces, dockerd.
+    Isolation,
+    /// The netns backend: root, iproute2, dockerd.
+    Netns,
+    /// The netns backend plus what its network tests use.
+    NetnsFull,
+    /// A container stack on the netns backend (busybox image, curl).
+    StackNetns,
+    /// A container stack in the stand-in's isolated VMs.
+    StackColima,
+    /// Root (mounting a small tmpfs).
+    Root,
+    Man,
+    /// util-linux `script`, for a real pseudo-terminal.
+    Script,
+    GitBashCompletion,
+    Fish,
+    Make,
+}
+
+fn tool(t: &str, package: &str) -> Option<String> {
+    which(t)
+        .is_none()
+        .then(|| format!("{t} is not installed (apt install {package})"))
+}
+
+fn busybox() -> Option<String> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .all(|p| !Path::new(p).exists())
+        .then(|| "busybox is not installed (apt install busybox-static)".to_string())
+}
+
+impl Need {
+    /// Why this machine cannot give it (None: it can).
+    pub fn missing(self) -> Option<String> {
+        match self {
+            Need::Ssh => ssh_unavailable(),
+            Need::Isolation => isolation_unavailable(),
+            Need::Netns => netns_unavailable(),
+            Need::NetnsFull => netns_unavailable()
+                .or_else(busybox)
+                .or_else(|| tool("curl", "curl"))
+                .or_else(|| tool("python3", "python3"))
+                .or_else(|| tool("iptables", "iptables"))
+                .or_else(|| tool("slirp4netns", "slirp4netns")),
+            Need::StackNetns => netns_unavailable()
+                .or_else(busybox)
+                .or_else(|| tool("curl", "curl")),
+            Need::StackColima => isolation_unavailable()
+                .or_else(busybox)
+                .or_else(|| tool("curl", "curl")),
+            Need::Root => (!rustix::process::geteuid().is_root())
+                .then(|| "needs root".to_string())
+                .or_else(|| tool("mount", "mount")),
+            Need::Man => tool("man", "man-db"),
+            Need::Script => tool("script", "util-linux"),
+            Need::GitBashCompletion => [
+                "/usr/share/bash-completion/completions/git",
+                "/etc/bash_completion.d/git",
+            ]
+            .iter()
+            .all(|p| !Path::new(p).exists())
+            .then(|| {
+                "git's bash completion is not installed (apt install bash-completion git)".into()
+            }),
+            Need::Fish => tool("fish", "fish"),
+            Need::Make => tool("make", "make"),
+        }
+    }
+}
+
+/// One registered test.
+pub struct Test {
+    pub name: String,
+    pub needs: &'static [Need],
+    pub run: fn(),
+}
+
+/// Registers a module's tests: `crate::tests! { name; other: Ssh, Root; }`.
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident $(: $($need:ident),+)?;)*) => {
+        pub fn tests() -> Vec<$crate::common::harness::Test> {
+            // The crate's own name leads the module path; the rest is as libtest would show it.
+            let module = module_path!().split_once("::").map_or(module_path!(), |(_, m)| m);
+            vec![$($crate::common::harness::Test {
+                name: format!("{module}::{}", stringify!($name)),
+                needs: &[$($($crate::common::harness::Need::$need),+)?],
+                run: $name,
+            }),*]
+        }
+    };
+}
+
+/// Runs the tests as libtest would, with missing needs shown as ignored (or failed in CI).
+pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    let require_all = std::env::var_os("VMOAT_REQUIRE_ALL").is_some_and(|v| v == "1");
+    let mut missing_reasons: Vec<String> = vec![];
+    let trials = tests
+        .into_iter()
+        .map(|t| {
+            let missing = t.needs.iter().find_map(|n| n.missing());
+            match missing {
+                None => {
+                    let run = t.run;
+                    libtest_mimic::Trial::test(t.name, move || {
+                        run();
+                        Ok(())
+                    })
+                }
+                Some(why) if require_all => libtest_mimic::Trial::test(t.name, move || {
+                    Err(format!("not run: {why} (VMOAT_REQUIRE_ALL=1 demands every test)").into())
+                }),
+                Some(why) => {
+                    if !missing_reasons.contains(&why) {
+                        missing_reasons.push(why.clone());
+                    }
+                    libtest_mimic::Trial::test(t.name, || Ok(()))
+                        .with_ignored_flag(true)
+                        .with_kind(format!("needs: {why}"))
+                }
+            }
+        })
+        .collect();
+    if !missing_reasons.is_empty() && !args.list {
+        eprintln!("ignored tests, because this machine lacks:");
+        for r in &missing_reasons {
+            eprintln!("  - {r}");
+        }
+    }
+    libtest_mimic::run(&args, trials).exit_code()
+}
