@@ -444,7 +444,30 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
     );
 }
 
+fn destroy_never_reports_a_vm_destroyed_that_still_exists() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    env.vmoat(&repo, &["up"]).ok();
+    // Colima says nothing went wrong, but the VM is still there.
+    let r = env
+        .cmd(bin(), &repo)
+        .args(["destroy", "-f"])
+        .env("FAKE_COLIMA_DELETE_KEEPS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("still exists"), "{err}");
+    assert!(!err.contains("destroyed wt-proj"), "{err}");
+    assert!(env.profile("wt-proj").is_some());
+    // Still recorded: a later destroy finds it and finishes the job.
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-proj");
+    env.vmoat(&repo, &["destroy", "-f"]).ok();
+    assert!(env.profile("wt-proj").is_none());
+}
+
 crate::tests! {
+    destroy_never_reports_a_vm_destroyed_that_still_exists: Ssh;
     moving_or_renaming_worktrees_and_repositories_never_costs_a_vm: Ssh;
     a_copied_repository_gets_its_own_vms_and_never_touches_the_original: Ssh;
     an_empty_registry_is_refused_and_repaired_without_acting_on_another_repository: Ssh;
