@@ -144,7 +144,32 @@ impl Ctx {
         wt
     }
 
+    /// Keeps this worktree's owner record with the VM itself (best effort: the registry and the
+    /// runtime dir hold it too).
+    pub fn mark_owner(&self, vm: &str) {
+        if let Some(owner) = registry::read_owner(&self.state, vm)
+            && let Ok(text) = serde_json::to_string(&owner)
+            && self.backend.owner_mark(vm).as_deref() != Some(text.as_str())
+            && let Err(e) = self.backend.set_owner_mark(vm, &text)
+        {
+            crate::output::warn(format!(
+                "could not keep the owner record with VM {vm}: {e:#}"
+            ));
+        }
+    }
+
+    /// A VM that exists and carries another worktree's owner record (or one that cannot be
+    /// read): never this worktree's, whatever a lost or damaged registry says.
+    fn marked_by_other(&self, vm: &str, wt: &Worktree) -> bool {
+        self.backend.owner_mark(vm).is_some_and(|m| {
+            serde_json::from_str::<Owner>(&m).map_or(true, |o| !registry::owns(&o, wt))
+        })
+    }
+
     fn derive(&self, taken: &dyn Fn(&str) -> bool) -> Result<String> {
+        let wt = self.wt_now();
+        let taken = |n: &str| taken(n) || self.marked_by_other(n, &wt);
+        let taken = &taken;
         // Only a seed for the hash that keeps names unique; the location (not the id, which
         // may not exist yet) makes the name `name` predicts equal to the one `up` records.
         let identity = self.wt.location_key();

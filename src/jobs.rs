@@ -84,6 +84,7 @@ pub fn spawn(state: &State, wt: &Worktree) -> Result<()> {
     let me = std::env::current_exe()?;
     let child = crate::exec::Cmd::new(me)
         .arg("__job")
+        .env(KEY_ENV, key(wt))
         .current_dir(&wt.root)
         .spawn_detached(&log)?;
     write(
@@ -98,6 +99,25 @@ pub fn spawn(state: &State, wt: &Worktree) -> Result<()> {
             error: None,
         },
     )
+}
+
+/// Tells the job its key, so it can record a failure even when its worktree is already gone.
+pub const KEY_ENV: &str = "GIT_VMOAT_JOB_KEY";
+
+/// Records the job with `key` as failed (for a job that could not even find its worktree).
+pub fn fail_by_key(state: &State, key: &str, error: &str) -> Result<()> {
+    // Keys are our own hex digests; anything else is not a path we write to.
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let path = state.root().join("jobs").join(format!("{key}.json"));
+    let Some(mut job) = crate::state::read_json::<Option<Job>>(&path)? else {
+        return Ok(());
+    };
+    job.state = JobState::Failed;
+    job.finished = Some(now());
+    job.error = Some(error.to_string());
+    crate::state::write_json(&path, &Some(job))
 }
 
 /// Appends a line to the worktree's job log (for errors before the job could start).

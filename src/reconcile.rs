@@ -115,26 +115,24 @@ pub fn decide(k: &Known, linked: Option<&[LinkedWorktree]>, probe: &dyn Probe) -
     }
 }
 
-/// Every VM recorded for the repository whose common dir is (or was) `common`, with its
-/// verdict. Paths of live worktrees that moved are updated in the registry as a side effect.
-pub fn scan(state: &State, common: &Path) -> Result<Vec<(Known, Verdict)>> {
+/// Every VM recorded for the repository whose common dir is `common`, with its verdict; with
+/// `recorded_here`, also the VMs recorded at that path for a repository no longer there (moved,
+/// deleted, replaced by another): those are missing. Paths of worktrees that moved are updated in
+/// the registry as a side effect.
+pub fn scan(state: &State, common: &Path, recorded_here: bool) -> Result<Vec<(Known, Verdict)>> {
     let names = registry::load(state)?;
     let here_id = common
         .is_dir()
         .then(|| crate::repo::read_repo_id(common))
         .flatten();
-    let by_path = format!("path:{}", common.display());
-    let mine = |o: &Owner| {
-        o.repo == by_path
-            || (here_id.as_deref() == Some(o.repo.as_str())
-                && (o.common == common || !o.common.is_dir()))
-    };
+    let mine = |o: &Owner| registry::same_repo(o, common, here_id.as_deref());
     let mut out = vec![];
     let mut linked_cache: Option<Option<Vec<LinkedWorktree>>> = None;
     for (name, owner) in &names {
         let is_mine = mine(owner);
         // Recorded here, but the repository now at this path is another one (or none).
-        if !is_mine && owner.common != common {
+        // From inside a repository only its own VMs: never act on another repository's.
+        if !is_mine && (!recorded_here || owner.common != common) {
             continue;
         }
         let k = Known {
@@ -150,9 +148,15 @@ pub fn scan(state: &State, common: &Path) -> Result<Vec<(Known, Verdict)>> {
         };
         let verdict = decide(&k, linked, &Fs);
         let mut k = k;
-        if verdict == Verdict::Alive {
-            let now = current_root(&k, common, linked.unwrap_or(&[]));
-            if let Some(now) = now.filter(|n| *n != k.owner.root || k.owner.common != common) {
+        // Follow moves: where git says the worktree is now (locked ones too), and where the
+        // repository is.
+        if is_mine {
+            let now = current_root(&k, common, linked.unwrap_or(&[]))
+                .unwrap_or_else(|| k.owner.root.clone());
+            if now != k.owner.root
+                || k.owner.common != common
+                || k.owner.common_ino != registry::dir_ino(common)
+            {
                 registry::set_root(state, name, &now, common)?;
                 k.owner.root = now;
                 k.owner.common = common.to_path_buf();

@@ -35,6 +35,10 @@ pub struct Owner {
     /// Where the repository's common dir was last seen.
     #[serde(default)]
     pub common: PathBuf,
+    /// Device and inode of that common dir: a `mv` keeps them, a copy (`cp -r`, which also
+    /// copies the repository id) does not, so a copy is never taken for the moved original.
+    #[serde(default)]
+    pub common_ino: Option<(u64, u64)>,
     /// The backend and prefix the VM was made with: teardown uses these, not today's config.
     pub backend: String,
     #[serde(default)]
@@ -89,25 +93,34 @@ pub fn update<R>(state: &State, f: impl FnOnce(&mut Names) -> Result<R>) -> Resu
     })
 }
 
-/// The repository recorded at `owner.common` still exists there with the same id: a worktree
-/// elsewhere carrying that id is a copy (`cp -r`), not the repository moved.
-fn original_still_there(owner: &Owner, here: &Path) -> bool {
-    owner.common != here
-        && !owner.common.as_os_str().is_empty()
-        && owner.common.is_dir()
-        && repo::read_repo_id(&owner.common).as_deref() == Some(owner.repo.as_str())
+/// Device and inode of a directory.
+pub fn dir_ino(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether `owner` was recorded for the repository whose common dir is `common` and whose id is
+/// `repo_id`: the same id, and the same place or the same directory moved (same inode). A copy
+/// carries the id but not the inode; a move to another filesystem looks like a copy, which is the
+/// safe side: its old VMs show as missing, never as someone else's.
+pub fn same_repo(owner: &Owner, common: &Path, repo_id: Option<&str>) -> bool {
+    if owner.repo == format!("{BY_PATH}{}", common.display()) {
+        return true;
+    }
+    if repo_id != Some(owner.repo.as_str()) {
+        return false;
+    }
+    match owner.common_ino {
+        // The same directory, wherever it is now (a copy put back at the old path is not).
+        Some(recorded) => dir_ino(common) == Some(recorded),
+        // Recorded before inodes were kept: here, or moved with nothing left at the old place.
+        None => owner.common == common || !owner.common.is_dir(),
+    }
 }
 
 /// Whether `owner` is the record of this worktree.
 pub fn owns(owner: &Owner, wt: &Worktree) -> bool {
-    if owner.worktree != wt.worktree_id() {
-        return false;
-    }
-    if owner.repo == format!("{BY_PATH}{}", wt.common_dir.display()) {
-        return true;
-    }
-    wt.repo_id.as_deref() == Some(owner.repo.as_str())
-        && !original_still_there(owner, &wt.common_dir)
+    owner.worktree == wt.worktree_id() && same_repo(owner, &wt.common_dir, wt.repo_id.as_deref())
 }
 
 /// This worktree's VM, if one is recorded.
@@ -122,11 +135,7 @@ pub fn find(names: &Names, wt: &Worktree) -> Option<(String, Owner)> {
 pub fn of_repo(names: &Names, wt: &Worktree) -> Vec<(String, Owner)> {
     names
         .iter()
-        .filter(|(_, o)| {
-            o.repo == format!("{BY_PATH}{}", wt.common_dir.display())
-                || (wt.repo_id.as_deref() == Some(o.repo.as_str())
-                    && !original_still_there(o, &wt.common_dir))
-        })
+        .filter(|(_, o)| same_repo(o, &wt.common_dir, wt.repo_id.as_deref()))
         .map(|(n, o)| (n.clone(), o.clone()))
         .collect()
 }
@@ -136,10 +145,12 @@ pub fn of_repo(names: &Names, wt: &Worktree) -> Vec<(String, Owner)> {
 /// Returns the id and whether this call made it.
 pub fn ensure_repo_id(state: &State, wt: &mut Worktree) -> Result<(String, bool)> {
     let names = load(state)?;
+    // Records of this id that are not of this directory (nor of it moved) belong to the
+    // repository this one was copied from.
     let copied = |id: &str| {
         names
             .values()
-            .any(|o| o.repo == id && original_still_there(o, &wt.common_dir))
+            .any(|o| o.repo == id && !same_repo(o, &wt.common_dir, Some(id)))
     };
     if let Some(id) = &wt.repo_id
         && !copied(id)
@@ -197,8 +208,9 @@ pub fn claim(
             if o.repo == format!("{BY_PATH}{}", wt.common_dir.display()) {
                 o.repo = id.repo.clone();
             }
-            if o.repo == id.repo && o.common != wt.common_dir && !o.common.is_dir() {
+            if o.repo == id.repo && same_repo(o, &wt.common_dir, Some(&id.repo)) {
                 o.common = wt.common_dir.clone();
+                o.common_ino = dir_ino(&wt.common_dir);
             }
         }
         let found = names
@@ -219,6 +231,7 @@ pub fn claim(
                     identity: None,
                     root: wt.root.clone(),
                     common: wt.common_dir.clone(),
+                    common_ino: None,
                     backend: backend.to_string(),
                     prefix: prefix.to_string(),
                     created: crate::jobs::now(),
@@ -229,6 +242,7 @@ pub fn claim(
         };
         owner.root = wt.root.clone();
         owner.common = wt.common_dir.clone();
+        owner.common_ino = dir_ino(&wt.common_dir);
         owner.dev = dev_of(&wt.root);
         names.insert(name.clone(), owner.clone());
         Ok((name, owner))
@@ -256,6 +270,7 @@ pub fn set_root(state: &State, name: &str, root: &Path, common: &Path) -> Result
         Ok(names.get_mut(name).map(|o| {
             o.root = root.to_path_buf();
             o.common = common.to_path_buf();
+            o.common_ino = dir_ino(common);
             o.clone()
         }))
     })?;

@@ -252,8 +252,12 @@ pub fn close_all(state: &State, backend: &dyn Backend, vm: &str) -> Result<usize
         terminate(pid);
         closed += 1;
     }
-    if path.exists() {
-        crate::state::write_json(&path, &Vec::<Tunnel>::new())?;
+    // Removing needs no free space: closing works on a full disk too.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", path.display()));
+        }
+        _ => {}
     }
     Ok(closed)
 }

@@ -17,6 +17,8 @@ use crate::state::State;
 
 /// The VM's ssh config, in its runtime dir.
 const SSH_CONFIG: &str = "ssh_config";
+/// The owner record kept in the VM's Lima instance dir.
+const OWNER_MARK: &str = "git-vmoat-owner.json";
 
 /// Oldest Colima that accepts `--port-forwarder=none` (0.9.x exits 1 on it) and has
 /// `delete --data` (the contract's version gate, §8 and §10).
@@ -486,6 +488,35 @@ impl Backend for Colima {
         Ok(Cmd::new("docker")
             .env("DOCKER_HOST", format!("unix://{}", sock.display()))
             .env_remove("DOCKER_CONTEXT"))
+    }
+
+    fn owner_mark(&self, vm: &str) -> Option<String> {
+        std::fs::read_to_string(Self::instance_dir(vm).ok()?.join(OWNER_MARK)).ok()
+    }
+
+    fn set_owner_mark(&self, vm: &str, mark: &str) -> Result<()> {
+        // In Lima's instance dir: it exists exactly as long as the VM (Colima deletes it).
+        let dir = Self::instance_dir(vm)?;
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let path = dir.join(OWNER_MARK);
+        let tmp = dir.join(format!(".{OWNER_MARK}.tmp"));
+        std::fs::write(&tmp, mark)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn list_vms(&self) -> Result<Vec<String>> {
+        let out = self.colima().args(["list", "--json"]).checked()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut names = vec![];
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let e: ListEntry = serde_json::from_str(line)
+                .with_context(|| format!("unexpected `colima list` output: {line}"))?;
+            names.push(e.name);
+        }
+        Ok(names)
     }
 
     fn forwarder_marker(&self, vm: &str) -> String {

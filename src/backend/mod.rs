@@ -141,6 +141,19 @@ pub trait Backend {
     fn docker(&self, vm: &str) -> Result<Cmd>;
     /// The process that forwards 127.0.0.1:host on this machine to 127.0.0.1:guest in the VM.
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd>;
+    /// The owner record kept with the VM itself (deleted with it, apart from the registry), so a
+    /// lost or damaged state dir never lets another worktree take this VM. None: no record.
+    fn owner_mark(&self, _vm: &str) -> Option<String> {
+        None
+    }
+    /// Keeps `mark` with the VM (after it was made).
+    fn set_owner_mark(&self, _vm: &str, _mark: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Every VM this backend has (for rebuilding the registry).
+    fn list_vms(&self) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
     /// One argument every forwarder of this VM (and no other VM's) has on its command line, so
     /// teardown finds forwarders that were never recorded (a full disk, a damaged record).
     fn forwarder_marker(&self, vm: &str) -> String;

@@ -517,6 +517,31 @@ impl Backend for Netns {
             .env_remove("DOCKER_CONTEXT"))
     }
 
+    fn owner_mark(&self, vm: &str) -> Option<String> {
+        std::fs::read_to_string(self.data_dir(vm).join("owner.json")).ok()
+    }
+
+    fn set_owner_mark(&self, vm: &str, mark: &str) -> Result<()> {
+        // The VM's data dir is the VM: its daemon's data root lives there and goes with it.
+        let dir = self.data_dir(vm);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let path = dir.join("owner.json");
+        std::fs::write(&path, mark).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn list_vms(&self) -> Result<Vec<String>> {
+        let Ok(dir) = std::fs::read_dir(self.state.root().join("netns")) else {
+            return Ok(vec![]);
+        };
+        Ok(dir
+            .flatten()
+            .filter(|e| e.path().join("vm.json").is_file())
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .collect())
+    }
+
     fn forwarder_marker(&self, vm: &str) -> String {
         Self::netns_path(&self.id(vm)).display().to_string()
     }

@@ -125,8 +125,19 @@ pub fn hook(args: &[String]) -> Result<()> {
 
 /// The background job for a new worktree: seed, then provision (or up), as `vmoat.auto` says.
 pub fn job(backend_flag: Option<&str>) -> Result<()> {
-    let wt = here()?;
     let state = State::open()?;
+    let wt = match here() {
+        Ok(wt) => wt,
+        Err(e) => {
+            // Removed before the job could start: say so in its record, not "the job died".
+            let why =
+                format!("the worktree could not be read when its job started (removed?): {e:#}");
+            if let Ok(key) = std::env::var(jobs::KEY_ENV) {
+                let _ = jobs::fail_by_key(&state, &key, &why);
+            }
+            return Err(e);
+        }
+    };
     // The worktree may be removed while the job runs; every tool it starts (colima, ssh, git)
     // must still work then, so nothing may depend on the worktree as the current directory.
     std::env::set_current_dir("/")?;
@@ -313,9 +324,14 @@ enum Reclaim {
 }
 
 /// Destroys the orphans of one repository; returns what it did, for messages and JSON.
-fn collect(state: &State, common: &Path, how: Reclaim) -> Result<Vec<serde_json::Value>> {
+fn collect(
+    state: &State,
+    common: &Path,
+    recorded_here: bool,
+    how: Reclaim,
+) -> Result<Vec<serde_json::Value>> {
     let mut out = vec![];
-    for (k, verdict) in reconcile::scan(state, common)? {
+    for (k, verdict) in reconcile::scan(state, common, recorded_here)? {
         let reclaim = matches!(
             (&verdict, how),
             (Verdict::Gone(_), _) | (Verdict::Missing(_), Reclaim::Gc { .. })
@@ -365,7 +381,7 @@ pub fn gc(dry_run: bool, all: bool, as_json: bool) -> Result<()> {
     };
     let mut list = vec![];
     for common in repos {
-        list.extend(collect(&state, &common, Reclaim::Gc { dry_run })?);
+        list.extend(collect(&state, &common, all, Reclaim::Gc { dry_run })?);
     }
     let strays = backend::netns::gc_strays(dry_run);
     if as_json {
@@ -386,7 +402,7 @@ pub fn status_all(as_json: bool) -> Result<()> {
     let wt = here()?;
     let state = State::open()?;
     let mut rows = vec![];
-    for (k, verdict) in reconcile::scan(&state, &wt.common_dir)? {
+    for (k, verdict) in reconcile::scan(&state, &wt.common_dir, false)? {
         let vm_state = backend::select(&k.owner.backend, &state)
             .and_then(|b| b.info(&k.name))
             .map(|i| i.state.to_string())
@@ -453,7 +469,7 @@ pub fn watch(all: bool, install_service: bool, interval: u64) -> Result<()> {
             None => reconcile::repos(&st).unwrap_or_default(),
         },
         |repo| {
-            if let Err(e) = collect(&state, repo, Reclaim::Watcher) {
+            if let Err(e) = collect(&state, repo, true, Reclaim::Watcher) {
                 output::warn(format!("reconciling {}: {e:#}", repo.display()));
             }
         },

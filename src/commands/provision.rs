@@ -85,6 +85,7 @@ pub fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
             ));
         }
     }
+    ctx.mark_owner(&vm);
     let stamp = provision_stamp(ctx);
     let done = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp);
     if mode == Mode::IfNeeded && done {

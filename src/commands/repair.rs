@@ -70,6 +70,29 @@ pub fn run(as_json: bool) -> Result<()> {
             candidates.push((n.clone(), o.clone(), false));
         }
     }
+    // VMs whose records in the state dir are lost still carry their owner with them.
+    let mut unowned = vec![];
+    for kind in ["colima", "netns"] {
+        let Ok(b) = backend::select(kind, &state) else {
+            continue;
+        };
+        if b.ensure_installed().is_err() {
+            continue;
+        }
+        for name in b.list_vms().unwrap_or_default() {
+            if candidates.iter().any(|(c, _, _)| *c == name) {
+                continue;
+            }
+            match b
+                .owner_mark(&name)
+                .and_then(|m| serde_json::from_str::<registry::Owner>(&m).ok())
+            {
+                Some(o) => candidates.push((name, o, true)),
+                // Made by another tool (or the original vmoat): never adopted here.
+                None => unowned.push(json!({"vm": name, "backend": kind})),
+            }
+        }
+    }
     for (name, owner, own_record) in candidates {
         let exists = backend::select(&owner.backend, &state)
             .and_then(|b| b.info(&name))
@@ -122,6 +145,7 @@ pub fn run(as_json: bool) -> Result<()> {
             "vms": rebuilt.keys().collect::<Vec<_>>(),
             "adopted": adopted,
             "dropped": dropped,
+            "unowned": unowned,
         }));
     }
     for p in &set_aside {
@@ -139,6 +163,13 @@ pub fn run(as_json: bool) -> Result<()> {
             "forgot {}: {}",
             d["vm"].as_str().unwrap_or(""),
             d["reason"].as_str().unwrap_or("")
+        ));
+    }
+    for u in &unowned {
+        output::info(format!(
+            "{} VM {} has no owner record: not adopted (a worktree finds it by its name, as VMs of the original vmoat)",
+            u["backend"].as_str().unwrap_or(""),
+            u["vm"].as_str().unwrap_or("")
         ));
     }
     output::info(format!(

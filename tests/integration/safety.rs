@@ -180,6 +180,96 @@ fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
         "destroy in the copy hit the original"
     );
     assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-orig");
+    // Now the original moves away: the copy still must not take its VM (it carries the same
+    // id, and the original's recorded place is empty).
+    let copy2 = env.home.join("src/copy2");
+    let st = std::process::Command::new("cp")
+        .args(["-a", repo.to_str().unwrap(), copy2.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let moved = env.home.join("src/orig-moved");
+    std::fs::rename(&repo, &moved).unwrap();
+    assert_ne!(env.vmoat(&copy2, &["name"]).ok().stdout.trim(), "wt-orig");
+    assert!(
+        status_all(&env, &copy2)
+            .iter()
+            .all(|r| r["vm"] != "wt-orig")
+    );
+    env.vmoat(&copy2, &["gc"]).ok();
+    env.vmoat(&copy2, &["destroy", "-f"]).ok();
+    assert!(
+        env.profile("wt-orig").is_some(),
+        "the copy acted on the original's VM"
+    );
+    // The moved original still finds its VM.
+    assert_eq!(env.vmoat(&moved, &["name"]).ok().stdout.trim(), "wt-orig");
+    assert_eq!(row(&status_all(&env, &moved), "wt-orig")["orphan"], false);
+}
+
+fn gc_in_a_copy_never_reclaims_the_originals_locked_worktree() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "proj", CONFIG);
+    let lk = env.worktree(&repo, &env.home.join("src/lk"), "lk");
+    env.vmoat(&lk, &["up"]).ok();
+    env.git(&repo, &["worktree", "lock", lk.to_str().unwrap()]);
+    let src2 = env.home.join("src2");
+    std::fs::rename(env.home.join("src"), &src2).unwrap();
+    let repo2 = src2.join("proj");
+    env.git(
+        &repo2,
+        &["worktree", "repair", src2.join("lk").to_str().unwrap()],
+    );
+    // The locked worktree's record follows the move too.
+    let rows = status_all(&env, &repo2);
+    assert_eq!(
+        row(&rows, "wt-lk")["worktree"],
+        src2.join("lk").canonicalize().unwrap().to_str().unwrap()
+    );
+    let copy = src2.join("proj-copy");
+    let st = std::process::Command::new("cp")
+        .args(["-a", repo2.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(copy.join(".git/worktrees")).unwrap();
+    assert!(status_all(&env, &copy).iter().all(|r| r["vm"] != "wt-lk"));
+    env.vmoat(&copy, &["gc"]).ok();
+    assert!(
+        env.profile("wt-lk").is_some(),
+        "gc in a copy destroyed the original's VM"
+    );
+}
+
+fn a_lost_registry_never_hands_a_vm_to_another_repository() {
+    let env = Env::new();
+    let a = repo_with_config(&env, "a", CONFIG);
+    let c = repo_with_config(&env, "c", CONFIG);
+    let af = env.worktree(&a, &env.home.join("a-wt/feat"), "feat");
+    let cf = env.worktree(&c, &env.home.join("c-wt/feat"), "feat");
+    env.vmoat(&af, &["up"]).ok();
+    assert_eq!(env.vmoat(&af, &["name"]).ok().stdout.trim(), "wt-feat");
+    // Both records in the state dir are lost; the VM keeps its own.
+    std::fs::write(env.state_dir().join("names.json"), "").unwrap();
+    std::fs::write(env.state_dir().join("vms/wt-feat/owner.json"), "").unwrap();
+    let r = env.vmoat(&cf, &["doctor", "--repair", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        j["vms"].as_array().unwrap().iter().any(|v| v == "wt-feat"),
+        "the VM's own record brings it back: {j}"
+    );
+    assert_eq!(env.vmoat(&af, &["name"]).ok().stdout.trim(), "wt-feat");
+    assert_ne!(env.vmoat(&cf, &["name"]).ok().stdout.trim(), "wt-feat");
+    env.vmoat(&cf, &["destroy", "-f"]).ok();
+    assert!(env.profile("wt-feat").is_some(), "c destroyed a's VM");
+
+    // With the whole state dir gone, the VM's own record still keeps it from c.
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    assert_ne!(env.vmoat(&cf, &["name"]).ok().stdout.trim(), "wt-feat");
+    let r = env.vmoat(&cf, &["status", "--json"]).ok();
+    assert!(!r.stdout.contains("\"Running\""), "{r:?}");
+    env.vmoat(&cf, &["destroy", "-f"]).ok();
+    assert!(env.profile("wt-feat").is_some(), "c destroyed a's VM");
 }
 
 fn an_empty_registry_is_refused_and_repaired_without_acting_on_another_repository() {
@@ -467,6 +557,8 @@ fn destroy_never_reports_a_vm_destroyed_that_still_exists() {
 }
 
 crate::tests! {
+    gc_in_a_copy_never_reclaims_the_originals_locked_worktree: Ssh;
+    a_lost_registry_never_hands_a_vm_to_another_repository: Ssh;
     destroy_never_reports_a_vm_destroyed_that_still_exists: Ssh;
     moving_or_renaming_worktrees_and_repositories_never_costs_a_vm: Ssh;
     a_copied_repository_gets_its_own_vms_and_never_touches_the_original: Ssh;
