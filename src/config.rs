@@ -873,7 +873,7 @@ fn warn_tracked_local(root: &Path, files: &[PathBuf]) -> Result<()> {
         WARNED.call_once(|| {
             crate::output::warn(format!(
                 "{names} {verb} tracked by git, but a local config file is yours and should not be committed: any branch can change it, so it counts as committed (`git rm --cached {args}`, then list it in .gitignore)",
-            ))
+            ));
         });
     }
     Ok(())
