@@ -318,6 +318,7 @@ impl Config {
         {
             values.insert("commands.up", (Val::Str(cmd), Source::Detected(file)));
         }
+        warn_tracked_local(root, &files)?;
         let cfg = Self::from_values(values, files, &home)?;
         cfg.check_shared_mount(root, &home)?;
         Ok(cfg)
@@ -335,10 +336,14 @@ impl Config {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if ![TOML_FILE, LEGACY_FILES[0]].contains(&file.as_str()) {
+        // A local file counts as the user's own only while git does not track it: a committed
+        // one comes with the branch like any other.
+        let committed_local = [TOML_LOCAL_FILE, LEGACY_FILES[1]].contains(&file.as_str())
+            && crate::repo::is_tracked(root, &file)?;
+        if ![TOML_FILE, LEGACY_FILES[0]].contains(&file.as_str()) && !committed_local {
             return Ok(());
         }
-        let local = if file == TOML_FILE {
+        let local = if [TOML_FILE, TOML_LOCAL_FILE].contains(&file.as_str()) {
             TOML_LOCAL_FILE
         } else {
             LEGACY_FILES[1]
@@ -365,6 +370,16 @@ impl Config {
                 root.display()
             ),
         };
+        if committed_local {
+            return Err(hint(
+                format!(
+                    "{file}: `vm.mount` {why} ({file} is tracked by git, so it counts as committed)"
+                ),
+                format!(
+                    "stop tracking it (`git rm --cached {file}`, then list it in .gitignore) to keep it as your own, or remove `vm.mount` from it"
+                ),
+            ));
+        }
         Err(hint(
             format!("{file}: `vm.mount` {why}"),
             format!(
@@ -838,6 +853,32 @@ impl TrustStore {
     }
 }
 
+/// Warns (once per process) about a local config file that git tracks: it is meant to be the
+/// user's own, yet every branch carries it.
+fn warn_tracked_local(root: &Path, files: &[PathBuf]) -> Result<()> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let mut tracked = vec![];
+    for name in [TOML_LOCAL_FILE, LEGACY_FILES[1]] {
+        if files
+            .iter()
+            .any(|f| f.file_name().is_some_and(|n| n == name))
+            && crate::repo::is_tracked(root, name)?
+        {
+            tracked.push(name);
+        }
+    }
+    if !tracked.is_empty() {
+        let (names, args) = (tracked.join(" and "), tracked.join(" "));
+        let verb = if tracked.len() == 1 { "is" } else { "are" };
+        WARNED.call_once(|| {
+            crate::output::warn(format!(
+                "{names} {verb} tracked by git, but a local config file is yours and should not be committed: any branch can change it, so it counts as committed (`git rm --cached {args}`, then list it in .gitignore)",
+            ));
+        });
+    }
+    Ok(())
+}
+
 /// The sha256 of a file's content, in hex.
 pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -1193,6 +1234,66 @@ mod tests {
         );
         let c = load(&[("vmoat.local.toml", "[vm]\nmount = \"/\"\n")]).unwrap();
         assert_eq!(c.mount, PathBuf::from("/"));
+    }
+
+    /// Loads `files` from a git repository in which they are committed.
+    fn load_committed(files: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::at(dir.path().join("state"));
+        let wt = dir.path().join("wt");
+        std::fs::create_dir(&wt).unwrap();
+        for (n, t) in files {
+            std::fs::write(wt.join(n), t).unwrap();
+        }
+        for args in [
+            &["init", "-q"][..],
+            &["add", "."],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                "c",
+            ],
+        ] {
+            let ok = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&wt)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        }
+        let wt = wt.canonicalize().unwrap();
+        trust(&crate::repo::discover(&wt).unwrap(), &st).unwrap();
+        Config::load(&wt, &st)
+    }
+
+    #[test]
+    fn a_committed_local_file_counts_as_committed_for_the_mount() {
+        let m = msg(load_committed(&[(
+            "vmoat.local.toml",
+            "[vm]\nmount = \"/\"\n",
+        )]));
+        assert!(
+            m.contains("vmoat.local.toml: `vm.mount` is `/`")
+                && m.contains("tracked by git")
+                && m.contains("git rm --cached vmoat.local.toml"),
+            "{m}"
+        );
+        let m = msg(load_committed(&[("vmoat.local.conf", "VM_MOUNT=/etc\n")]));
+        assert!(
+            m.contains("vmoat.local.conf: `vm.mount` is `/etc`") && m.contains("tracked by git"),
+            "{m}"
+        );
+        // Tracked or not, a local file may still set what a committed one may.
+        let c = load_committed(&[("vmoat.local.toml", "[vm]\ncpus = 2\n")]).unwrap();
+        assert_eq!(c.cpus, 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything git-vmoat asks of the repository, answered by gix (the only module that uses it):
-//! which worktree we stand in, its main checkout, its common dir, and whether a path is ignored.
+//! which worktree we stand in, its main checkout, its common dir, whether a path is ignored, and
+//! which files a worktree tracks.
 
 use std::path::{Path, PathBuf};
 
@@ -99,17 +100,7 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
     ) {
         Ok(r) => r.to_thread_local(),
         Err(err) => {
-            let not_found = err
-                .downcast_any_ref::<gix::discover::upwards::Error>()
-                .is_some_and(|e| {
-                    matches!(
-                        e,
-                        gix::discover::upwards::Error::NoGitRepository { .. }
-                            | gix::discover::upwards::Error::NoGitRepositoryWithinCeiling { .. }
-                            | gix::discover::upwards::Error::NoGitRepositoryWithinFs { .. }
-                    )
-                });
-            if not_found {
+            if no_repository(&err) {
                 return Err(hint(
                     format!("{} is not in a git repository", cwd.display()),
                     "run git-vmoat inside a worktree of your project (cd into it first)",
@@ -159,6 +150,19 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
         id,
         repo_id,
     })
+}
+
+/// Whether discovering failed because there is no repository (not because one is broken).
+fn no_repository(err: &gix::Error) -> bool {
+    err.downcast_any_ref::<gix::discover::upwards::Error>()
+        .is_some_and(|e| {
+            matches!(
+                e,
+                gix::discover::upwards::Error::NoGitRepository { .. }
+                    | gix::discover::upwards::Error::NoGitRepositoryWithinCeiling { .. }
+                    | gix::discover::upwards::Error::NoGitRepositoryWithinFs { .. }
+            )
+        })
 }
 
 /// A well-formed repository id: what `new_repo_id` makes (a hand-edited value is ignored).
@@ -284,6 +288,58 @@ pub fn linked_worktrees(common_dir: &Path) -> Result<Vec<LinkedWorktree>> {
         });
     }
     Ok(out)
+}
+
+/// The files the index of the worktree at `root` tracks, relative to it, sorted. Submodules
+/// (their commit, not files) and sparse directories are left out.
+pub fn tracked_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let repo = gix::open(root)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening the repository at {}", root.display()))?;
+    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out: Vec<PathBuf> = index
+        .entries()
+        .iter()
+        .filter(|e| !e.mode.is_submodule() && !e.mode.is_sparse())
+        .map(|e| {
+            gix::path::from_bstr(e.path(&index))
+                .map(|p| p.into_owned())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+    // A conflicted path has an entry per stage.
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Whether the file `rel` of the worktree at `root` is tracked (in its index). Outside a
+/// repository nothing is.
+pub fn is_tracked(root: &Path, rel: &str) -> Result<bool> {
+    let Some(repo) = open_enclosing(root)? else {
+        return Ok(false);
+    };
+    let Some(workdir) = repo.workdir() else {
+        return Ok(false);
+    };
+    let abs = realpath(root)?.join(rel);
+    let Ok(rel) = abs.strip_prefix(realpath(workdir)?) else {
+        return Ok(false);
+    };
+    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = gix::path::into_bstr(rel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = gix::path::to_unix_separators_on_windows(path);
+    Ok(index.entry_by_path(path.as_ref()).is_some())
+}
+
+/// The repository holding `dir` (None: there is none), found like `discover` finds it.
+fn open_enclosing(dir: &Path) -> Result<Option<gix::Repository>> {
+    match gix::discover(dir) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if no_repository(&e) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{e}"))
+            .with_context(|| format!("opening the git repository at {}", dir.display())),
+    }
 }
 
 /// A config value of the repository (all scopes git would read), e.g. `vmoat.auto`.

@@ -293,6 +293,19 @@ fn cases() -> Vec<Case> {
             "vmoat.toml: `vm.mount` is `/`, outside your home"
         ),
         case!(
+            "vm.mount / in a committed vmoat.local.toml",
+            |e, w| {
+                toml(e, w, UP);
+                write(e, w, "vmoat.local.toml", "[vm]\nmount = \"/\"\n");
+                e.git(w, &["add", "-f", "vmoat.toml", "vmoat.local.toml"]);
+                e.git(w, &["commit", "-q", "-m", "local config"]);
+                w.to_path_buf()
+            },
+            &["up"],
+            1,
+            "vmoat.local.toml: `vm.mount` is `/`, outside your home"
+        ),
+        case!(
             "committed vm.mount outside home",
             |e, w| toml(e, w, &format!("{UP}[vm]\nmount = \"/usr\"\n")),
             &["provision"],

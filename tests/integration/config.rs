@@ -190,6 +190,24 @@ fn a_wide_vm_mount_is_taken_from_the_local_file_only() {
             &serde_json::json!("vmoat.local.toml")
         )
     );
+
+    // Committed, the local file comes with the branch like any other: held to the same rule.
+    env.git(&repo, &["add", "-f", "vmoat.toml", "vmoat.local.toml"]);
+    env.git(&repo, &["commit", "-q", "-m", "local config"]);
+    let r = env.vmoat(&repo, &["up"]);
+    assert!(
+        r.code == 1
+            && r.stderr.contains("vmoat.local.toml: `vm.mount` is `/`")
+            && r.stderr.contains("tracked by git")
+            && r.stderr.contains("should not be committed")
+            && r.stderr.contains("git rm --cached vmoat.local.toml"),
+        "{r:?}"
+    );
+    assert!(
+        env.calls().is_empty(),
+        "nothing started: {:?}",
+        env.call_lines()
+    );
 }
 
 crate::tests! {

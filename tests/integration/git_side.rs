@@ -676,8 +676,13 @@ fn approved_content_runs_by_itself_and_a_changed_makefile_does_not() {
     // No commands.up: `make up` is detected from the Makefile.
     env.write(&repo.join("vmoat.toml"), "backend = \"colima\"\n");
     env.write(&repo.join("Makefile"), "up:\n\ttouch made-up\n");
+    env.write(&repo.join(".gitignore"), ".env\n");
     env.git(&repo, &["add", "."]);
     env.git(&repo, &["commit", "-q", "-m", "init"]);
+    // The user's own ignored .env, seeded into new worktrees: not part of what is approved.
+    env.write(&repo.join(".env"), "SECRET=1\n");
+    env.write(&repo.join(".git/info/exclude"), ".worktreeinclude\n");
+    env.write(&repo.join(".worktreeinclude"), ".env\n");
     let r = env.vmoat(&repo, &["hooks", "install", "--up"]).ok();
     assert!(
         r.stderr.contains("make up (detected from Makefile)") && r.stderr.contains("file Makefile"),
@@ -699,6 +704,7 @@ fn approved_content_runs_by_itself_and_a_changed_makefile_does_not() {
     );
     wait_job_done(&env, &same);
     assert!(same.join("made-up").exists(), "the approved up ran");
+    assert!(same.join(".env").exists(), "the ignored .env was seeded");
 
     // The Makefile the detected command runs changed: not run.
     let marker = env.home.join("pwned");
@@ -780,6 +786,155 @@ fn a_legacy_config_trusted_once_works_in_new_worktrees_jobs() {
     assert!(job.contains("\"needs-approval\""), "{job}");
 }
 
+/// Installs the hook with `--up` in `repo`, whose content is then approved, and says so.
+fn install_approving(env: &Env, repo: &Path, shown: &[&str]) {
+    let r = env.vmoat(repo, &["hooks", "install", "--up"]).ok();
+    for s in shown {
+        assert!(r.stderr.contains(s), "install lists {s}: {r:?}");
+    }
+}
+
+/// Adds a worktree of `branch` and asserts its job ran nothing: needs-approval, `marker` absent,
+/// the log naming each of `changed`.
+#[track_caller]
+fn refused_by_the_job(env: &Env, repo: &Path, branch: &str, marker: &Path, changed: &[&str]) {
+    let wt = env.home.join("src").join(branch);
+    add_worktree(env, repo, &wt, branch);
+    assert_eq!(wait_job_end(env, &wt), "needs-approval", "{branch}");
+    assert!(!marker.exists(), "{branch}: nothing ran by itself");
+    assert!(
+        !env.call_lines().iter().any(|c| c.starts_with("start")),
+        "{branch}: no VM was started: {:?}",
+        env.call_lines()
+    );
+    let log = env.vmoat(&wt, &["logs"]).ok().stdout;
+    for c in changed {
+        assert!(log.contains(c), "{branch}: the log says {c}: {log}");
+    }
+}
+
+fn a_branch_changing_a_makefile_or_package_json_in_a_subdir_is_not_run_by_itself() {
+    let env = Env::new();
+    let repo = env.home.join("src/proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    env.git(&repo, &["init", "-q", "-b", "main"]);
+    env.write(
+        &repo.join("vmoat.toml"),
+        "backend = \"colima\"\n[commands]\nup = \"make -C sub up && cd web && npm run dev\"\n",
+    );
+    env.write(&repo.join("sub/Makefile"), "up:\n\ttrue\n");
+    env.write(
+        &repo.join("web/package.json"),
+        "{\"scripts\": {\"dev\": \"true\"}}\n",
+    );
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "init"]);
+    install_approving(&env, &repo, &["file sub/Makefile", "file web/package.json"]);
+
+    let marker = env.home.join("pwned");
+    let mk = format!("up:\n\ttouch {}\n", marker.display());
+    branch_with(&env, &repo, "mk", &[("sub/Makefile", &mk)]);
+    refused_by_the_job(
+        &env,
+        &repo,
+        "mk",
+        &marker,
+        &["file sub/Makefile: content changed"],
+    );
+    let pkg = format!(
+        "{{\"scripts\": {{\"dev\": \"touch {}\"}}}}\n",
+        marker.display()
+    );
+    branch_with(&env, &repo, "pkg", &[("web/package.json", &pkg)]);
+    refused_by_the_job(
+        &env,
+        &repo,
+        "pkg",
+        &marker,
+        &["file web/package.json: content changed"],
+    );
+}
+
+fn a_branch_adding_an_npmrc_is_not_run_by_itself() {
+    let env = Env::new();
+    let repo = env.home.join("src/proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    env.git(&repo, &["init", "-q", "-b", "main"]);
+    // No commands.up: `npm run dev` is detected from package.json.
+    env.write(&repo.join("vmoat.toml"), "backend = \"colima\"\n");
+    env.write(
+        &repo.join("package.json"),
+        "{\"scripts\": {\"dev\": \"true\"}}\n",
+    );
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "init"]);
+    install_approving(
+        &env,
+        &repo,
+        &[
+            "npm run dev (detected from package.json)",
+            "file package.json",
+        ],
+    );
+    // npm would run every script through this shell: a branch adding it changes what runs.
+    let marker = env.home.join("pwned");
+    let evil = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    branch_with(
+        &env,
+        &repo,
+        "npmrc",
+        &[(".npmrc", "script-shell=./evil.sh\n"), ("evil.sh", &evil)],
+    );
+    refused_by_the_job(&env, &repo, "npmrc", &marker, &["file .npmrc: added"]);
+}
+
+fn a_branch_adding_a_compose_override_or_env_is_not_run_by_itself() {
+    let env = Env::new();
+    let repo = env.home.join("src/proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    env.git(&repo, &["init", "-q", "-b", "main"]);
+    // No commands.up: `docker compose up -d` is detected from compose.yaml.
+    env.write(&repo.join("vmoat.toml"), "backend = \"colima\"\n");
+    env.write(
+        &repo.join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n",
+    );
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "init"]);
+    install_approving(
+        &env,
+        &repo,
+        &[
+            "docker compose up -d (detected from compose.yaml)",
+            "file compose.yaml",
+        ],
+    );
+    // docker compose reads an override file and `.env` (COMPOSE_FILE) by itself.
+    let marker = env.home.join("pwned");
+    let over = format!(
+        "services:\n  web:\n    volumes: [\"/:/host\"]\n    command: touch /host{}\n",
+        marker.display()
+    );
+    branch_with(&env, &repo, "override", &[("compose.override.yaml", &over)]);
+    refused_by_the_job(
+        &env,
+        &repo,
+        "override",
+        &marker,
+        &["file compose.override.yaml: added"],
+    );
+    branch_with(
+        &env,
+        &repo,
+        "dotenv",
+        &[
+            (".env", "COMPOSE_FILE=compose.yaml:deploy/evil.yml\n"),
+            ("deploy/evil.yml", &over),
+        ],
+    );
+    refused_by_the_job(&env, &repo, "dotenv", &marker, &["file .env: added"]);
+}
+
 crate::tests! {
     worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing: Ssh;
     an_existing_hook_is_chained_its_exit_code_kept_and_restored_on_uninstall: Ssh;
@@ -796,4 +951,7 @@ crate::tests! {
     a_branch_changing_the_up_command_is_not_run_by_the_job_until_approved: Ssh;
     approved_content_runs_by_itself_and_a_changed_makefile_does_not: Ssh, Make;
     a_legacy_config_trusted_once_works_in_new_worktrees_jobs: Ssh;
+    a_branch_changing_a_makefile_or_package_json_in_a_subdir_is_not_run_by_itself;
+    a_branch_adding_an_npmrc_is_not_run_by_itself;
+    a_branch_adding_a_compose_override_or_env_is_not_run_by_itself;
 }
