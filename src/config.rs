@@ -242,6 +242,44 @@ pub struct Config {
 
 type Layer = Vec<(&'static str, Val)>;
 
+/// Every key that has a value, with its source.
+pub type Values = BTreeMap<&'static str, (Val, Source)>;
+
+/// Defaults, then the files' layers in precedence order, then the detected up command.
+fn merge(root: &Path, home: &Path, mut layers: Vec<(PathBuf, Layer)>) -> (Values, Vec<PathBuf>) {
+    let mut values = Values::new();
+    for (k, v) in defaults(home) {
+        values.insert(k, (v, Source::Default));
+    }
+    // Shared files before local ones; at the same level TOML after shell.
+    layers.sort_by_key(|(p, _)| {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        match name.as_str() {
+            "vmoat.conf" => 0,
+            "vmoat.toml" => 1,
+            "vmoat.local.conf" => 2,
+            _ => 3,
+        }
+    });
+    let mut files = vec![];
+    for (path, layer) in layers {
+        files.push(path.clone());
+        for (k, v) in layer {
+            values.insert(k, (v, Source::File(path.clone())));
+        }
+    }
+    if !values.contains_key("commands.up")
+        && let Some((cmd, file)) = crate::detect::up_command(root)
+    {
+        values.insert("commands.up", (Val::Str(cmd), Source::Detected(file)));
+    }
+    (values, files)
+}
+
 fn defaults(home: &Path) -> Layer {
     let mut l: Layer = vec![
         ("backend", Val::Str("auto".into())),
@@ -269,13 +307,7 @@ impl Config {
     /// Loads the configuration of the worktree at `root`.
     pub fn load(root: &Path, state: &State) -> Result<Self> {
         let home = home_dir()?;
-        let mut values: BTreeMap<&'static str, (Val, Source)> = BTreeMap::new();
-        for (k, v) in defaults(&home) {
-            values.insert(k, (v, Source::Default));
-        }
-        let mut files = vec![];
         let mut layers: Vec<(PathBuf, Layer)> = vec![];
-
         let legacy: Vec<PathBuf> = LEGACY_FILES
             .iter()
             .map(|f| root.join(f))
@@ -293,35 +325,39 @@ impl Config {
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             }
         }
-        // Shared files before local ones; at the same level TOML after shell.
-        layers.sort_by_key(|(p, _)| {
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            match name.as_str() {
-                "vmoat.conf" => 0,
-                "vmoat.toml" => 1,
-                "vmoat.local.conf" => 2,
-                _ => 3,
-            }
-        });
-        for (path, layer) in layers {
-            files.push(path.clone());
-            for (k, v) in layer {
-                values.insert(k, (v, Source::File(path.clone())));
-            }
-        }
-        if !values.contains_key("commands.up")
-            && let Some((cmd, file)) = crate::detect::up_command(root)
-        {
-            values.insert("commands.up", (Val::Str(cmd), Source::Detected(file)));
-        }
+        let (values, files) = merge(root, &home, layers);
         warn_tracked_local(root, &files)?;
         let cfg = Self::from_values(values, files, &home)?;
         cfg.check_shared_mount(root, &home)?;
         Ok(cfg)
+    }
+
+    /// What `config` still shows when `load` fails: the defaults and every value that reads
+    /// cleanly, with its source, so the keys are listed next to the error. A legacy file is
+    /// evaluated only when trusted, as in `load`.
+    pub fn readable(root: &Path, state: &State) -> (Values, Vec<PathBuf>) {
+        let home = home_dir().unwrap_or_default();
+        let mut layers: Vec<(PathBuf, Layer)> = vec![];
+        let legacy: Vec<PathBuf> = LEGACY_FILES
+            .iter()
+            .map(|f| root.join(f))
+            .filter(|p| p.is_file())
+            .collect();
+        if !legacy.is_empty()
+            && check_trusted(&legacy, &repo_key_at(root), state).is_ok()
+            && let Ok(l) = eval_legacy(root, &legacy)
+        {
+            layers.extend(l);
+        }
+        for name in [TOML_FILE, TOML_LOCAL_FILE] {
+            let path = root.join(name);
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(entries) = toml_entries(&path, &text)
+            {
+                layers.push((path, entries.into_iter().flatten().collect()));
+            }
+        }
+        merge(root, &home, layers)
     }
 
     /// A mount set by a committed file (any branch can change it) must hold the worktree and
@@ -493,23 +529,28 @@ impl Config {
 
     /// The config as `config --json` prints it.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        for d in KEYS {
-            let (value, source) = match self.values.get(d.key) {
-                Some((v, s)) => (serde_json::to_value(v).unwrap_or_default(), s.to_string()),
-                None => (serde_json::Value::Null, "unset".to_string()),
-            };
-            map.insert(
-                d.key.into(),
-                serde_json::json!({"value": value, "source": source, "legacy": d.legacy}),
-            );
-        }
-        serde_json::json!({
-            "version": crate::output::JSON_VERSION,
-            "files": self.files,
-            "values": map,
-        })
+        values_json(&self.values, &self.files)
     }
+}
+
+/// Values as `config --json` prints them.
+pub fn values_json(values: &Values, files: &[PathBuf]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for d in KEYS {
+        let (value, source) = match values.get(d.key) {
+            Some((v, s)) => (serde_json::to_value(v).unwrap_or_default(), s.to_string()),
+            None => (serde_json::Value::Null, "unset".to_string()),
+        };
+        map.insert(
+            d.key.into(),
+            serde_json::json!({"value": value, "source": source, "legacy": d.legacy}),
+        );
+    }
+    serde_json::json!({
+        "version": crate::output::JSON_VERSION,
+        "files": files,
+        "values": map,
+    })
 }
 
 fn home_dir() -> Result<PathBuf> {
@@ -536,6 +577,12 @@ fn is_apt_name(p: &str) -> bool {
 
 /// Parses one TOML file into values, rejecting unknown keys and wrong types.
 fn toml_layer(path: &Path, text: &str) -> Result<Layer> {
+    toml_entries(path, text)?.into_iter().collect()
+}
+
+/// Each key of one TOML file, good or bad, so `config` can show what is readable around an
+/// error; the outer error is a syntax error (nothing readable).
+fn toml_entries(path: &Path, text: &str) -> Result<Vec<Result<(&'static str, Val)>>> {
     let file = path
         .file_name()
         .unwrap_or_default()
@@ -551,22 +598,42 @@ fn toml_layer(path: &Path, text: &str) -> Result<Layer> {
     for (k, v) in &table {
         if k == "warm" && v.is_bool() {
             // `warm = false` is short for `[warm] enabled = false`.
-            out.push(toml_value(&file, "warm.enabled", v)?);
+            out.push(toml_value(&file, "warm.enabled", v));
         } else if SECTIONS.contains(&k.as_str()) {
             let Some(inner) = v.as_table() else {
-                bail!(hint(
+                out.push(Err(hint(
                     format!("{file}: `{k}` must be a table ([{k}])"),
-                    format!("write it as a [{k}] section")
-                ));
+                    format!("write it as a [{k}] section"),
+                )));
+                continue;
             };
             for (k2, v2) in inner {
-                out.push(toml_value(&file, &format!("{k}.{k2}"), v2)?);
+                out.push(toml_value(&file, &format!("{k}.{k2}"), v2));
             }
+        } else if v.is_table() && key_def(k).is_none() {
+            out.push(Err(unknown_table(&file, k)));
         } else {
-            out.push(toml_value(&file, k, v)?);
+            out.push(toml_value(&file, k, v));
         }
     }
     Ok(out)
+}
+
+/// A misspelt section gets the same help as a misspelt key.
+fn unknown_table(file: &str, name: &str) -> anyhow::Error {
+    let closest = SECTIONS
+        .iter()
+        .map(|s| (strsim::levenshtein(name, s), *s))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    let all = SECTIONS.map(|s| format!("[{s}]")).join(", ");
+    hint(
+        format!("{file}: unknown table `[{name}]`"),
+        match closest {
+            Some((_, s)) => format!("did you mean `[{s}]`? (the tables are {all})"),
+            None => format!("the tables are {all}; `git vmoat config` lists every key"),
+        },
+    )
 }
 
 fn toml_value(file: &str, key: &str, v: &toml::Value) -> Result<(&'static str, Val)> {

@@ -75,6 +75,16 @@ impl Base {
 
     /// Loads the config and the backend too (for commands that make or use a VM).
     pub fn full(self) -> Result<Ctx> {
+        self.load_full(false)
+    }
+
+    /// Like `full`, for commands that need no VM (`name`, `status`, `seed`): where no backend
+    /// can run here, a stand-in that derives names as `up` will and refuses the rest.
+    pub fn full_without_vm(self) -> Result<Ctx> {
+        self.load_full(true)
+    }
+
+    fn load_full(self, without_vm: bool) -> Result<Ctx> {
         let cfg = Config::load(&self.wt.root, &self.state)?;
         let wanted = self.flag.clone().unwrap_or_else(|| cfg.backend.clone());
         let kind = match self.recorded()? {
@@ -94,7 +104,11 @@ impl Base {
             Some((_, owner)) => owner.backend,
             None => wanted,
         };
-        let backend = backend::select(&kind, &self.state)?;
+        let backend = if without_vm {
+            backend::select_without_vm(&kind, &self.state)?
+        } else {
+            backend::select(&kind, &self.state)?
+        };
         Ok(Ctx {
             wt: self.wt,
             state: self.state,

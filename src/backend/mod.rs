@@ -173,19 +173,109 @@ pub fn select(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend
             }
             match netns::Netns::unusable() {
                 None => Ok(Box::new(netns::Netns::new(state.clone()))),
-                Some(why) => Err(crate::error::hint(
-                    format!("no VM backend available: colima is not installed, and {why}"),
-                    if cfg!(target_os = "macos") {
-                        "install Colima: `brew install colima docker`"
-                    } else {
-                        "install Colima (https://colima.run/docs/installation/), or run as root with iproute2 and docker.io for the netns backend"
-                    },
-                )),
+                Some(why) => Err(Unavailable::new(&why, state.clone()).error()),
             }
         }
         other => Err(crate::error::hint(
             format!("unknown backend `{other}`"),
             "use auto, colima or netns",
         )),
+    }
+}
+
+/// `select` for commands that need no VM: `auto` with no usable backend gives `Unavailable`.
+pub fn select_without_vm(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend>> {
+    if kind == "auto"
+        && !crate::exec::on_path("colima")
+        && let Some(why) = netns::Netns::unusable()
+    {
+        return Ok(Box::new(Unavailable::new(&why, state.clone())));
+    }
+    select(kind, state)
+}
+
+/// What `auto` gives where no backend can run (no Colima, netns unusable), for commands that
+/// need no VM (`name`, `status`, `seed`): names come out as `up` would make them once a backend
+/// is installed, and anything that would touch a VM fails with why.
+pub struct Unavailable {
+    message: String,
+    hint: &'static str,
+    state: crate::state::State,
+}
+
+impl Unavailable {
+    pub fn new(netns_why: &str, state: crate::state::State) -> Self {
+        Self {
+            message: format!("no VM backend available: colima is not installed, and {netns_why}"),
+            hint: if cfg!(target_os = "macos") {
+                "install Colima: `brew install colima docker`"
+            } else {
+                "install Colima (https://colima.run/docs/installation/), or run as root with iproute2 and docker.io for the netns backend"
+            },
+            state,
+        }
+    }
+
+    fn error(&self) -> anyhow::Error {
+        crate::error::hint(self.message.clone(), self.hint)
+    }
+}
+
+impl Backend for Unavailable {
+    fn kind(&self) -> &'static str {
+        "none"
+    }
+
+    fn ensure_installed(&self) -> Result<()> {
+        Err(self.error())
+    }
+
+    /// The tightest limit of the backends `auto` could pick later, so the name shown now is
+    /// the one `up` makes then: with the default prefix, `wt-<dir>` fits both for any dir name
+    /// up to 37 characters.
+    fn max_name_len(&self) -> Result<usize> {
+        let colima = colima::Colima::new(self.state.clone()).max_name_len()?;
+        Ok(if cfg!(target_os = "linux") {
+            colima.min(netns::MAX_NAME)
+        } else {
+            colima
+        })
+    }
+
+    fn info(&self, _vm: &str) -> Result<VmInfo> {
+        Err(self.error())
+    }
+
+    fn start(&self, _vm: &str, _spec: &StartSpec<'_>, _current: &VmState) -> Result<()> {
+        Err(self.error())
+    }
+
+    fn resume(&self, _vm: &str) -> Result<()> {
+        Err(self.error())
+    }
+
+    fn stop(&self, _vm: &str) -> Result<()> {
+        Err(self.error())
+    }
+
+    fn delete(&self, _vm: &str) -> Result<()> {
+        Err(self.error())
+    }
+
+    fn exec(&self, _vm: &str, _cwd: &Path, _script: Option<&str>, _io: Io) -> Result<ExecOut> {
+        Err(self.error())
+    }
+
+    fn docker(&self, _vm: &str) -> Result<Cmd> {
+        Err(self.error())
+    }
+
+    fn forward(&self, _vm: &str, _host: u16, _guest: u16) -> Result<Cmd> {
+        Err(self.error())
+    }
+
+    fn forwarder_marker(&self, vm: &str) -> String {
+        // Never matched: no forwarder can have been started without a backend.
+        format!("--git-vmoat-no-backend={vm}")
     }
 }

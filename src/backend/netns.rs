@@ -22,7 +22,7 @@ const RUN_ROOT: &str = "/run/git-vmoat";
 /// In a VM's runtime dir: the path of its data dir, so `gc` can tell when its state dir is gone.
 const OWNER: &str = "owner";
 /// Keeps `/run/git-vmoat/<vm>-<hash>/exec/containerd/containerd.sock.ttrpc` under 108 bytes.
-const MAX_NAME: usize = 40;
+pub(crate) const MAX_NAME: usize = 40;
 
 /// Joins the cgroups named by the first `$1` arguments, then execs the rest: everything the
 /// worktree runs starts inside its limits.

@@ -148,12 +148,11 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
             "usable (root, iproute2, dockerd, cgroups)",
             "",
         ),
-        Some(why) => check(
-            "netns backend",
-            Level::Warn,
-            why.clone(),
-            "only needed on Linux without Colima",
-        ),
+        // Not a gap where Colima runs the VMs: the line only says why netns is not offered.
+        Some(why) if colima.is_some() || !cfg!(target_os = "linux") => {
+            check("netns backend", Level::Ok, format!("not used: {why}"), "")
+        }
+        Some(why) => check("netns backend", Level::Warn, why.clone(), netns_fix()),
     });
     if netns_why.is_none() {
         // Without it netns VMs still run, with no network beyond their own loopback.
@@ -182,19 +181,24 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
                     format!("valid ({} file(s))", cfg.files.len()),
                     "",
                 ));
-                match crate::backend::select(backend_flag.unwrap_or(&cfg.backend), &state) {
-                    Ok(b) => {
+                // What `up` checks first: the backend it would use must be installed and usable.
+                let backend = crate::backend::select(backend_flag.unwrap_or(&cfg.backend), &state)
+                    .and_then(|b| {
                         backend_kind = Some(b.kind());
-                        checks.push(check("backend", Level::Ok, b.kind(), ""));
-                    }
-                    Err(e) => checks.push(check(
+                        b.ensure_installed().map(|()| b.kind())
+                    });
+                checks.push(match backend {
+                    Ok(kind) => check("backend", Level::Ok, kind, ""),
+                    Err(e) => check(
                         "backend",
                         Level::Fail,
                         format!("{e:#}"),
-                        crate::error::find_hint(&e).unwrap_or(""),
-                    )),
-                }
-                checks.push(ram_check(&state, cfg.memory));
+                        crate::error::find_hint(&e)
+                            .unwrap_or("see `git vmoat doctor`'s other lines"),
+                    ),
+                });
+                checks.push(cpu_check(cfg.cpus));
+                checks.push(ram_check(&state, &wt, cfg.memory, backend_kind));
                 if let Some(free) = free_gib(state.root()) {
                     let level = if free < 10 { Level::Warn } else { Level::Ok };
                     checks.push(check("disk", level, format!("{free} GiB free where VM data goes"), "free some disk space (`docker system prune` in idle worktrees, `git vmoat gc`)"));
@@ -344,17 +348,62 @@ fn virtualisation() -> Check {
     }
 }
 
-fn ram_check(state: &crate::state::State, memory_gib: u64) -> Check {
+/// What works where netns cannot (a normal user on Linux without Colima).
+fn netns_fix() -> &'static str {
+    if rustix::process::geteuid().is_root() {
+        "install what it names, or install Colima (https://colima.run/docs/installation/)"
+    } else {
+        "install Colima (https://colima.run/docs/installation/) to run VMs as this user, or run git-vmoat as root (sudo) for the netns backend: there is no backend for a normal user without Colima"
+    }
+}
+
+fn cpu_check(cpus: u64) -> Check {
+    let Ok(host) = std::thread::available_parallelism().map(|n| n.get() as u64) else {
+        return check("cpus", Level::Ok, format!("vm.cpus = {cpus}"), "");
+    };
+    let detail = format!("vm.cpus = {cpus}; this host has {host}");
+    if cpus > host {
+        check(
+            "cpus",
+            Level::Warn,
+            format!("{detail}: a VM cannot use more CPUs than the host has"),
+            format!("set vm.cpus = {host} (or less) in vmoat.local.toml"),
+        )
+    } else {
+        check("cpus", Level::Ok, detail, "")
+    }
+}
+
+/// Every known VM at this config's size, this worktree's own counted once. On netns the size
+/// is a cgroup cap, so the sum is what they could use, not what is set aside.
+fn ram_check(
+    state: &crate::state::State,
+    wt: &crate::repo::Worktree,
+    memory_gib: u64,
+    backend: Option<&str>,
+) -> Check {
     let names = crate::registry::load(state).unwrap_or_default();
     let Some(host) = super::provision::host_ram_gib() else {
         return check("memory", Level::Warn, "host RAM unknown", "");
     };
-    let want = memory_gib * (names.len() as u64 + 1);
-    let detail = format!(
-        "{} VM(s) known + this one at {memory_gib} GiB each = {want} GiB; host has {host} GiB",
+    let others = if crate::registry::find(&names, wt).is_some() {
+        names.len() - 1
+    } else {
         names.len()
+    };
+    let want = memory_gib * (others as u64 + 1);
+    let sum = format!(
+        "{others} other VM(s) known + this worktree's at {memory_gib} GiB each = {want} GiB; host has {host} GiB"
     );
-    if want > host {
+    let (detail, over) = if backend == Some("netns") {
+        (
+            format!("{sum} (netns: vm.memory is a cap each VM may use, nothing is reserved)"),
+            memory_gib > host,
+        )
+    } else {
+        (sum, want > host)
+    };
+    if over {
         check(
             "memory",
             Level::Warn,

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::config::KEYS;
-use crate::context::{Base, Ctx};
+use crate::config::{Config, KEYS};
+use crate::context::Base;
 use crate::output::{self, JSON_VERSION};
 
 pub fn name(base: Base, as_json: bool) -> Result<()> {
@@ -13,7 +13,7 @@ pub fn name(base: Base, as_json: bool) -> Result<()> {
     let (name, backend, wt) = match base.recorded()? {
         Some((name, owner)) => (name, owner.backend, base.wt),
         None => {
-            let ctx = base.full()?;
+            let ctx = base.full_without_vm()?;
             (ctx.vm_name()?, ctx.backend.kind().to_string(), ctx.wt)
         }
     };
@@ -29,20 +29,34 @@ pub fn name(base: Base, as_json: bool) -> Result<()> {
     }
 }
 
-pub fn config(ctx: &Ctx, as_json: bool) -> Result<()> {
+/// Needs no backend. A config that cannot be read still gets every key listed (defaults and
+/// whatever reads cleanly, so the error's "lists every key" holds), then the error and exit 1.
+pub fn config(base: &Base, as_json: bool) -> Result<()> {
+    let (values, files, error) = match Config::load(&base.wt.root, &base.state) {
+        Ok(cfg) => (cfg.values, cfg.files, None),
+        Err(e) => {
+            let (values, files) = Config::readable(&base.wt.root, &base.state);
+            (values, files, Some(e))
+        }
+    };
     if as_json {
-        return output::json(&ctx.cfg.to_json());
+        let mut doc = crate::config::values_json(&values, &files);
+        doc["error"] = error.as_ref().map(|e| format!("{e:#}")).into();
+        output::json(&doc)?;
+    } else {
+        let mut out = String::new();
+        for d in KEYS {
+            let line = match values.get(d.key) {
+                Some((v, src)) => format!("{:<17} = {:<32} # {src}", d.key, v.to_string()),
+                None => format!("{:<17}   {:<32} # unset", d.key, "(unset)"),
+            };
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        output::data(out)?;
     }
-    let mut out = String::new();
-    for d in KEYS {
-        let line = match ctx.cfg.values.get(d.key) {
-            Some((v, src)) => format!("{:<17} = {:<32} # {src}", d.key, v.to_string()),
-            None => format!("{:<17}   {:<32} # unset", d.key, "(unset)"),
-        };
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    output::data(out)
+    // The same error every other command gives, so the listing never hides it.
+    error.map_or(Ok(()), Err)
 }
 
 /// Trusts the legacy shell config as it is now, then approves the worktree's automatic

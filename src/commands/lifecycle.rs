@@ -41,6 +41,24 @@ pub fn destroy(base: Base, force: bool) -> Result<()> {
     backend.ensure_installed()?;
     let ctx = &base;
     let exists = backend.info(&vm)?.state != VmState::Missing;
+    let ask = exists && !force;
+    // Refuse before saying anything that sounds like it is happening.
+    if ask && !std::io::stdin().is_terminal() {
+        return Err(hint(
+            format!(
+                "destroying VM {vm} deletes its containers, images and volumes, and there is no terminal to confirm"
+            ),
+            "run `git vmoat destroy -f` to destroy without asking",
+        ));
+    }
+    if exists && crate::git::is_dirty(&ctx.wt.root).unwrap_or(false) {
+        output::warn(
+            "this worktree has uncommitted changes; they stay on disk, but data the VM holds (database volumes) goes with it",
+        );
+    }
+    if ask {
+        confirm(&vm)?;
+    }
     output::info(format!(
         "{} VM {vm} of worktree {}",
         if exists {
@@ -50,14 +68,6 @@ pub fn destroy(base: Base, force: bool) -> Result<()> {
         },
         ctx.wt.root.display()
     ));
-    if exists && crate::git::is_dirty(&ctx.wt.root).unwrap_or(false) {
-        output::warn(
-            "this worktree has uncommitted changes; they stay on disk, but data the VM holds (database volumes) goes with it",
-        );
-    }
-    if exists && !force {
-        confirm(&vm)?;
-    }
     crate::context::teardown(&ctx.state, backend.as_ref(), &vm)?;
     output::info(format!(
         "destroyed {vm}; the worktree's files are untouched"
@@ -65,15 +75,8 @@ pub fn destroy(base: Base, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Asks on the terminal (the caller checked there is one).
 fn confirm(vm: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(hint(
-            format!(
-                "destroying VM {vm} deletes its containers, images and volumes, and there is no terminal to confirm"
-            ),
-            "run `git vmoat destroy -f` to destroy without asking",
-        ));
-    }
     eprint!("Delete VM {vm} with its containers, images and volumes? [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();

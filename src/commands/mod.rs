@@ -22,13 +22,15 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
     let load = || Ctx::load(flag);
     // Commands that only find, stop or delete a VM need neither a valid config nor trust.
     let base = || Base::load(flag);
+    // Commands that need no VM work where no backend can run (before Colima is installed).
+    let without_vm = || Base::load(flag)?.full_without_vm();
     match cli.command {
         Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
         Command::Init(a) => init::run(&a),
         Command::Trust => info::trust(),
         Command::Version => info::version(),
         Command::Name(a) => info::name(base()?, a.json),
-        Command::Config(a) => info::config(&load()?, a.json),
+        Command::Config(a) => info::config(&base()?, a.json),
         Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
         Command::Up => provision::up(&load()?),
         Command::Warm(a) => provision::warm_cmd(&load()?, a.from.as_deref()),
@@ -45,7 +47,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Doctor(a) => doctor::run(flag, a.json),
         Command::Hook { args } => git_side::hook(&args),
         Command::Job => git_side::job(flag),
-        Command::Seed(a) => git_side::seed_cmd(&load()?, a.dry_run),
+        Command::Seed(a) => git_side::seed_cmd(&without_vm()?, a.dry_run),
         Command::Logs(a) => git_side::logs(a.follow),
         Command::Watch(a) => git_side::watch(a.all, a.install_service, a.interval),
         Command::Gc(a) => git_side::gc(a.dry_run, a.all, a.json),

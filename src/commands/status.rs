@@ -17,6 +17,7 @@ struct View {
     backend: Box<dyn crate::backend::Backend>,
     cfg: Option<crate::config::Config>,
     cfg_error: Option<String>,
+    recorded: bool,
 }
 
 pub fn run(base: Base, as_json: bool) -> Result<()> {
@@ -33,10 +34,11 @@ pub fn run(base: Base, as_json: bool) -> Result<()> {
                 vm,
                 cfg,
                 cfg_error,
+                recorded: true,
             }
         }
         None => {
-            let ctx = base.full()?;
+            let ctx = base.full_without_vm()?;
             let vm = ctx.vm_name()?;
             View {
                 wt: ctx.wt,
@@ -45,6 +47,7 @@ pub fn run(base: Base, as_json: bool) -> Result<()> {
                 backend: ctx.backend,
                 cfg: Some(ctx.cfg),
                 cfg_error: None,
+                recorded: false,
             }
         }
     };
@@ -52,10 +55,25 @@ pub fn run(base: Base, as_json: bool) -> Result<()> {
 }
 
 fn render(ctx: &View, as_json: bool) -> Result<()> {
-    ctx.backend.ensure_installed()?;
+    // No backend here (Colima not installed yet, netns not usable) is something to report,
+    // not a failure: the worktree and its VM's name are known without one.
+    let unavailable = ctx.backend.ensure_installed().err().map(|e| {
+        (
+            format!("{e:#}"),
+            crate::error::find_hint(&e).unwrap_or("").to_string(),
+        )
+    });
     let vm = ctx.vm.clone();
     let health_url = ctx.cfg.as_ref().and_then(|c| c.health_url.clone());
-    let info = ctx.backend.info(&vm)?;
+    let info = match &unavailable {
+        None => ctx.backend.info(&vm)?,
+        // Without a backend no VM can have been made, but a recorded one's state is unknown.
+        Some(_) if ctx.recorded => crate::backend::VmInfo {
+            state: VmState::Other("unknown".into()),
+            ..crate::backend::VmInfo::missing()
+        },
+        Some(_) => crate::backend::VmInfo::missing(),
+    };
     let running = info.state == VmState::Running;
     let mut containers = vec![];
     let mut docker_error: Option<String> = None;
@@ -91,10 +109,13 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
             "version": JSON_VERSION,
             "vm": vm,
             "backend": ctx.backend.kind(),
+            "backend_available": unavailable.is_none(),
+            "backend_error": unavailable.as_ref().map(|(m, _)| m),
             "worktree": ctx.wt.root,
             "job": job.as_ref().map(|(_, j)| j.clone()),
             "state": info.state.to_string(),
-            "exists": info.state != VmState::Missing,
+            // null: a recorded VM whose backend cannot be asked.
+            "exists": (unavailable.is_none() || !ctx.recorded).then_some(info.state != VmState::Missing),
             "cpus": info.cpus,
             "memory_bytes": info.memory_bytes,
             "disk_bytes": info.disk_bytes,
@@ -105,10 +126,12 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
             "tunnels": tunnels.iter().map(|(t, alive)| json!({"guest": t.guest, "host": t.host, "url": t.url(), "pid": t.pid, "alive": alive})).collect::<Vec<_>>(),
         }));
     }
+    let shape = match ctx.backend.kind() {
+        "none" => "no backend available".to_string(),
+        kind => format!("{kind}, {}", info.state),
+    };
     let mut out = format!(
-        "vm:        {vm} ({}, {})\nworktree:  {}\n",
-        ctx.backend.kind(),
-        info.state,
+        "vm:        {vm} ({shape})\nworktree:  {}\n",
         ctx.wt.root.display()
     );
     if let Some((line, _)) = &job {
@@ -118,7 +141,12 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
         let first = e.lines().next().unwrap_or("");
         out.push_str(&format!("config:    cannot be read: {first}\n"));
     }
-    if info.state == VmState::Missing && job.is_none() {
+    if let Some((message, hint)) = &unavailable {
+        out.push_str(&format!("backend:   {message}\n"));
+        if !hint.is_empty() {
+            out.push_str(&format!("           {hint}\n"));
+        }
+    } else if info.state == VmState::Missing && job.is_none() {
         out.push_str("           no VM yet: `git vmoat up` creates it\n");
     }
     if let (Some(c), Some(m)) = (info.cpus, info.memory_bytes) {

@@ -29,6 +29,10 @@ pub enum Need {
     GitBashCompletion,
     Fish,
     Make,
+    /// Root with useradd/userdel/setpriv, to run as a new unprivileged user.
+    TestUser,
+    /// No real colima installed (a test of life without any backend).
+    NoColima,
 }
 
 fn tool(t: &str, package: &str) -> Option<String> {
@@ -79,6 +83,18 @@ impl Need {
             }),
             Need::Fish => tool("fish", "fish"),
             Need::Make => tool("make", "make"),
+            Need::TestUser => (!rustix::process::geteuid().is_root())
+                .then(|| "creating a test user needs root".to_string())
+                .or_else(|| {
+                    ["useradd", "userdel", "setpriv"].into_iter().find_map(|t| {
+                        (which(t).is_none() && !Path::new("/usr/sbin").join(t).exists()).then(
+                            || format!("{t} is not installed (apt install passwd util-linux)"),
+                        )
+                    })
+                }),
+            Need::NoColima => {
+                which("colima").map(|c| format!("a real colima is on PATH ({})", c.display()))
+            }
         }
     }
 }

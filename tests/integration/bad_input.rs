@@ -63,6 +63,11 @@ fn toml(env: &mut Env, wt: &Path, text: &str) -> PathBuf {
 
 const UP: &str = "backend = \"colima\"\n[commands]\nup = \"true\"\ntest = \"true\"\n";
 
+/// How many bad inputs the table holds (README states it; docs.rs checks the two agree).
+pub fn cases_len() -> usize {
+    cases().len()
+}
+
 fn cases() -> Vec<Case> {
     macro_rules! case {
         ($name:expr, $setup:expr, $args:expr, $code:expr, $msg:expr) => {
@@ -89,6 +94,13 @@ fn cases() -> Vec<Case> {
             &["up"],
             1,
             "did you mean `vm.cpus`"
+        ),
+        case!(
+            "unknown table",
+            |e, w| toml(e, w, "[helth]\nurl = \"http://localhost/\"\n"),
+            &["up"],
+            1,
+            "did you mean `[health]`"
         ),
         case!(
             "legacy name in toml",

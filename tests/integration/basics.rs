@@ -173,7 +173,7 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
         &repo.join("vmoat.toml"),
         "backend = \"colima\"\n[commands]\nup = \"true\"\n",
     );
-    for args in [&["up"][..], &["provision"], &["status"]] {
+    for args in [&["up"][..], &["provision"]] {
         let r = env.vmoat_without_colima(&repo, args);
         assert_eq!(r.code, 1, "{args:?}: {r:?}");
         assert!(
@@ -181,6 +181,12 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
             "{r:?}"
         );
     }
+    // `status` needs no VM: it reports the missing backend with what to install.
+    let r = env.vmoat_without_colima(&repo, &["status"]).ok();
+    assert!(
+        r.stdout.contains("colima is not installed") && r.stdout.contains("install Colima"),
+        "{r:?}"
+    );
     // With no VM recorded, stopping and deleting have nothing to act on (whatever backend).
     for args in [&["down"][..], &["destroy", "-f"]] {
         let r = env.vmoat_without_colima(&repo, args).ok();
@@ -198,7 +204,78 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
     );
 }
 
+/// A normal Linux user without Colima has no backend: what needs no VM still works for them,
+/// and says so; what needs one fails with what to install.
+fn commands_that_need_no_vm_work_for_a_user_with_no_backend() {
+    let env = Env::new();
+    let user = TempUser::create(&env).expect("a test user");
+    let repo = env.repo("shop");
+    env.write(&repo.join(".gitignore"), ".env\n");
+    env.git(&repo, &["add", ".gitignore"]);
+    env.git(&repo, &["commit", "-q", "-m", "ignore .env"]);
+    env.write(&repo.join(".env"), "KEY=1\n");
+    let wt = env.worktree(&repo, &env.home.join("src/shop-feature"), "feature");
+    env.write(&wt.join("vmoat.toml"), "[provision]\nseed = [\".env\"]\n");
+    user.own_home(&env);
+
+    let r = user.vmoat(&env, &wt, &["status"]).ok();
+    assert!(
+        r.stdout
+            .starts_with("vm:        wt-shop-feature (no backend available)")
+            && r.stdout.contains("shop-feature\n")
+            && r.stdout.contains("no VM backend available")
+            && r.stdout.contains("install Colima"),
+        "{r:?}"
+    );
+    let r = user.vmoat(&env, &wt, &["status", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&j["vm"], &j["backend_available"], &j["exists"]),
+        (
+            &serde_json::json!("wt-shop-feature"),
+            &serde_json::json!(false),
+            &serde_json::json!(false)
+        ),
+        "{j}"
+    );
+    assert!(
+        j["backend_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no VM backend available")),
+        "{j}"
+    );
+    // The name `up` will make once Colima is installed.
+    let r = user.vmoat(&env, &wt, &["name"]).ok();
+    assert_eq!(r.stdout, "wt-shop-feature\n", "{r:?}");
+    let r = user.vmoat(&env, &wt, &["config"]).ok();
+    assert!(r.stdout.contains("provision.seed"), "{r:?}");
+    let r = user.vmoat(&env, &wt, &["seed", "--dry-run"]).ok();
+    assert!(r.stderr.contains("would seed .env"), "{r:?}");
+    assert!(!wt.join(".env").exists(), "a dry run copies nothing");
+    // What needs a VM still fails, saying what to install.
+    let r = user.vmoat(&env, &wt, &["up"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("no VM backend available"),
+        "{r:?}"
+    );
+    // doctor gives a fix that is one: Colima, or root for netns.
+    let r = user.vmoat(&env, &wt, &["doctor", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let netns = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "netns backend")
+        .unwrap();
+    let fix = netns["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("install Colima") && fix.contains("root") && !fix.contains("only needed"),
+        "{netns}"
+    );
+}
+
 crate::tests! {
+    commands_that_need_no_vm_work_for_a_user_with_no_backend: TestUser, NoColima;
     name_is_the_original_one_from_any_subdirectory;
     name_honours_git_dir_like_git_does;
     two_worktrees_named_main_in_two_repos_get_two_vms: Ssh;

@@ -210,6 +210,63 @@ fn a_wide_vm_mount_is_taken_from_the_local_file_only() {
     );
 }
 
+fn config_lists_every_key_even_when_a_file_is_broken() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(&repo.join("vmoat.toml"), "[vm]\ncpus = 2\ncpu = 3\n");
+    env.write(&repo.join("vmoat.local.toml"), "[vm\n");
+    // The error's hint points at `config`, so `config` must list the keys: the defaults and
+    // what could be read, with the error still on stderr and exit 1.
+    let r = env.vmoat(&repo, &["config"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("vmoat.local.toml is not valid TOML")
+            || r.stderr.contains("unknown key `vm.cpu`"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: "), "{r:?}");
+    for d in ["backend", "vm.memory", "health.url", "warm.images"] {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(d)),
+            "{d} listed: {r:?}"
+        );
+    }
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("vm.cpus") && l.contains("= 2") && l.ends_with("# vmoat.toml")),
+        "the readable value is shown with its source: {r:?}"
+    );
+    let r = env.vmoat(&repo, &["config", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["values"]["vm.disk"]["source"], "default");
+    assert_eq!(j["values"]["vm.cpus"]["value"], 2);
+    assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{j}");
+    // A good config has no error field set.
+    std::fs::remove_file(repo.join("vmoat.local.toml")).unwrap();
+    env.write(&repo.join("vmoat.toml"), "[vm]\ncpus = 2\n");
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert!(j["error"].is_null(), "{j}");
+}
+
+fn an_unknown_table_gets_a_suggestion_like_an_unknown_key() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(
+        &repo.join("vmoat.toml"),
+        "[helth]\nurl = \"http://localhost/\"\n",
+    );
+    let r = env.vmoat(&repo, &["config"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("vmoat.toml: unknown table `[helth]`")
+            && r.stderr.contains("did you mean `[health]`"),
+        "{r:?}"
+    );
+}
+
 crate::tests! {
     config_shows_values_and_their_sources;
     unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion;
@@ -217,4 +274,6 @@ crate::tests! {
     init_writes_a_commented_toml_and_never_overwrites;
     init_from_conf_converts_the_legacy_file;
     a_wide_vm_mount_is_taken_from_the_local_file_only;
+    config_lists_every_key_even_when_a_file_is_broken;
+    an_unknown_table_gets_a_suggestion_like_an_unknown_key;
 }

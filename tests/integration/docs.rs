@@ -276,7 +276,98 @@ fn every_integration_test_is_registered() {
     }
 }
 
+fn readme_states_the_bad_input_tables_real_size() {
+    let readme = repo_file("README.md");
+    let stated: Vec<usize> = readme
+        .split("a table of ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(" bad inputs"))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect();
+    assert_eq!(
+        stated,
+        vec![super::bad_input::cases_len()],
+        "README's \"a table of N bad inputs\" must be the count of cases() in tests/integration/bad_input.rs"
+    );
+}
+
+fn doctor_json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+}
+
+fn doctor_check<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {j}"))
+}
+
+fn doctor_fails_a_missing_configured_backend_and_counts_this_vm_once() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    let host_cpus = std::thread::available_parallelism().unwrap().get();
+    env.write(
+        &wt.join("vmoat.toml"),
+        &format!(
+            "backend = \"colima\"\n[commands]\nup = \"true\"\n[vm]\ncpus = {}\n",
+            host_cpus + 1
+        ),
+    );
+    // `up` would fail on the missing Colima: so must doctor.
+    let r = env.vmoat_without_colima(&wt, &["doctor", "--json"]);
+    let j = doctor_json(&r);
+    let backend = doctor_check(&j, "backend");
+    assert_eq!(backend["status"], "fail", "{j}");
+    assert!(
+        backend["detail"]
+            .as_str()
+            .unwrap()
+            .contains("colima is not installed")
+            && !backend["fix"].as_str().unwrap().is_empty(),
+        "{backend}"
+    );
+    assert_eq!((r.code, &j["ok"]), (1, &serde_json::json!(false)), "{r:?}");
+    // More CPUs than the host has: a warning with the number to use.
+    let cpus = doctor_check(&j, "cpus");
+    assert_eq!(cpus["status"], "warn", "{cpus}");
+    assert!(
+        cpus["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("vm.cpus = {host_cpus}")),
+        "{cpus}"
+    );
+    // On netns the memory figure is a cap, and the line says so.
+    let j = doctor_json(&env.vmoat(&wt, &["--backend", "netns", "doctor", "--json"]));
+    let memory = doctor_check(&j, "memory")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        memory.contains("cap") && memory.contains("nothing is reserved"),
+        "{memory}"
+    );
+
+    // With this worktree's VM made, it is counted once, not as "1 known + this one".
+    env.vmoat(&wt, &["up"]).ok();
+    let j = doctor_json(&env.vmoat(&wt, &["doctor", "--json"]));
+    let memory = doctor_check(&j, "memory")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        memory.starts_with("0 other VM(s) known + this worktree's"),
+        "{memory}"
+    );
+    assert_eq!(doctor_check(&j, "backend")["status"], "ok", "{j}");
+}
+
 crate::tests! {
+    readme_states_the_bad_input_tables_real_size;
+    doctor_fails_a_missing_configured_backend_and_counts_this_vm_once: Ssh;
     every_integration_test_is_registered;
     checked_in_completions_and_man_pages_match_the_binary;
     git_help_vmoat_shows_the_man_page: Man;

@@ -94,6 +94,10 @@ fn down_then_up_resumes_and_destroy_deletes_with_data() {
     let r = env.vmoat(&wt, &["destroy"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("destroy -f"), "{r:?}");
+    assert!(
+        !r.stderr.contains("destroying VM wt-feat of"),
+        "nothing says it is destroying before the refusal: {r:?}"
+    );
     assert!(!env.call_lines().iter().any(|c| c.starts_with("delete")));
     assert!(env.profile("wt-feat").is_some());
 
