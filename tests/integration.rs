@@ -13,6 +13,7 @@ mod integration {
     mod faults;
     mod git_side;
     mod lifecycle;
+    mod messages;
     mod netns;
     mod safety;
     mod tunnels;
