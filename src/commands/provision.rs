@@ -473,6 +473,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_probe_output_says_what_the_url_answered() {
+        let refused = "curl: (7) Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server\n\nhttp_code=000\n";
+        assert_eq!(
+            probe_answer(refused),
+            "curl: (7) Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server"
+        );
+        assert_eq!(probe_answer("\nhttp_code=503\n"), "HTTP 503");
+        // wget -S: the last status line, whatever follows it.
+        let wget = "Connecting to x (x)\n  HTTP/1.1 404 Not Found\nwget: server returned error: HTTP/1.1 404 Not Found\n";
+        assert_eq!(probe_answer(wget), "HTTP 404");
+        assert_eq!(
+            probe_answer("wget: can't connect to remote host (127.0.0.1): Connection refused\n"),
+            "wget: can't connect to remote host (127.0.0.1): Connection refused"
+        );
+        assert_eq!(probe_answer(""), "no answer");
+    }
+
+    #[test]
     fn a_running_vm_of_another_size_gets_a_note() {
         let spec = StartSpec {
             cpus: 4,
