@@ -87,6 +87,12 @@ pub const KEYS: &[KeyDef] = &[
         "host dir mounted writable in the VM; must hold the worktree",
     ),
     def(
+        "vm.stop-timeout",
+        "VM_STOP_TIMEOUT",
+        Kind::UInt { min: 0, max: 3600 },
+        "seconds `down` gives running containers to stop before killing them",
+    ),
+    def(
         "provision.apt",
         "PROVISION_APT",
         Kind::StrList,
@@ -224,6 +230,8 @@ pub struct Config {
     pub vm_type: Option<String>,
     pub mount_type: Option<String>,
     pub mount: PathBuf,
+    /// Seconds containers get to stop before they are killed (`down`).
+    pub stop_timeout: u64,
     pub apt: Vec<String>,
     pub script: Option<String>,
     pub seed: Vec<String>,
@@ -239,6 +247,10 @@ pub struct Config {
     /// The config files that were read.
     pub files: Vec<PathBuf>,
 }
+
+/// `vm.stop-timeout` unless configured: short, since `down` keeps the disk and a stack that
+/// ignores SIGTERM would otherwise hold it for docker's 10 s per container.
+pub const DEFAULT_STOP_TIMEOUT: u64 = 5;
 
 type Layer = Vec<(&'static str, Val)>;
 
@@ -288,6 +300,7 @@ fn defaults(home: &Path) -> Layer {
         ("vm.memory", Val::UInt(8)),
         ("vm.disk", Val::UInt(60)),
         ("vm.mount", Val::Str(home.to_string_lossy().into_owned())),
+        ("vm.stop-timeout", Val::UInt(DEFAULT_STOP_TIMEOUT)),
         ("provision.apt", Val::List(vec![])),
         ("provision.seed", Val::List(vec![])),
         ("health.timeout", Val::UInt(1800)),
@@ -512,6 +525,7 @@ impl Config {
             vm_type,
             mount_type,
             mount,
+            stop_timeout: n("vm.stop-timeout"),
             apt,
             script: s("provision.script"),
             seed: l("provision.seed"),

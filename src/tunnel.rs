@@ -103,6 +103,33 @@ pub fn list(state: &State, vm: &str) -> Result<Vec<(Tunnel, bool)>> {
 pub struct Opened {
     pub tunnel: Tunnel,
     pub reused: bool,
+    /// Whether something listens on its guest port in the VM (None: could not be told).
+    pub listening: Option<bool>,
+}
+
+/// Which of `ports` something listens on inside the VM, on 127.0.0.1 where the forwards
+/// connect; None when the VM could not be asked. A tunnel to a port nobody listens on yet is
+/// kept (a server may start later), but the user must not take its URL for a working one.
+pub fn listening(backend: &dyn Backend, vm: &str, cwd: &Path, ports: &[u16]) -> Option<Vec<u16>> {
+    if ports.is_empty() {
+        return Some(vec![]);
+    }
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    // bash's /dev/tcp: no nc or ss needed in the VM.
+    let script = format!(
+        "for p in {}; do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && echo $p; done; exit 0",
+        list.join(" ")
+    );
+    let out = backend
+        .exec(vm, cwd, Some(&script), crate::backend::Io::Capture)
+        .ok()
+        .filter(|o| o.code == 0)?;
+    Some(
+        out.stdout_text()
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect(),
+    )
 }
 
 /// Opens (or reuses) a forward for each guest port.
@@ -132,6 +159,7 @@ pub fn open(state: &State, backend: &dyn Backend, vm: &str, ports: &[u16]) -> Re
             result.push(Opened {
                 tunnel: t.clone(),
                 reused: true,
+                listening: None,
             });
             continue;
         }
@@ -160,6 +188,7 @@ pub fn open(state: &State, backend: &dyn Backend, vm: &str, ports: &[u16]) -> Re
         result.push(Opened {
             tunnel,
             reused: false,
+            listening: None,
         });
     }
     crate::state::write_json(&tunnels_path, &live)?;

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -130,6 +130,9 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
             }
         }
         let copied = copy_from(ctx, vm, &name, b.as_ref(), &missing);
+        if !is_running {
+            b.stop_containers(&name, Duration::from_secs(ctx.cfg.stop_timeout));
+        }
         if !is_running && let Err(e) = b.stop(&name) {
             output::warn(format!("warm start: could not stop {name} again: {e:#}"));
         }

@@ -14,6 +14,7 @@ mod integration {
     pub mod faults;
     pub mod git_side;
     pub mod lifecycle;
+    pub mod messages;
     pub mod netns;
     pub mod safety;
     pub mod tunnels;
@@ -32,6 +33,7 @@ fn main() -> std::process::ExitCode {
         faults::tests(),
         git_side::tests(),
         lifecycle::tests(),
+        messages::tests(),
         netns::tests(),
         safety::tests(),
         tunnels::tests(),

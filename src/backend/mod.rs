@@ -5,6 +5,7 @@ pub mod colima;
 pub mod netns;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -122,6 +123,56 @@ pub trait Backend {
         false
     }
     fn info(&self, vm: &str) -> Result<VmInfo>;
+    /// How a new VM of this spec is described to the user ("VM wt-a (4 CPU, 8 GiB RAM, …)").
+    fn describe_new(&self, vm: &str, spec: &StartSpec<'_>) -> String {
+        format!(
+            "VM {vm} ({} CPU, {} GiB RAM, {} GiB disk) with {}",
+            spec.cpus,
+            spec.memory_gib,
+            spec.disk_gib,
+            self.kind()
+        )
+    }
+    /// Whether vm.memory is taken from the host when the VM starts (a real VM), rather than
+    /// being only a cap on what the worktree may use.
+    fn reserves_memory(&self) -> bool {
+        true
+    }
+    /// Stops the VM's running containers, each given `timeout` to exit before it is killed, so
+    /// a stack that ignores SIGTERM holds `down` no longer than that. Best effort: stopping
+    /// the VM follows either way, and it stops whatever is left.
+    fn stop_containers(&self, vm: &str, timeout: Duration) {
+        let Ok(ps) = self.docker(vm) else { return };
+        let ids: Vec<String> = match ps.args(["ps", "-q"]).output() {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            _ => return,
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let secs = timeout.as_secs();
+        crate::output::info(format!(
+            "stopping {} container{} (up to {secs}s)…",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" }
+        ));
+        let Ok(stop) = self.docker(vm) else { return };
+        match stop
+            .args(["stop", "-t", &secs.to_string()])
+            .args(&ids)
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => crate::output::warn(format!(
+                "stopping the containers of {vm}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => crate::output::warn(format!("stopping the containers of {vm}: {e:#}")),
+        }
+    }
     /// Checks a VM spec and the runtime before anything is recorded or started.
     fn preflight(&self, _spec: &StartSpec<'_>) -> Result<()> {
         Ok(())

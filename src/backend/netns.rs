@@ -29,6 +29,10 @@ pub(crate) const MAX_NAME: usize = 40;
 const JOIN_CGROUP: &str =
     r#"n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1"; shift; n=$((n-1)); done; exec "$@""#;
 
+/// Sets the (new UTS namespace's) hostname to `$0`, then execs the rest; a failure to name
+/// it must not stop the command.
+const SET_HOSTNAME: &str = r#"echo "$0" 2>/dev/null >/proc/sys/kernel/hostname; exec "$@""#;
+
 pub struct Netns {
     state: State,
 }
@@ -389,6 +393,18 @@ impl Backend for Netns {
         true
     }
 
+    fn describe_new(&self, vm: &str, spec: &StartSpec<'_>) -> String {
+        // A namespace and a cgroup: the sizes are limits, and there is no disk of its own.
+        format!(
+            "netns VM {vm} (cap {} CPU, {} GiB RAM)",
+            spec.cpus, spec.memory_gib
+        )
+    }
+
+    fn reserves_memory(&self) -> bool {
+        false
+    }
+
     fn info(&self, vm: &str) -> Result<VmInfo> {
         let id = self.id(vm);
         let meta_path = self.data_dir(vm).join("vm.json");
@@ -495,6 +511,8 @@ impl Backend for Netns {
             None => shell::in_dir(cwd, "exec \"${SHELL:-bash}\" -l"),
         };
         let cmd = Self::enter(&id)
+            // Its own UTS namespace named after the VM, so a shell's prompt shows where it is.
+            .args(["unshare", "--uts", "--", "sh", "-c", SET_HOSTNAME, vm])
             .arg("env")
             .arg(format!(
                 "DOCKER_HOST=unix://{}",

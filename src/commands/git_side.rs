@@ -205,7 +205,8 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
         }
     }
     jobs::write(&state, &wt, &record)?;
-    result
+    // Reported above, in the log: exit 1 without printing it again.
+    result.map_err(|_| crate::error::PassThrough(1).into())
 }
 
 /// Whether git still lists the worktree (the main one always is).

@@ -20,6 +20,7 @@ fn example(key: &str) -> &'static str {
         "vm.type" => "\"vz\"",
         "vm.mount-type" => "\"virtiofs\"",
         "vm.mount" => "\"~\"",
+        "vm.stop-timeout" => "5",
         "provision.apt" => "[\"postgresql-client\"]",
         "provision.script" => "\"./scripts/setup-vm.sh\"",
         "provision.seed" => "[\".env.keys\"]",

@@ -23,6 +23,10 @@ pub fn down(base: Base) -> Result<()> {
         VmState::Missing => output::info(format!("VM {vm} does not exist: nothing to stop")),
         VmState::Stopped => output::info(format!("VM {vm} is already stopped")),
         _ => {
+            // The config may be broken or untrusted: `down` still works, with the default.
+            let timeout = crate::config::Config::load(&base.wt.root, &base.state)
+                .map_or(crate::config::DEFAULT_STOP_TIMEOUT, |c| c.stop_timeout);
+            backend.stop_containers(&vm, std::time::Duration::from_secs(timeout));
             output::info(format!("stopping VM {vm} (its disk is kept)…"));
             backend.stop(&vm)?;
             output::info(format!("stopped {vm}"));

@@ -32,7 +32,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Name(a) => info::name(base()?, a.json),
         Command::Config(a) => info::config(&base()?, a.json),
         Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
-        Command::Up => provision::up(&load()?),
+        Command::Up => provision::up_cmd(&load()?),
         Command::Warm(a) => provision::warm_cmd(&load()?, a.from.as_deref()),
         Command::Test(a) => run_in_vm::test(&load()?, &a.args),
         Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),

@@ -103,6 +103,18 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
         }
     }
     let tunnels = tunnel::list(&ctx.state, &vm)?;
+    // Which live tunnels reach a listener in the VM (None: not known).
+    let listeners: Option<Vec<u16>> = if running {
+        let ports: Vec<u16> = tunnels
+            .iter()
+            .filter(|(_, a)| *a)
+            .map(|(t, _)| t.guest)
+            .collect();
+        tunnel::listening(ctx.backend.as_ref(), &vm, &ctx.wt.root, &ports)
+    } else {
+        None
+    };
+    let listening = |t: &tunnel::Tunnel| listeners.as_ref().map(|l| l.contains(&t.guest));
     let job = super::git_side::job_line(&ctx.state, &ctx.wt);
     if as_json {
         return output::json(&json!({
@@ -123,7 +135,7 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
             "containers": containers.iter().map(|(n, s)| json!({"name": n, "status": s})).collect::<Vec<_>>(),
             "config_error": ctx.cfg_error,
             "health": health_url.as_ref().map(|u| json!({"url": u, "ok": health})),
-            "tunnels": tunnels.iter().map(|(t, alive)| json!({"guest": t.guest, "host": t.host, "url": t.url(), "pid": t.pid, "alive": alive})).collect::<Vec<_>>(),
+            "tunnels": tunnels.iter().map(|(t, alive)| json!({"guest": t.guest, "host": t.host, "url": t.url(), "pid": t.pid, "alive": alive, "listening": if *alive { listening(t) } else { None }})).collect::<Vec<_>>(),
         }));
     }
     let shape = match ctx.backend.kind() {
@@ -176,10 +188,12 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
     if !tunnels.is_empty() {
         out.push_str("tunnels:\n");
         for (t, alive) in &tunnels {
-            let mark = if *alive {
-                ""
-            } else {
+            let mark = if !*alive {
                 "  DEAD: run `git vmoat tunnel` to reopen"
+            } else if listening(t) == Some(false) {
+                "  nothing listening yet"
+            } else {
+                ""
             };
             out.push_str(&format!("  {} -> {}{mark}\n", t.url(), t.guest));
         }

@@ -47,7 +47,7 @@ pub fn tunnel(ctx: &Ctx, args: &[String], as_json: bool) -> Result<()> {
     if as_json {
         let list: Vec<_> = opened
             .iter()
-            .map(|o| json!({"guest": o.tunnel.guest, "host": o.tunnel.host, "url": o.tunnel.url(), "pid": o.tunnel.pid, "reused": o.reused}))
+            .map(|o| json!({"guest": o.tunnel.guest, "host": o.tunnel.host, "url": o.tunnel.url(), "pid": o.tunnel.pid, "reused": o.reused, "listening": o.listening}))
             .collect();
         return output::json(&json!({"version": JSON_VERSION, "vm": vm, "tunnels": list}));
     }
@@ -71,7 +71,12 @@ pub fn open(ctx: &Ctx, mut ports: Vec<u16>) -> Result<(String, Vec<tunnel::Opene
             "pass ports (`git vmoat tunnel 8080`), set tunnel.ports (EXPOSE_PORTS), or publish ports in your compose file",
         ));
     }
-    let opened = tunnel::open(&ctx.state, ctx.backend.as_ref(), &vm, &ports)?;
+    let mut opened = tunnel::open(&ctx.state, ctx.backend.as_ref(), &vm, &ports)?;
+    if let Some(up) = tunnel::listening(ctx.backend.as_ref(), &vm, &ctx.wt.root, &ports) {
+        for o in &mut opened {
+            o.listening = Some(up.contains(&o.tunnel.guest));
+        }
+    }
     Ok((vm, opened))
 }
 
@@ -85,6 +90,13 @@ pub fn report(vm: &str, opened: &[tunnel::Opened]) -> Result<()> {
             o.tunnel.guest,
             if o.reused { " (already open)" } else { "" }
         ));
+        if o.listening == Some(false) {
+            output::warn(format!(
+                "nothing listens on port {} in {vm} yet: {} answers once a server there does (the tunnel stays open)",
+                o.tunnel.guest,
+                o.tunnel.url()
+            ));
+        }
         urls.push_str(&o.tunnel.url());
         urls.push('\n');
     }

@@ -181,6 +181,12 @@ fn run(backend: &str) {
             .contains("http://127.0.0.1:8080/ did not become healthy within 3.0s"),
         "{r:?}"
     );
+    assert!(
+        r.stderr.contains("its last answer: curl: (")
+            && r.stderr.contains("`git vmoat ssh docker logs web`")
+            && !r.stderr.contains("compose"),
+        "what the URL answered, and the stack's own container: {r:?}"
+    );
 
     // 5. down then up resumes with the data kept; destroy leaves nothing behind.
     env.vmoat(&b, &["down"]).ok();

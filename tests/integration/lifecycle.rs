@@ -477,7 +477,17 @@ fn health_gates_up() {
         )),
         "{r:?}"
     );
-    assert!(r.stderr.contains("git vmoat ssh docker ps"), "{r:?}");
+    assert!(
+        r.stderr.contains("its last answer: curl: (7)"),
+        "what the URL answered: {r:?}"
+    );
+    // No container runs (the up command is `true`), and no compose file: no compose commands.
+    assert!(
+        (r.stderr.contains("no container exists in VM wt-feat")
+            || r.stderr.contains("git vmoat ssh docker ps -a"))
+            && !r.stderr.contains("compose"),
+        "{r:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(30));
 }
 

@@ -4,7 +4,7 @@
 use crate::common::*;
 
 /// Runs `git-vmoat args` on a pseudo-terminal (util-linux `script`), feeding `input`.
-fn on_tty(
+pub(crate) fn on_tty(
     env: &Env,
     dir: &std::path::Path,
     args: &str,
