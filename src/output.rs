@@ -94,6 +94,13 @@ pub fn warn(msg: impl AsRef<str>) {
     eprintln!("{} {}", paint("1;33", "vmoat: warning:"), msg.as_ref());
 }
 
+/// A step worth seeing only with `-v` (e.g. each watcher pass, which tests wait on).
+pub fn detail(msg: impl AsRef<str>) {
+    if verbose() {
+        eprintln!("{} {}", paint("2", "vmoat:"), msg.as_ref());
+    }
+}
+
 /// A command about to be run, shown with `-v`.
 pub fn trace(msg: impl AsRef<str>) {
     if verbose() {

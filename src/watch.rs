@@ -47,7 +47,11 @@ pub fn run(
         }
     })?;
     let mut watched: HashSet<PathBuf> = HashSet::new();
+    let mut pass: u64 = 0;
     loop {
+        pass += 1;
+        // Everything this pass sees happened after this line: `-v` shows it, tests wait on it.
+        crate::output::detail(format!("watch pass {pass} started"));
         let current = repos();
         // A deleted dir loses its watch; forget it so it is armed again when it comes back.
         watched.retain(|p| p.exists());
@@ -72,6 +76,7 @@ pub fn run(
         for repo in &current {
             reconcile(repo);
         }
+        crate::output::detail(format!("watch pass {pass} done"));
         match rx.recv_timeout(interval) {
             Ok(()) => {
                 // Debounce: git writes several files per operation; act once they settle.

@@ -103,7 +103,7 @@ impl Need {
 pub struct Test {
     pub name: String,
     pub needs: &'static [Need],
-    pub run: fn(),
+    pub run: Box<dyn FnOnce() + Send>,
 }
 
 /// Registers a module's tests: `crate::tests! { name; other: Ssh, Root; }`.
@@ -116,7 +116,7 @@ macro_rules! tests {
             vec![$($crate::common::harness::Test {
                 name: format!("{module}::{}", stringify!($name)),
                 needs: &[$($($crate::common::harness::Need::$need),+)?],
-                run: $name,
+                run: Box::new($name),
             }),*]
         }
     };

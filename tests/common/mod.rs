@@ -51,6 +51,12 @@ pub fn bin() -> PathBuf {
 
 /// Why tests that need a real sshd cannot run here (None: they can).
 pub fn ssh_unavailable() -> Option<String> {
+    // The stand-in itself is a python3 script.
+    if which("python3").is_none() {
+        return Some(
+            "python3 is not installed (apt install python3): the Colima stand-in needs it".into(),
+        );
+    }
     for tool in ["ssh", "ssh-keygen"] {
         if which(tool).is_none() {
             return Some(format!(
@@ -87,8 +93,14 @@ impl Env {
         self.tmp.path().join("colima")
     }
 
+    /// Where git-vmoat keeps its state for this HOME, by the platform's rule (`directories`:
+    /// the XDG state dir on Linux; macOS has none, so its local data dir).
     pub fn state_dir(&self) -> PathBuf {
-        self.home.join(".local/state/git-vmoat")
+        if cfg!(target_os = "macos") {
+            self.home.join("Library/Application Support/git-vmoat")
+        } else {
+            self.home.join(".local/state/git-vmoat")
+        }
     }
 
     pub fn path_var(&self, with_colima: bool) -> String {
@@ -97,7 +109,12 @@ impl Env {
         if with_colima {
             format!("{}:{}:{sys}", support_dir().display(), bin_dir.display())
         } else {
-            format!("{}:{sys}", bin_dir.display())
+            // Without Colima means without any: drop the dirs where a real one could be found.
+            let sys: Vec<String> = std::env::split_paths(&sys)
+                .filter(|d| !d.join("colima").exists())
+                .map(|d| d.display().to_string())
+                .collect();
+            format!("{}:{}", bin_dir.display(), sys.join(":"))
         }
     }
 
@@ -526,5 +543,51 @@ impl Drop for TempUser {
             .args(["-r", &self.name])
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// A running `git vmoat watch -v`, whose passes a test can wait on instead of sleeping.
+pub struct Watcher {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Watcher {
+    pub fn start(env: &Env, dir: &Path, args: &[&str]) -> Self {
+        let log = env.tmp.path().join(format!("watch-{}.log", free_port()));
+        let child = env
+            .cmd(bin(), dir)
+            .arg("-v")
+            .arg("watch")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let w = Self { child, log };
+        assert!(w.wait_pass(), "the watcher made no first pass");
+        w
+    }
+
+    fn count(&self, what: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("watch pass ") && l.ends_with(what))
+            .count()
+    }
+
+    /// Waits until a pass that started after this call has finished: whatever happened before
+    /// the call, the watcher has seen it (and acted on it). False on timeout.
+    pub fn wait_pass(&self) -> bool {
+        let started = self.count(" started");
+        wait_until(Duration::from_secs(30), || self.count(" done") > started)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -574,7 +574,7 @@ fn cases() -> Vec<Case> {
             |e, w| toml(e, w, UP),
             &["destroy"],
             0,
-            ""
+            "this worktree has no VM: nothing to destroy"
         ),
         case!(
             "unknown command",
@@ -600,49 +600,76 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn bad_input_fails_clearly_and_changes_nothing() {
-    let cases = cases();
-    assert!(cases.len() >= 30, "at least 30 cases: {}", cases.len());
-    for case in cases {
-        let mut env = Env::new();
-        let repo = env.repo("proj");
-        let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
-        let dir = (case.setup)(&mut env, &wt);
-        let mut before = BTreeMap::new();
-        snapshot(&env.home, &mut before);
-        snapshot(&env.colima_state(), &mut before);
-        let r = env.vmoat(&dir, case.args);
-        // `destroy` of a VM that does not exist has nothing to confirm: it is a no-op, not an error.
-        assert_eq!(r.code, case.code, "{}: {r:?}", case.name);
+/// One case: the message and exit code, and nothing changed in HOME, the state dir or the VMs.
+fn check(case: &Case) {
+    let mut env = Env::new();
+    let repo = env.repo("proj");
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    let dir = (case.setup)(&mut env, &wt);
+    let mut before = BTreeMap::new();
+    snapshot(&env.home, &mut before);
+    snapshot(&env.colima_state(), &mut before);
+    let r = env.vmoat(&dir, case.args);
+    assert_eq!(r.code, case.code, "{}: {r:?}", case.name);
+    assert!(
+        !case.message.is_empty(),
+        "{}: a case names its message",
+        case.name
+    );
+    assert!(
+        r.stderr.contains(case.message),
+        "{}: message {:?} not in {r:?}",
+        case.name,
+        case.message
+    );
+    if case.code == 1 && !r.stderr.contains("unrecognized") {
         assert!(
-            r.stderr.contains(case.message),
-            "{}: message {:?} not in {r:?}",
-            case.name,
-            case.message
+            r.stderr.contains("hint: "),
+            "{}: an error says what to do: {r:?}",
+            case.name
         );
-        if case.code == 1 && !r.stderr.contains("unrecognized") {
-            assert!(
-                r.stderr.contains("hint: "),
-                "{}: an error says what to do: {r:?}",
-                case.name
-            );
-        }
-        let mut after = BTreeMap::new();
-        snapshot(&env.home, &mut after);
-        snapshot(&env.colima_state(), &mut after);
-        // The stand-in's call log records attempts, not state.
-        after.retain(|p, _| !p.ends_with("calls.jsonl"));
-        before.retain(|p, _| !p.ends_with("calls.jsonl"));
-        let changed: Vec<_> = after
-            .iter()
-            .filter(|(p, v)| before.get(*p) != Some(v))
-            .map(|(p, _)| p.clone())
-            .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
-            .collect();
-        assert!(changed.is_empty(), "{}: changed {changed:#?}", case.name);
     }
+    let mut after = BTreeMap::new();
+    snapshot(&env.home, &mut after);
+    snapshot(&env.colima_state(), &mut after);
+    // The stand-in's call log records attempts, not state.
+    after.retain(|p, _| !p.ends_with("calls.jsonl"));
+    before.retain(|p, _| !p.ends_with("calls.jsonl"));
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(p, v)| before.get(*p) != Some(v))
+        .map(|(p, _)| p.clone())
+        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
+        .collect();
+    assert!(changed.is_empty(), "{}: changed {changed:#?}", case.name);
 }
 
-crate::tests! {
-    bad_input_fails_clearly_and_changes_nothing;
+/// Each case is a test of its own, so one failure does not hide the others.
+pub fn tests() -> Vec<crate::common::harness::Test> {
+    let cases = cases();
+    assert!(cases.len() >= 30, "at least 30 cases: {}", cases.len());
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, m)| m);
+    cases
+        .into_iter()
+        .map(|case| {
+            let slug: String = case
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            crate::common::harness::Test {
+                name: format!("{module}::{slug}"),
+                needs: &[],
+                run: Box::new(move || check(&case)),
+            }
+        })
+        .collect()
 }

@@ -180,36 +180,24 @@ fn a_restarted_watcher_catches_up_on_what_it_missed() {
         "backend = \"colima\"\n[commands]\nup = \"true\"\n",
     );
     env.vmoat(&wt, &["up"]).ok();
-    let mut w = env
-        .cmd(bin(), &repo)
-        .args(["watch"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    w.kill().unwrap();
-    w.wait().unwrap();
+    // A watcher that has made its first pass, then dies.
+    drop(Watcher::start(&env, &repo, &[]));
     env.git(
         &repo,
         &["worktree", "remove", "--force", wt.to_str().unwrap()],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing runs now (the watcher is gone, and git-vmoat has no other background part).
     assert!(
         env.profile("wt-feat").is_some(),
         "nothing watched meanwhile"
     );
-    let mut w = env
-        .cmd(bin(), &repo)
-        .args(["watch", "--interval", "60"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let w = Watcher::start(&env, &repo, &["--interval", "60"]);
+    // Its first pass (which `start` waited for) already caught up.
     assert!(
-        wait_until(Duration::from_secs(10), || env.profile("wt-feat").is_none()),
+        env.profile("wt-feat").is_none(),
         "the restarted watcher reconciles at once"
     );
-    w.kill().unwrap();
-    w.wait().unwrap();
+    drop(w);
 }
 
 fn destroy_while_up_runs_neither_hangs_nor_leaks() {

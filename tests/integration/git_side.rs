@@ -22,6 +22,11 @@ fn repo_with_config(env: &Env, name: &str, init_args: &[&str]) -> PathBuf {
     dir
 }
 
+/// How many background jobs were ever recorded (the hook records one before git returns).
+fn jobs(env: &Env) -> usize {
+    std::fs::read_dir(env.state_dir().join("jobs")).map_or(0, |d| d.count())
+}
+
 fn job_state(env: &Env, wt: &Path) -> Option<String> {
     let r = env.vmoat(wt, &["status", "--json"]);
     let j: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
@@ -88,9 +93,11 @@ fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
             .count()
     };
     let before = starts(&env);
+    let jobs_before = jobs(&env);
     env.git(&wt, &["checkout", "-q", "-b", "other"]);
     env.git(&wt, &["switch", "-q", "feat"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // The hook records any job it starts before git returns: none means none will come.
+    assert_eq!(jobs(&env), jobs_before);
     assert_eq!(starts(&env), before);
 
     // --no-checkout runs no hook: no job.
@@ -107,7 +114,7 @@ fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
             nc.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(jobs(&env), jobs_before, "no hook ran, so no job");
     assert!(env.profile("wt-nocheckout").is_none());
 
     // Uninstall, then a new worktree gets nothing.
@@ -125,7 +132,7 @@ fn worktree_add_provisions_in_the_background_and_plain_checkouts_do_nothing() {
             later.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(jobs(&env), jobs_before, "no hook, no job");
     assert!(env.profile("wt-later").is_none());
 }
 
@@ -283,18 +290,6 @@ fn seeding_follows_worktreeinclude_and_never_overwrites() {
     assert!(r.stdout.contains("secrets/a.key"), "{r:?}");
 }
 
-fn watcher(env: &Env, dir: &Path) -> std::process::Child {
-    let child = env
-        .cmd(bin(), dir)
-        .args(["watch", "--interval", "60"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
 fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     let env = Env::new();
     let repo = repo_with_config(&env, "proj", &[]);
@@ -304,7 +299,7 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
         env.vmoat(&wt, &["up"]).ok();
         wts.push(wt);
     }
-    let mut w = watcher(&env, &repo);
+    let w = Watcher::start(&env, &repo, &["--interval", "60"]);
     let gone = |name: &str| {
         wait_until(Duration::from_secs(10), || {
             env.profile(&format!("wt-{name}")).is_none()
@@ -318,7 +313,7 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     assert!(gone("removed"), "git worktree remove");
     // rm -rf: git still lists the worktree, so it may have moved: kept, shown as missing.
     std::fs::remove_dir_all(&wts[1]).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(w.wait_pass());
     assert!(
         env.profile("wt-deleted").is_some(),
         "rm -rf alone destroyed the VM"
@@ -337,15 +332,14 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     std::fs::remove_dir_all(&wts[2]).unwrap();
     env.git(&repo, &["worktree", "prune"]);
     assert!(gone("pruned"), "git worktree prune");
-    std::thread::sleep(Duration::from_millis(1000));
+    assert!(w.wait_pass());
     assert!(
         env.profile("wt-locked").is_some(),
         "a locked worktree is not gone"
     );
     // `prune` above made git forget `deleted` too: only then did its VM go.
     assert!(gone("deleted"), "rm -rf + git worktree prune");
-    let _ = w.kill();
-    let _ = w.wait();
+    drop(w);
 }
 
 fn gc_catches_up_on_what_happened_while_nothing_watched() {

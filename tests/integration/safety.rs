@@ -19,22 +19,6 @@ fn repo_with_config(env: &Env, name: &str, config: &str) -> PathBuf {
     dir
 }
 
-fn watcher(env: &Env, dir: &Path, all: bool) -> std::process::Child {
-    let mut args = vec!["watch", "--interval", "1"];
-    if all {
-        args.push("--all");
-    }
-    let child = env
-        .cmd(bin(), dir)
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
 fn status_all(env: &Env, dir: &Path) -> Vec<serde_json::Value> {
     let r = env.vmoat(dir, &["status", "--all", "--json"]).ok();
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -63,12 +47,12 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     env.vmoat(&feat, &["up"]).ok();
     env.vmoat(&locked, &["up"]).ok();
     env.git(&repo, &["worktree", "lock", locked.to_str().unwrap()]);
-    let mut w = watcher(&env, &repo, true);
+    let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
 
     // mv without telling git: the directory is missing, the VM stays.
     let renamed = src.join("feat-renamed");
     std::fs::rename(&feat, &renamed).unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(w.wait_pass());
     assert!(env.profile("wt-feat").is_some(), "mv destroyed the VM");
     let rows = status_all(&env, &repo);
     assert_eq!(row(&rows, "wt-feat")["missing"], true, "{rows:?}");
@@ -108,12 +92,11 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     );
 
     // Rename the directory holding the repository and all its worktrees.
-    let _ = w.kill();
-    let _ = w.wait();
-    let mut w = watcher(&env, &repo, true);
+    drop(w);
+    let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
     let src2 = env.home.join("src2");
     std::fs::rename(&src, &src2).unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(w.wait_pass());
     for vm in ["wt-proj", "wt-feat", "wt-locked"] {
         assert!(
             env.profile(vm).is_some(),
@@ -158,8 +141,7 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
         "git worktree remove did not reclaim the VM"
     );
     assert!(env.profile("wt-locked").is_some());
-    let _ = w.kill();
-    let _ = w.wait();
+    drop(w);
 }
 
 fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
