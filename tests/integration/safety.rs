@@ -469,5 +469,9 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "VMs left behind: {left:?}\n{}", logs.join("\n"));
+    assert!(
+        left.is_empty(),
+        "VMs left behind: {left:?}\n{}",
+        logs.join("\n")
+    );
 }
