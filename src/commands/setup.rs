@@ -297,13 +297,26 @@ fn bin_dir() -> Option<(PathBuf, bool)> {
 /// Where the man pages go: `<prefix>/share/man` for a binary in `<prefix>/bin`, because man
 /// (man-db, and macOS's) searches `../share/man` of every PATH dir by itself; else
 /// `~/.local/share/man`, which then needs MANPATH.
+/// `~/.local/share/man`, which then needs MANPATH. A system prefix the user cannot write to
+/// (`/usr/bin`: a package, which ships its own pages) gets the home dir too.
 fn man_root(home: &Path, bin: Option<&Path>) -> PathBuf {
     match bin {
-        Some(d) if d.file_name().is_some_and(|n| n == "bin") && d.parent().is_some() => {
+        Some(d)
+            if d.file_name().is_some_and(|n| n == "bin")
+                && d.parent()
+                    .is_some_and(|p| writable(&p.join("share/man/man1"))) =>
+        {
             d.parent().unwrap_or(d).join("share/man")
         }
         _ => home.join(".local/share/man"),
     }
+}
+
+/// Whether `dir` can be written, or created in its nearest existing ancestor.
+fn writable(dir: &Path) -> bool {
+    dir.ancestors()
+        .find(|a| a.exists())
+        .is_some_and(|a| rustix::fs::access(a, rustix::fs::Access::WRITE_OK).is_ok())
 }
 
 /// The rc file a user edits for interactive shells.
@@ -482,16 +495,17 @@ mod tests {
 
     #[test]
     fn man_pages_go_next_to_the_bin_dir() {
-        let home = Path::new("/home/u");
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
         assert_eq!(
-            man_root(home, Some(Path::new("/home/u/.cargo/bin"))),
-            Path::new("/home/u/.cargo/share/man")
+            man_root(home, Some(&home.join(".cargo/bin"))),
+            home.join(".cargo/share/man")
         );
         assert_eq!(
             man_root(home, Some(Path::new("/work/target/debug"))),
-            Path::new("/home/u/.local/share/man")
+            home.join(".local/share/man")
         );
-        assert_eq!(man_root(home, None), Path::new("/home/u/.local/share/man"));
+        assert_eq!(man_root(home, None), home.join(".local/share/man"));
     }
 
     #[test]
