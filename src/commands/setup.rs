@@ -54,18 +54,16 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
         }
     }
     if !foreign.is_empty() {
-        return Err(hint(
-            format!(
-                "{} already exist{} and {} not written by `git vmoat setup`: {}",
-                if foreign.len() == 1 {
-                    "a file"
-                } else {
-                    "files"
-                },
-                if foreign.len() == 1 { "s" } else { "" },
-                if foreign.len() == 1 { "was" } else { "were" },
-                foreign.join(", ")
+        let what = match foreign.as_slice() {
+            [one] => format!("{one} exists and was not written by `git vmoat setup`"),
+            many => format!(
+                "{} files exist that were not written by `git vmoat setup`: {}",
+                many.len(),
+                many.join(", ")
             ),
+        };
+        return Err(hint(
+            what,
             "setup never replaces a file of yours: move it aside (or delete it) and run `git vmoat setup` again",
         ));
     }
@@ -77,35 +75,38 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
         (Action::Update, true) => "would update",
         (Action::UpToDate, _) => "up to date:",
     };
-    let mut pages = (0, 0);
+    // Man pages: one line for all of them.
+    let (mut changed, mut total, mut created) = (0, 0, false);
     for (t, a) in &plan {
         if !dry_run && *a != Action::UpToDate {
             write_atomic(&t.path, &t.content)?;
         }
         if t.what.starts_with("man page") {
-            pages.0 += usize::from(*a != Action::UpToDate);
-            pages.1 += 1;
+            changed += usize::from(*a != Action::UpToDate);
+            created |= *a == Action::Create;
+            total += 1;
         } else {
             output::info(format!("{} {} {}", verb(a), t.what, t.path.display()));
         }
     }
     let man1 = man_root.join("man1");
-    output::info(
-        match (pages.0, dry_run) {
-            (0, _) => format!("up to date: {} man pages in {}", pages.1, man1.display()),
-            (n, false) => format!(
-                "installed {n} of {} man pages in {}",
-                pages.1,
-                man1.display()
-            ),
-            (n, true) => format!(
-                "would install {n} of {} man pages in {}",
-                pages.1,
-                man1.display()
-            ),
-        }
-        .replace(&format!(" {0} of {0} ", pages.1), &format!(" {} ", pages.1)),
-    );
+    let count = if changed == total {
+        total.to_string()
+    } else {
+        format!("{changed} of {total}")
+    };
+    output::info(match changed {
+        0 => format!("up to date: {total} man pages in {}", man1.display()),
+        _ => format!(
+            "{} {count} man pages in {}",
+            verb(if created {
+                &Action::Create
+            } else {
+                &Action::Update
+            }),
+            man1.display()
+        ),
+    });
     for p in stale {
         if !dry_run {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
