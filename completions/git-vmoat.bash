@@ -67,6 +67,9 @@ _git__vmoat() {
             git__vmoat,seed)
                 cmd="git__vmoat__subcmd__seed"
                 ;;
+            git__vmoat,setup)
+                cmd="git__vmoat__subcmd__setup"
+                ;;
             git__vmoat,ssh)
                 cmd="git__vmoat__subcmd__ssh"
                 ;;
@@ -148,6 +151,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,seed)
                 cmd="git__vmoat__subcmd__help__subcmd__seed"
                 ;;
+            git__vmoat__subcmd__help,setup)
+                cmd="git__vmoat__subcmd__help__subcmd__setup"
+                ;;
             git__vmoat__subcmd__help,ssh)
                 cmd="git__vmoat__subcmd__help__subcmd__ssh"
                 ;;
@@ -218,7 +224,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -402,7 +408,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions doctor help"
+            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -682,6 +688,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__seed)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__setup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1074,6 +1094,28 @@ _git__vmoat() {
                 return 0
             fi
             case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__setup)
+            opts="-q -v -h --shell --dry-run --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --shell)
+                    COMPREPLY=($(compgen -W "bash zsh fish" -- "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
                     return 0

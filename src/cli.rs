@@ -79,6 +79,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Install completions for your shell and the man pages where it and `man` find them.
+    ///
+    /// Says what it did and prints, on stdout, the lines your shell's rc file still needs (none
+    /// when it has them). Never replaces a file it did not write.
+    Setup(SetupArgs),
     /// Check everything a first run needs, and say how to fix each gap.
     Doctor(DoctorArgs),
     /// Internal (packaging): write completions or man pages into a directory.
@@ -111,6 +116,16 @@ pub struct InitArgs {
     /// Convert the (trusted) legacy vmoat.conf into vmoat.toml.
     #[arg(long)]
     pub from_conf: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The shell to set up (default: the one $SHELL names).
+    #[arg(long, value_enum)]
+    pub shell: Option<Shell>,
+    /// Only say what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

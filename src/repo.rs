@@ -255,6 +255,43 @@ impl IgnoreCheck {
     }
 }
 
+/// How a checkout's file stands against the checkout's HEAD commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// HEAD has it with exactly this content.
+    Yes,
+    /// HEAD does not have it (untracked, or only staged).
+    NotInHead,
+    /// HEAD has it with other content (modified, staged or not).
+    Changed,
+}
+
+/// Whether `rel` (a file of `checkout`) is committed as it is on disk: compares the file's blob
+/// hash with HEAD's entry, so neither a `git status` nor a scan of the index is needed.
+pub fn file_committed(checkout: &Path, rel: &str) -> Result<Committed> {
+    let repo = gix::open(checkout)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening the repository at {}", checkout.display()))?;
+    if repo.head().map_err(|e| anyhow::anyhow!("{e}"))?.is_unborn() {
+        return Ok(Committed::NotInHead);
+    }
+    let tree = repo.head_tree().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(entry) = tree
+        .lookup_entry_by_path(rel)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
+        return Ok(Committed::NotInHead);
+    };
+    let data = std::fs::read(checkout.join(rel))
+        .with_context(|| format!("reading {}", checkout.join(rel).display()))?;
+    let id = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)?;
+    Ok(if id == entry.object_id() {
+        Committed::Yes
+    } else {
+        Committed::Changed
+    })
+}
+
 /// A linked worktree as the repository records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkedWorktree {

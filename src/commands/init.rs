@@ -35,8 +35,11 @@ fn example(key: &str) -> &'static str {
     }
 }
 
-/// The commented template, with the detected up command filled in.
-pub fn template(detected_up: Option<(String, String)>) -> String {
+/// The commented template, with the detected up and test commands filled in.
+pub fn template(
+    detected_up: Option<(String, String)>,
+    detected_test: Option<(String, String)>,
+) -> String {
     let mut out = String::from(
         "# git-vmoat: this project's VM and stack. `git vmoat config` shows the effective values.\n\
          # Personal overrides go in vmoat.local.toml (keep it out of git).\n",
@@ -49,12 +52,17 @@ pub fn template(detected_up: Option<(String, String)>) -> String {
             section = sec;
         }
         out.push_str(&format!("# {}\n", d.doc));
-        match (&detected_up, d.key) {
-            (Some((cmd, file)), "commands.up") => out.push_str(&format!(
+        let detected = match d.key {
+            "commands.up" => &detected_up,
+            "commands.test" => &detected_test,
+            _ => &None,
+        };
+        match detected {
+            Some((cmd, file)) => out.push_str(&format!(
                 "{leaf} = {}  # detected from {file}\n",
                 toml::Value::String(cmd.clone())
             )),
-            _ => out.push_str(&format!("# {leaf} = {}\n", example(d.key))),
+            None => out.push_str(&format!("# {leaf} = {}\n", example(d.key))),
         }
     }
     out
@@ -89,7 +97,10 @@ pub fn run(args: &InitArgs) -> Result<()> {
                 "convert it with `git vmoat init --from-conf` (after `git vmoat trust`)",
             ));
         }
-        template(crate::detect::up_command(&wt.root))
+        template(
+            crate::detect::up_command(&wt.root),
+            crate::detect::test_command(&wt.root),
+        )
     };
     // create_new: never overwrite, even if the file appeared since the check above.
     let mut f = std::fs::OpenOptions::new()
@@ -99,12 +110,63 @@ pub fn run(args: &InitArgs) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     output::info(format!("wrote {}", path.display()));
+    // Worktrees are checked out from commits: an uncommitted vmoat.toml stays in this one.
+    output::info(format!(
+        "commit it so that new worktrees have it: `{}git add {TOML_FILE} && git commit -m 'Add {TOML_FILE}'`",
+        cd_prefix(&wt.root)
+    ));
     if args.from_conf {
         output::info(
             "vmoat.toml now takes precedence; remove vmoat.conf once you are happy with it",
         );
     }
     Ok(())
+}
+
+/// `cd DIR && ` when the user stands elsewhere, so a printed git command acts on `dir`.
+fn cd_prefix(dir: &std::path::Path) -> String {
+    let here = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    if here.as_deref() == Some(dir) {
+        String::new()
+    } else {
+        format!(
+            "cd {} && ",
+            crate::shell::quote_if_needed(&dir.to_string_lossy())
+        )
+    }
+}
+
+/// In a linked worktree, warns when the main checkout's vmoat.toml is not committed as it is:
+/// worktrees are checked out from commits, so this one and every new one miss it (or its
+/// changes). Costs one `stat` unless the main checkout has the file.
+pub fn warn_if_config_uncommitted(wt: &crate::repo::Worktree) {
+    use crate::repo::Committed;
+    let Some(main) = wt.main_root.as_deref().filter(|_| !wt.is_main()) else {
+        return;
+    };
+    let file = main.join(TOML_FILE);
+    if !file.is_file() {
+        return;
+    }
+    let (what, commit) = match crate::repo::file_committed(main, TOML_FILE) {
+        // A repository gix cannot read is reported by the commands that need it.
+        Ok(Committed::Yes) | Err(_) => return,
+        Ok(Committed::NotInHead) => (
+            "is not committed, so this worktree and new ones do not have it",
+            format!("git add {TOML_FILE} && git commit -m 'Add {TOML_FILE}'"),
+        ),
+        Ok(Committed::Changed) => (
+            "has uncommitted changes, which this worktree and new ones do not have",
+            format!("git commit -m 'Update {TOML_FILE}' {TOML_FILE}"),
+        ),
+    };
+    output::warn(format!(
+        "{} {what}: commit it in the main checkout (`{}{commit}`), then merge or rebase this branch",
+        file.display(),
+        cd_prefix(main)
+    ));
 }
 
 #[cfg(test)]
@@ -114,11 +176,15 @@ mod tests {
     #[test]
     fn the_template_is_a_valid_config_with_the_detected_up() {
         let dir = tempfile::tempdir().unwrap();
-        let text = template(Some(("make up".into(), "Makefile".into())));
+        let text = template(
+            Some(("make up".into(), "Makefile".into())),
+            Some(("npm test".into(), "package.json".into())),
+        );
         std::fs::write(dir.path().join(TOML_FILE), &text).unwrap();
         let st = crate::state::State::at(dir.path().join("st"));
         let cfg = config::Config::load(dir.path(), &st).unwrap();
         assert_eq!(cfg.up.as_deref(), Some("make up"));
+        assert_eq!(cfg.test.as_deref(), Some("npm test"));
         // Every example, uncommented, must parse too.
         let all: String = text
             .lines()

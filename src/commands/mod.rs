@@ -9,6 +9,7 @@ mod lifecycle;
 mod provision;
 mod repair;
 mod run_in_vm;
+mod setup;
 mod status;
 pub(crate) mod tunnel;
 
@@ -42,6 +43,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
         Command::Status(a) => status::run(base()?, a.json),
         Command::Hooks(c) => git_side::hooks_cmd(&c),
         Command::Completions { shell } => generate::print_completion(shell),
+        Command::Setup(a) => setup::run(a.shell, a.dry_run),
         Command::Generate { kind, out } => generate::generate(kind, &out),
         Command::Doctor(a) if a.repair => repair::run(a.json),
         Command::Doctor(a) => doctor::run(flag, a.json),

@@ -252,6 +252,7 @@ pub fn up_cmd(ctx: &Ctx) -> Result<()> {
 }
 
 pub fn up(ctx: &Ctx) -> Result<()> {
+    super::init::warn_if_config_uncommitted(&ctx.wt);
     let Some(up_cmd) = ctx.cfg.up.clone() else {
         return Err(hint(
             "no up command: nothing says how to start this project's stack",

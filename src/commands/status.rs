@@ -21,6 +21,7 @@ struct View {
 }
 
 pub fn run(base: Base, as_json: bool) -> Result<()> {
+    super::init::warn_if_config_uncommitted(&base.wt);
     let view = match base.recorded()? {
         Some((vm, owner)) => {
             let (cfg, cfg_error) = match crate::config::Config::load(&base.wt.root, &base.state) {

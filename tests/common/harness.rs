@@ -27,6 +27,9 @@ pub enum Need {
     /// util-linux `script`, for a real pseudo-terminal.
     Script,
     GitBashCompletion,
+    /// The bash-completion framework (what loads completions on demand).
+    BashCompletion,
+    Zsh,
     Fish,
     Make,
     /// Root with useradd/userdel/setpriv, to run as a new unprivileged user.
@@ -81,6 +84,10 @@ impl Need {
             .then(|| {
                 "git's bash completion is not installed (apt install bash-completion git)".into()
             }),
+            Need::BashCompletion => (!Path::new("/usr/share/bash-completion/bash_completion")
+                .exists())
+            .then(|| "bash-completion is not installed (apt install bash-completion)".into()),
+            Need::Zsh => tool("zsh", "zsh"),
             Need::Fish => tool("fish", "fish"),
             Need::Make => tool("make", "make"),
             Need::TestUser => (!rustix::process::geteuid().is_root())

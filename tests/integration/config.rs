@@ -267,6 +267,64 @@ fn an_unknown_table_gets_a_suggestion_like_an_unknown_key() {
     );
 }
 
+fn init_proposes_the_test_command_and_says_to_commit_the_file() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(
+        &repo.join("Makefile"),
+        "up:\n\tdocker compose up -d\ntest: up\n\tpytest\n",
+    );
+    let r = env.vmoat(&repo, &["init"]).ok();
+    assert!(
+        r.stderr
+            .contains("git add vmoat.toml && git commit -m 'Add vmoat.toml'"),
+        "{r:?}"
+    );
+    let text = std::fs::read_to_string(repo.join("vmoat.toml")).unwrap();
+    assert!(
+        text.contains("test = \"make test\"  # detected from Makefile"),
+        "{text}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&repo, &["config", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["values"]["commands.test"]["value"], "make test");
+
+    // A worktree made now lacks the untracked file: `status` and `up` there say so.
+    let wt = env.worktree(&repo, &env.home.join("src/proj-feature"), "feature");
+    let file = repo.join("vmoat.toml");
+    for args in [&["status"][..], &["up"][..]] {
+        let r = env.vmoat(&wt, args);
+        assert!(
+            r.stderr.contains(&format!(
+                "warning: {} is not committed, so this worktree and new ones do not have it",
+                file.display()
+            )) && r.stderr.contains("git add vmoat.toml && git commit"),
+            "{args:?}: {r:?}"
+        );
+    }
+    // Not in the main checkout itself, where the file is in effect.
+    let r = env.vmoat(&repo, &["status"]).ok();
+    assert!(!r.stderr.contains("not committed"), "{r:?}");
+
+    env.git(&repo, &["add", "vmoat.toml", "Makefile"]);
+    // Staged is not committed yet.
+    let r = env.vmoat(&wt, &["status"]).ok();
+    assert!(r.stderr.contains("is not committed"), "{r:?}");
+    env.git(&repo, &["commit", "-q", "-m", "vmoat"]);
+    let r = env.vmoat(&wt, &["status"]).ok();
+    assert!(!r.stderr.contains("warning"), "{r:?}");
+
+    std::fs::write(&file, format!("{text}\n[vm]\ncpus = 2\n")).unwrap();
+    let r = env.vmoat(&wt, &["status"]).ok();
+    assert!(
+        r.stderr
+            .contains("vmoat.toml has uncommitted changes, which this worktree")
+            && r.stderr
+                .contains("git commit -m 'Update vmoat.toml' vmoat.toml"),
+        "{r:?}"
+    );
+}
+
 crate::tests! {
     config_shows_values_and_their_sources;
     unknown_keys_and_bad_values_fail_with_the_file_and_a_suggestion;
@@ -276,4 +334,5 @@ crate::tests! {
     a_wide_vm_mount_is_taken_from_the_local_file_only;
     config_lists_every_key_even_when_a_file_is_broken;
     an_unknown_table_gets_a_suggestion_like_an_unknown_key;
+    init_proposes_the_test_command_and_says_to_commit_the_file;
 }
