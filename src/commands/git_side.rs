@@ -338,6 +338,17 @@ fn collect(
             (Verdict::Gone(_), _) | (Verdict::Missing(_), Reclaim::Gc { .. })
         );
         let reason = verdict.note().to_string();
+        // With -v, every decision is visible (tests wait on these lines, not on time).
+        output::detail(format!(
+            "verdict {}: {}",
+            k.name,
+            match &verdict {
+                Verdict::Alive => "alive",
+                Verdict::Kept(_) => "kept",
+                Verdict::Missing(_) => "missing",
+                Verdict::Gone(_) => "gone",
+            }
+        ));
         let mut destroyed = false;
         if reclaim && how != (Reclaim::Gc { dry_run: true }) {
             match backend::select(&k.owner.backend, state)

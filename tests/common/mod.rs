@@ -569,19 +569,36 @@ impl Watcher {
         w
     }
 
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn count(&self, what: &str) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        self.log()
             .lines()
             .filter(|l| l.contains("watch pass ") && l.ends_with(what))
             .count()
     }
 
-    /// Waits until a pass that started after this call has finished: whatever happened before
-    /// the call, the watcher has seen it (and acted on it). False on timeout.
-    pub fn wait_pass(&self) -> bool {
-        let started = self.count(" started");
-        wait_until(Duration::from_secs(30), || self.count(" done") > started)
+    /// Waits for the watcher's first pass.
+    fn wait_pass(&self) -> bool {
+        wait_until(Duration::from_secs(30), || self.count(" done") > 0)
+    }
+
+    /// How far the watcher's log has come: later waits look only at what follows.
+    pub fn mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until the watcher, after `mark`, decided `verdict` (alive, kept, missing, gone) for
+    /// VM `vm`: it has seen what happened to the worktree and acted (or not) on it.
+    pub fn wait_verdict(&self, mark: usize, vm: &str, verdict: &str) -> bool {
+        let line = format!("verdict {vm}: {verdict}");
+        wait_until(Duration::from_secs(30), || {
+            self.log()
+                .get(mark..)
+                .is_some_and(|rest| rest.lines().any(|l| l.ends_with(&line)))
+        })
     }
 }
 

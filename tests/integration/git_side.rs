@@ -312,8 +312,9 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     );
     assert!(gone("removed"), "git worktree remove");
     // rm -rf: git still lists the worktree, so it may have moved: kept, shown as missing.
+    let m = w.mark();
     std::fs::remove_dir_all(&wts[1]).unwrap();
-    assert!(w.wait_pass());
+    assert!(w.wait_verdict(m, "wt-deleted", "missing"));
     assert!(
         env.profile("wt-deleted").is_some(),
         "rm -rf alone destroyed the VM"
@@ -330,9 +331,11 @@ fn the_watcher_destroys_vms_of_removed_and_pruned_worktrees_only() {
     );
     std::fs::remove_dir_all(&wts[3]).unwrap();
     std::fs::remove_dir_all(&wts[2]).unwrap();
+    let m = w.mark();
     env.git(&repo, &["worktree", "prune"]);
     assert!(gone("pruned"), "git worktree prune");
-    assert!(w.wait_pass());
+    // The pass that reclaimed `pruned` judged `locked` too.
+    assert!(w.wait_verdict(m, "wt-locked", "kept"));
     assert!(
         env.profile("wt-locked").is_some(),
         "a locked worktree is not gone"

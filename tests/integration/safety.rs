@@ -51,8 +51,9 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
 
     // mv without telling git: the directory is missing, the VM stays.
     let renamed = src.join("feat-renamed");
+    let m = w.mark();
     std::fs::rename(&feat, &renamed).unwrap();
-    assert!(w.wait_pass());
+    assert!(w.wait_verdict(m, "wt-feat", "missing"));
     assert!(env.profile("wt-feat").is_some(), "mv destroyed the VM");
     let rows = status_all(&env, &repo);
     assert_eq!(row(&rows, "wt-feat")["missing"], true, "{rows:?}");
@@ -95,8 +96,11 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     drop(w);
     let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
     let src2 = env.home.join("src2");
+    let m = w.mark();
     std::fs::rename(&src, &src2).unwrap();
-    assert!(w.wait_pass());
+    for vm in ["wt-proj", "wt-feat", "wt-locked"] {
+        assert!(w.wait_verdict(m, vm, "missing"), "{vm}");
+    }
     for vm in ["wt-proj", "wt-feat", "wt-locked"] {
         assert!(
             env.profile(vm).is_some(),
