@@ -1,5 +1,6 @@
-//! Completions and man pages, generated from the clap definition (checked in under
-//! `completions/` and `man/`; a test keeps them in sync).
+//! `completions` and the hidden `generate`: completion scripts and man pages from the clap
+//! definition (checked in under `completions/` and `man/`; a test keeps them in sync). One
+//! module for both commands: they print the same generated text.
 
 use std::path::Path;
 
@@ -120,7 +121,7 @@ pub fn print_completion(shell: Shell) -> Result<()> {
     output::data(completion(shell))
 }
 
-pub fn generate(kind: GenerateKind, out: &Path) -> Result<()> {
+pub fn run(kind: GenerateKind, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let files: Vec<(String, Vec<u8>)> = match kind {
         GenerateKind::Completions => completion_files()

@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::backend::{self, VmState};
+use crate::cli::DoctorArgs;
 use crate::output::{self, JSON_VERSION};
 use crate::registry::{self, Names};
 use crate::state::State;
@@ -44,7 +45,8 @@ fn is_damaged(p: &Path) -> bool {
     crate::state::read_json::<serde_json::Value>(p).is_err()
 }
 
-pub fn run(as_json: bool) -> Result<()> {
+pub fn run(args: &DoctorArgs) -> Result<()> {
+    let as_json = args.json;
     let state = State::open()?;
     // Hold the registry's lock throughout: no claim may interleave with the rebuild.
     let _names_lock = state.lock("names-json")?;
