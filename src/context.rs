@@ -25,9 +25,8 @@ pub struct Base {
 
 impl Base {
     pub fn load(backend_flag: Option<&str>) -> Result<Self> {
-        let cwd = std::env::current_dir()?;
         Ok(Self {
-            wt: repo::discover(&cwd)?,
+            wt: here()?,
             state: State::open()?,
             flag: backend_flag.map(String::from),
         })
@@ -241,6 +240,11 @@ impl Ctx {
             }
         }
     }
+}
+
+/// The worktree around the current directory (for commands that need no more than that).
+pub fn here() -> Result<Worktree> {
+    repo::discover(&std::env::current_dir()?)
 }
 
 /// Closes a VM's tunnels, deletes it, and forgets it (name, host ports, runtime files).

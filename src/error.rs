@@ -81,3 +81,12 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// Ok for status 0, else exit with the status and print nothing (`test`, `ssh CMD`).
+pub fn pass_through(code: i32) -> anyhow::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(PassThrough(code).into())
+    }
+}

@@ -16,28 +16,6 @@ pub fn config_set(dir: &Path, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// A key of one config file (`git config --file`), None when unset.
-pub fn file_config_get(file: &Path, key: &str) -> Result<Option<String>> {
-    let out = Cmd::new("git")
-        .arg("config")
-        .arg("--file")
-        .arg(file)
-        .args(["--get", key])
-        .output()?;
-    match out.status.code() {
-        Some(0) => Ok(Some(
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        )),
-        // Exit 1: the key is not set (or the file does not exist).
-        Some(1) => Ok(None),
-        _ => anyhow::bail!(
-            "git config --file {} --get {key} failed: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    }
-}
-
 /// Sets a key in one config file (`git config --file`).
 pub fn file_config_set(file: &Path, key: &str, value: &str) -> Result<()> {
     Cmd::new("git")

@@ -73,7 +73,11 @@ pub fn color() -> bool {
 }
 
 fn paint(code: &str, text: &str) -> String {
-    if color() {
+    paint_if(color(), code, text)
+}
+
+fn paint_if(colored: bool, code: &str, text: &str) -> String {
+    if colored {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
         text.to_string()
@@ -111,9 +115,46 @@ pub fn trace(msg: impl AsRef<str>) {
 /// Prints the final error and its hint.
 pub fn error(msg: impl AsRef<str>, hint: Option<&str>) {
     clear_live();
-    eprintln!("{} {}", paint("1;31", "error:"), msg.as_ref());
+    eprint!("{}", error_lines(msg.as_ref(), hint, color()));
+}
+
+fn error_lines(msg: &str, hint: Option<&str>, colored: bool) -> String {
+    let mut out = format!("{} {msg}\n", paint_if(colored, "1;31", "error:"));
     if let Some(h) = hint {
-        eprintln!("{} {}", paint("1;36", "hint:"), h);
+        out.push_str(&format!("{} {h}\n", paint_if(colored, "1;36", "hint:")));
+    }
+    out
+}
+
+/// An error as `main` shows it, without colours (for tests that pin the wording).
+#[cfg(test)]
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
+    error_lines(&format!("{err:#}"), crate::error::find_hint(err), false)
+}
+
+/// A message a report carries, told on stderr when the report is shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    Info(String),
+    Warn(String),
+}
+
+impl Note {
+    pub(crate) fn emit(&self) {
+        match self {
+            Note::Info(m) => info(m),
+            Note::Warn(m) => warn(m),
+        }
+    }
+}
+
+/// As the user reads it (without the time stamp and colours).
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Info(m) => write!(f, "vmoat: {m}"),
+            Note::Warn(m) => write!(f, "vmoat: warning: {m}"),
+        }
     }
 }
 
@@ -128,8 +169,8 @@ pub fn data(text: impl AsRef<str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a JSON document on stdout.
-pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+/// Prints a JSON document (a report, or a value built in place) on stdout.
+pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     data(serde_json::to_string_pretty(value)?)
 }
 

@@ -50,7 +50,6 @@ impl Known {
 
 /// How the filesystem looks at a path, for the "deleted or just not mounted?" question.
 pub trait Probe {
-    fn exists(&self, p: &Path) -> bool;
     /// Device id of the nearest existing ancestor of `p` (or `p` itself).
     fn device_of_nearest(&self, p: &Path) -> Option<u64>;
 }
@@ -59,9 +58,6 @@ pub trait Probe {
 pub struct Fs;
 
 impl Probe for Fs {
-    fn exists(&self, p: &Path) -> bool {
-        std::fs::symlink_metadata(p).is_ok()
-    }
     fn device_of_nearest(&self, p: &Path) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
         p.ancestors()
@@ -203,9 +199,6 @@ mod tests {
     }
 
     impl Probe for FakeFs {
-        fn exists(&self, _: &Path) -> bool {
-            false
-        }
         fn device_of_nearest(&self, p: &Path) -> Option<u64> {
             p.ancestors()
                 .find_map(|a| self.devs.get(a.to_str()?).copied())

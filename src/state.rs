@@ -30,6 +30,7 @@ impl State {
         Ok(Self { root })
     }
 
+    #[cfg(test)]
     pub fn at(root: PathBuf) -> Self {
         Self { root }
     }

@@ -519,6 +519,10 @@ impl Backend for Colima {
         Ok(names)
     }
 
+    fn checks(&self, scope: &crate::check::Scope<'_>) -> Vec<crate::check::Check> {
+        super::colima_checks::checks(scope)
+    }
+
     fn forwarder_marker(&self, vm: &str) -> String {
         // Every forward runs `ssh -F <this file>`; the file is per VM and per state dir.
         self.state

@@ -2,7 +2,9 @@
 
 pub mod cgroup;
 pub mod colima;
+mod colima_checks;
 pub mod netns;
+mod netns_checks;
 
 use std::path::Path;
 use std::time::Duration;
@@ -204,6 +206,10 @@ pub trait Backend {
     /// Every VM this backend has (for rebuilding the registry).
     fn list_vms(&self) -> Result<Vec<String>> {
         Ok(vec![])
+    }
+    /// What `doctor` checks for this backend (installed tools, what the host offers it).
+    fn checks(&self, _scope: &crate::check::Scope<'_>) -> Vec<crate::check::Check> {
+        vec![]
     }
     /// One argument every forwarder of this VM (and no other VM's) has on its command line, so
     /// teardown finds forwarders that were never recorded (a full disk, a damaged record).

@@ -560,6 +560,10 @@ impl Backend for Netns {
             .collect())
     }
 
+    fn checks(&self, scope: &crate::check::Scope<'_>) -> Vec<crate::check::Check> {
+        super::netns_checks::checks(scope)
+    }
+
     fn forwarder_marker(&self, vm: &str) -> String {
         Self::netns_path(&self.id(vm)).display().to_string()
     }

@@ -1,26 +1,47 @@
-//! One module per subcommand; `run` dispatches the parsed command line.
+//! One module per subcommand, each with `run`; this module only dispatches. No command module
+//! imports another: what several share lives below them in `crate::steps`.
+//!
+//! What a command may touch is decided here, by what it is handed: nothing (it finds its own
+//! way, like `hooks` or `gc --all`), a [`Base`] (worktree and state: no config, no backend), or
+//! a [`Ctx`] (config and backend too). Commands that need no VM get a `Ctx` whose backend is a
+//! stand-in where none can run, so they work before Colima is installed.
 
+mod config;
+mod destroy;
 mod doctor;
+mod down;
+mod gc;
 pub mod generate;
-mod git_side;
-mod info;
+mod hook;
+mod hooks;
 mod init;
-mod lifecycle;
+mod job;
+mod logs;
+mod name;
 mod provision;
 mod repair;
-mod run_in_vm;
+mod seed;
 mod setup;
+mod ssh;
 mod status;
-pub(crate) mod tunnel;
+mod test;
+mod trust;
+mod tunnel;
+mod untunnel;
+mod up;
+mod version;
+mod warm;
+mod watch;
 
 use anyhow::Result;
 
-use crate::cli::Command;
+use crate::cli::{Cli, Command};
 use crate::context::{Base, Ctx};
 
-pub fn run(cli: crate::cli::Cli) -> Result<()> {
+pub fn run(cli: Cli) -> Result<()> {
     let flag = cli.backend.as_deref();
-    let load = || Ctx::load(flag);
+    // Commands that make or use a VM: config (trusted) and the backend.
+    let vm = || Ctx::load(flag);
     // Commands that only find, stop or delete a VM need neither a valid config nor trust.
     let base = || Base::load(flag);
     // Commands that need no VM work where no backend can run (before Colima is installed).
@@ -28,46 +49,32 @@ pub fn run(cli: crate::cli::Cli) -> Result<()> {
     match cli.command {
         Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
         Command::Init(a) => init::run(&a),
-        Command::Trust => info::trust(),
-        Command::Version => info::version(),
-        Command::Name(a) => info::name(base()?, a.json),
-        Command::Config(a) => info::config(&base()?, a.json),
-        Command::Provision => provision::provision(&load()?, provision::Mode::Always).map(drop),
-        Command::Up => provision::up_cmd(&load()?),
-        Command::Warm(a) => provision::warm_cmd(&load()?, a.from.as_deref()),
-        Command::Test(a) => run_in_vm::test(&load()?, &a.args),
-        Command::Ssh(a) => run_in_vm::ssh(&load()?, &a.args),
-        Command::Tunnel(a) => tunnel::tunnel(&load()?, &a.ports, a.json),
-        Command::Untunnel => tunnel::untunnel(base()?),
-        Command::Status(a) if a.all => git_side::status_all(a.json),
-        Command::Status(a) => status::run(base()?, a.json),
-        Command::Hooks(c) => git_side::hooks_cmd(&c),
+        Command::Trust => trust::run(),
+        Command::Version => version::run(),
+        Command::Name(a) => name::run(base()?, &a),
+        Command::Config(a) => config::run(&base()?, &a),
+        Command::Provision => provision::run(&vm()?),
+        Command::Up => up::run(&vm()?),
+        Command::Warm(a) => warm::run(&vm()?, &a),
+        Command::Test(a) => test::run(&vm()?, &a),
+        Command::Ssh(a) => ssh::run(&vm()?, &a),
+        Command::Tunnel(a) => tunnel::run(&vm()?, &a),
+        Command::Untunnel => untunnel::run(base()?),
+        Command::Status(a) if a.all => status::run_all(&a),
+        Command::Status(a) => status::run(base()?, &a),
+        Command::Hooks(c) => hooks::run(&c),
         Command::Completions { shell } => generate::print_completion(shell),
         Command::Setup(a) => setup::run(a.shell, a.dry_run),
-        Command::Generate { kind, out } => generate::generate(kind, &out),
-        Command::Doctor(a) if a.repair => repair::run(a.json),
-        Command::Doctor(a) => doctor::run(flag, a.json),
-        Command::Hook { args } => git_side::hook(&args),
-        Command::Job => git_side::job(flag),
-        Command::Seed(a) => git_side::seed_cmd(&without_vm()?, a.dry_run),
-        Command::Logs(a) => git_side::logs(a.follow),
-        Command::Watch(a) => git_side::watch(a.all, a.install_service, a.interval),
-        Command::Gc(a) => git_side::gc(a.dry_run, a.all, a.json),
-        Command::Down => lifecycle::down(base()?),
-        Command::Destroy(a) => lifecycle::destroy(base()?, a.force),
+        Command::Generate { kind, out } => generate::run(kind, &out),
+        Command::Doctor(a) if a.repair => repair::run(&a),
+        Command::Doctor(a) => doctor::run(flag, &a),
+        Command::Hook { args } => hook::run(&args),
+        Command::Job => job::run(flag),
+        Command::Seed(a) => seed::run(&without_vm()?, &a),
+        Command::Logs(a) => logs::run(&a),
+        Command::Watch(a) => watch::run(&a),
+        Command::Gc(a) => gc::run(&a),
+        Command::Down => down::run(base()?),
+        Command::Destroy(a) => destroy::run(base()?, &a),
     }
-}
-
-/// The VM name of a worktree whose VM must be running for the command to make sense.
-fn running_vm(ctx: &Ctx) -> Result<String> {
-    ctx.backend.ensure_installed()?;
-    let vm = ctx.vm_name()?;
-    let state = ctx.backend.info(&vm)?.state;
-    if state != crate::backend::VmState::Running {
-        return Err(crate::error::hint(
-            format!("VM {vm} is {state}, not running"),
-            "start it with `git vmoat up` (or `git vmoat provision`)",
-        ));
-    }
-    Ok(vm)
 }

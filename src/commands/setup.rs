@@ -37,7 +37,7 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
     let bin = bin_dir();
     let man_root = man_root(&home, bin.as_ref().map(|(d, _)| d.as_path()));
     let mut targets = vec![completion_target(shell, &home)];
-    for (name, page) in super::generate::man_pages()? {
+    for (name, page) in crate::gendocs::man_pages()? {
         targets.push(Target {
             path: man_root.join("man1").join(&name),
             content: with_marker(Kind::Roff, &page),
@@ -201,7 +201,7 @@ fn with_marker(kind: Kind, content: &[u8]) -> Vec<u8> {
 /// Where the shell loads `git-vmoat`'s completion from by itself (bash-completion and fish
 /// load it on demand; zsh from a dir on `$fpath`).
 fn completion_target(shell: Shell, home: &Path) -> Target {
-    let text = super::generate::completion(shell);
+    let text = crate::gendocs::completion(shell);
     let path = match shell {
         // bash-completion's own lookup: BASH_COMPLETION_USER_DIR (a list), else XDG_DATA_HOME.
         // git's completion asks it for `git-vmoat` on `git vmoat <TAB>`, so one file serves both.

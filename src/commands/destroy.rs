@@ -1,43 +1,19 @@
-//! `down` and `destroy`: stop or delete the VM, closing its tunnels first.
+//! `destroy`: delete the VM and its data, closing its tunnels first; worktree files are never
+//! touched.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 
 use crate::backend::VmState;
+use crate::cli::DestroyArgs;
 use crate::context::Base;
 use crate::error::hint;
 use crate::output;
-use crate::tunnel;
-
-/// `down`: found by identity, on the backend it was made with; needs no config or trust.
-pub fn down(base: Base) -> Result<()> {
-    let Some((vm, backend, base)) = base.existing_vm()? else {
-        output::info("this worktree has no VM: nothing to stop");
-        return Ok(());
-    };
-    backend.ensure_installed()?;
-    let _vm_lock = base.state.lock(&format!("vm-{vm}"))?;
-    tunnel::close_all(&base.state, backend.as_ref(), &vm)?;
-    match backend.info(&vm)?.state {
-        VmState::Missing => output::info(format!("VM {vm} does not exist: nothing to stop")),
-        VmState::Stopped => output::info(format!("VM {vm} is already stopped")),
-        _ => {
-            // The config may be broken or untrusted: `down` still works, with the default.
-            let timeout = crate::config::Config::load(&base.wt.root, &base.state)
-                .map_or(crate::config::DEFAULT_STOP_TIMEOUT, |c| c.stop_timeout);
-            backend.stop_containers(&vm, std::time::Duration::from_secs(timeout));
-            output::info(format!("stopping VM {vm} (its disk is kept)…"));
-            backend.stop(&vm)?;
-            output::info(format!("stopped {vm}"));
-        }
-    }
-    Ok(())
-}
 
 /// `destroy`: found by identity, deleted on the backend it was made with, whatever the config
 /// says today; needs no config or trust.
-pub fn destroy(base: Base, force: bool) -> Result<()> {
+pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
     let Some((vm, backend, base)) = base.existing_vm()? else {
         output::info("this worktree has no VM: nothing to destroy");
         return Ok(());
@@ -45,7 +21,7 @@ pub fn destroy(base: Base, force: bool) -> Result<()> {
     backend.ensure_installed()?;
     let ctx = &base;
     let exists = backend.info(&vm)?.state != VmState::Missing;
-    let ask = exists && !force;
+    let ask = exists && !args.force;
     // Refuse before saying anything that sounds like it is happening.
     if ask && !std::io::stdin().is_terminal() {
         return Err(hint(
