@@ -9,33 +9,8 @@ use crate::config::{self, KEYS, TOML_FILE};
 use crate::error::hint;
 use crate::output;
 
-/// An example value for each key, shown commented out.
-fn example(key: &str) -> &'static str {
-    match key {
-        "backend" => "\"auto\"",
-        "vm.prefix" => "\"wt-\"",
-        "vm.cpus" => "4",
-        "vm.memory" => "8",
-        "vm.disk" => "60",
-        "vm.type" => "\"vz\"",
-        "vm.mount-type" => "\"virtiofs\"",
-        "vm.mount" => "\"~\"",
-        "vm.stop-timeout" => "5",
-        "provision.apt" => "[\"postgresql-client\"]",
-        "provision.script" => "\"./scripts/setup-vm.sh\"",
-        "provision.seed" => "[\".env.keys\"]",
-        "commands.up" => "\"docker compose up -d\"",
-        "commands.test" => "\"npm test\"",
-        "health.url" => "\"http://localhost:8080/health\"",
-        "health.timeout" => "1800",
-        "tunnel.ports" => "[8080]",
-        "warm.enabled" => "true",
-        "warm.images" => "[\"myapp-web\", \"postgres:16\"]",
-        _ => "\"\"",
-    }
-}
-
-/// The commented template, with the detected up command filled in.
+/// The commented template: every key of the table with its doc line and example (commented
+/// out), the detected up command filled in.
 pub fn template(detected_up: Option<(String, String)>) -> String {
     let mut out = String::from(
         "# git-vmoat: this project's VM and stack. `git vmoat config` shows the effective values.\n\
@@ -54,7 +29,7 @@ pub fn template(detected_up: Option<(String, String)>) -> String {
                 "{leaf} = {}  # detected from {file}\n",
                 toml::Value::String(cmd.clone())
             )),
-            _ => out.push_str(&format!("# {leaf} = {}\n", example(d.key))),
+            _ => out.push_str(&format!("# {leaf} = {}\n", d.example)),
         }
     }
     out
