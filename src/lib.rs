@@ -7,9 +7,6 @@ pub(crate) mod backend;
 pub(crate) mod check;
 pub mod cli;
 pub mod commands;
-// Its split into config/ is under way elsewhere: `Config::to_json` and `values_json` are unused
-// since `config --json` serialises its own report, and go with that split.
-#[allow(dead_code)]
 pub(crate) mod config;
 pub(crate) mod consent;
 pub(crate) mod context;
@@ -26,8 +23,6 @@ pub(crate) mod naming;
 pub mod output;
 pub(crate) mod reconcile;
 pub(crate) mod registry;
-// Its rework is under way elsewhere: `Identity::key` is unused and goes with it.
-#[allow(dead_code)]
 pub(crate) mod repo;
 pub(crate) mod seed;
 pub(crate) mod shell;

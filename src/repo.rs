@@ -33,13 +33,6 @@ pub struct Identity {
     pub worktree: String,
 }
 
-impl Identity {
-    /// A compact, stable text form (for hashes and lock names).
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.repo, self.worktree)
-    }
-}
-
 /// The config key holding a repository's id.
 pub const REPO_ID_KEY: &str = "vmoat.id";
 

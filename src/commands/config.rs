@@ -26,6 +26,9 @@ struct KeyValue {
     value: Option<Val>,
     source: String,
     legacy: &'static str,
+    /// The documented default (from the key table, as README shows it).
+    default: String,
+    doc: &'static str,
 }
 
 impl ConfigReport {
@@ -37,13 +40,14 @@ impl ConfigReport {
                     Some((v, s)) => (Some(v.clone()), s.to_string()),
                     None => (None, "unset".to_string()),
                 };
-                let legacy = d.legacy;
                 (
                     d.key,
                     KeyValue {
                         value,
                         source,
-                        legacy,
+                        legacy: d.legacy,
+                        default: d.default_doc(),
+                        doc: d.doc,
                     },
                 )
             })

@@ -9,32 +9,6 @@ use crate::config::{self, KEYS, TOML_FILE};
 use crate::error::hint;
 use crate::output;
 
-/// An example value for each key, shown commented out.
-fn example(key: &str) -> &'static str {
-    match key {
-        "backend" => "\"auto\"",
-        "vm.prefix" => "\"wt-\"",
-        "vm.cpus" => "4",
-        "vm.memory" => "8",
-        "vm.disk" => "60",
-        "vm.type" => "\"vz\"",
-        "vm.mount-type" => "\"virtiofs\"",
-        "vm.mount" => "\"~\"",
-        "vm.stop-timeout" => "5",
-        "provision.apt" => "[\"postgresql-client\"]",
-        "provision.script" => "\"./scripts/setup-vm.sh\"",
-        "provision.seed" => "[\".env.keys\"]",
-        "commands.up" => "\"docker compose up -d\"",
-        "commands.test" => "\"npm test\"",
-        "health.url" => "\"http://localhost:8080/health\"",
-        "health.timeout" => "1800",
-        "tunnel.ports" => "[8080]",
-        "warm.enabled" => "true",
-        "warm.images" => "[\"myapp-web\", \"postgres:16\"]",
-        _ => "\"\"",
-    }
-}
-
 /// The commented template, with the detected up and test commands filled in.
 pub fn template(
     detected_up: Option<(String, String)>,
@@ -62,7 +36,7 @@ pub fn template(
                 "{leaf} = {}  # detected from {file}\n",
                 toml::Value::String(cmd.clone())
             )),
-            None => out.push_str(&format!("# {leaf} = {}\n", example(d.key))),
+            None => out.push_str(&format!("# {leaf} = {}\n", d.example)),
         }
     }
     out

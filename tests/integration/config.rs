@@ -40,6 +40,15 @@ fn config_shows_values_and_their_sources() {
     assert_eq!(j["values"]["vm.cpus"]["source"], "vmoat.toml");
     assert_eq!(j["values"]["vm.cpus"]["legacy"], "VM_CPU");
     assert_eq!(j["values"]["vm.disk"]["source"], "default");
+    assert_eq!(j["values"]["vm.disk"]["default"], "60");
+    assert_eq!(j["values"]["vm.mount"]["default"], "\"~\"");
+    assert_eq!(j["values"]["commands.up"]["default"], "detected");
+    assert!(
+        j["values"]["vm.disk"]["doc"]
+            .as_str()
+            .unwrap()
+            .contains("disk")
+    );
     assert_eq!(j["values"]["commands.up"]["value"], "docker compose up -d");
 }
 
@@ -241,6 +250,15 @@ fn config_lists_every_key_even_when_a_file_is_broken() {
     assert_eq!(r.code, 1, "{r:?}");
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(j["values"]["vm.disk"]["source"], "default");
+    assert_eq!(j["values"]["vm.disk"]["default"], "60");
+    assert_eq!(j["values"]["vm.mount"]["default"], "\"~\"");
+    assert_eq!(j["values"]["commands.up"]["default"], "detected");
+    assert!(
+        j["values"]["vm.disk"]["doc"]
+            .as_str()
+            .unwrap()
+            .contains("disk")
+    );
     assert_eq!(j["values"]["vm.cpus"]["value"], 2);
     assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{j}");
     // A good config has no error field set.

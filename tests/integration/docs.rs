@@ -515,6 +515,61 @@ fn readme_states_the_bad_input_tables_real_size() {
     );
 }
 
+/// README's key table lists exactly the keys git-vmoat knows, each with the legacy name and
+/// documented default that `config --json` gives (both from the key table in
+/// src/config/keys.rs), so a key added, renamed or given a new default cannot go undocumented.
+fn readme_key_table_matches_the_config_keys() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let r = env.vmoat(&repo, &["config", "--json"]).ok();
+    let j: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let keys = j["values"].as_object().unwrap();
+    let readme = repo_file("README.md");
+    // key -> (legacy cell, default cell), from the rows after the table's header and rule.
+    let rows: Vec<(String, String, String)> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| TOML key |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            // "`warm.enabled` (or `warm = false`)": the key is the first code span.
+            let key = cells[0].split('`').nth(1).unwrap_or(cells[0]);
+            (
+                key.to_string(),
+                cells[1].to_string(),
+                cells[2].replace('`', ""),
+            )
+        })
+        .collect();
+    assert!(!rows.is_empty(), "README has no `| TOML key |` table");
+    for (key, v) in keys {
+        let found: Vec<_> = rows.iter().filter(|(k, _, _)| k == key).collect();
+        assert_eq!(found.len(), 1, "README's key table must list `{key}` once");
+        let (_, legacy, default) = found[0];
+        assert_eq!(
+            *legacy,
+            format!("`{}`", v["legacy"].as_str().unwrap()),
+            "README: legacy name of `{key}`"
+        );
+        assert_eq!(
+            default,
+            v["default"].as_str().unwrap(),
+            "README: default of `{key}`"
+        );
+    }
+    let unknown: Vec<_> = rows
+        .iter()
+        .filter(|(k, _, _)| !keys.contains_key(k))
+        .map(|(k, _, _)| k)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README lists keys that do not exist: {unknown:?}"
+    );
+}
+
 fn doctor_json(r: &Run) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
 }
@@ -590,6 +645,7 @@ fn doctor_fails_a_missing_configured_backend_and_counts_this_vm_once() {
 }
 
 crate::tests! {
+    readme_key_table_matches_the_config_keys;
     every_integration_test_is_registered;
     readme_states_the_bad_input_tables_real_size;
     checked_in_completions_and_man_pages_match_the_binary;
