@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, BackendKind};
 use crate::config::Config;
 use crate::error::hint;
 use crate::registry;
@@ -20,25 +20,25 @@ pub type Existing = (String, Box<dyn Backend>, Base);
 pub struct Base {
     pub wt: Worktree,
     pub state: State,
-    flag: Option<String>,
+    flag: Option<BackendKind>,
 }
 
 impl Base {
-    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
+    pub fn load(backend_flag: Option<BackendKind>) -> Result<Self> {
         let cwd = std::env::current_dir()?;
         Ok(Self {
             wt: repo::discover(&cwd)?,
             state: State::open()?,
-            flag: backend_flag.map(String::from),
+            flag: backend_flag,
         })
     }
 
     /// For a worktree already found (a job that must not depend on its current directory).
-    pub fn at(wt: Worktree, state: State, backend_flag: Option<&str>) -> Self {
+    pub fn at(wt: Worktree, state: State, backend_flag: Option<BackendKind>) -> Self {
         Self {
             wt,
             state,
-            flag: backend_flag.map(String::from),
+            flag: backend_flag,
         }
     }
 
@@ -52,7 +52,7 @@ impl Base {
     /// exists. None: no VM to act on.
     pub fn existing_vm(self) -> Result<Option<Existing>> {
         if let Some((name, owner)) = self.recorded()? {
-            let b = backend::select(&owner.backend, &self.state)?;
+            let b = backend::select(owner.backend, &self.state)?;
             return Ok(Some((name, b, self)));
         }
         // Not recorded: only a VM the original tool made can exist; that needs today's config
@@ -86,10 +86,13 @@ impl Base {
 
     fn load_full(self, without_vm: bool) -> Result<Ctx> {
         let cfg = Config::load(&self.wt.root, &self.state)?;
-        let wanted = self.flag.clone().unwrap_or_else(|| cfg.backend.clone());
+        let wanted = match self.flag {
+            Some(k) => k,
+            None => BackendKind::parse(&cfg.backend)?,
+        };
         let kind = match self.recorded()? {
             // The VM stays on the backend it was made with; switching needs a destroy first.
-            Some((name, owner)) if wanted != "auto" && wanted != owner.backend => {
+            Some((name, owner)) if wanted != BackendKind::Auto && wanted != owner.backend => {
                 return Err(hint(
                     format!(
                         "this worktree's VM {name} runs on {}, but the backend is now set to {wanted}",
@@ -105,9 +108,9 @@ impl Base {
             None => wanted,
         };
         let backend = if without_vm {
-            backend::select_without_vm(&kind, &self.state)?
+            backend::select_without_vm(kind, &self.state)?
         } else {
-            backend::select(&kind, &self.state)?
+            backend::select(kind, &self.state)?
         };
         Ok(Ctx {
             wt: self.wt,
@@ -130,7 +133,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Discovers the worktree around the current directory and loads everything.
-    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
+    pub fn load(backend_flag: Option<BackendKind>) -> Result<Self> {
         Base::load(backend_flag)?.full()
     }
 

@@ -107,7 +107,7 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
     let mut running = vec![];
     let mut stopped = vec![];
     for (name, _, _) in siblings {
-        let b = backend::select(&names[&name].backend, &ctx.state)?;
+        let b = backend::select(names[&name].backend, &ctx.state)?;
         match b.info(&name)?.state {
             VmState::Running => running.push((name, b, true)),
             VmState::Stopped => stopped.push((name, b, false)),

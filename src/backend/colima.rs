@@ -8,7 +8,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use super::{Backend, ExecOut, Io, StartSpec, VmInfo, VmState};
+use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::error::hint;
 use crate::exec::{self, Cmd};
 use crate::output;
@@ -296,8 +296,8 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
 }
 
 impl Backend for Colima {
-    fn kind(&self) -> &'static str {
-        "colima"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Colima
     }
 
     fn ensure_installed(&self) -> Result<()> {
@@ -355,14 +355,8 @@ impl Backend for Colima {
         let Some(e) = pick_entry(&text, vm)? else {
             return Ok(VmInfo::missing());
         };
-        let state = match e.status.as_str() {
-            "Running" => VmState::Running,
-            "Stopped" => VmState::Stopped,
-            "" => VmState::Other("Unknown".into()),
-            s => VmState::Other(s.into()),
-        };
         Ok(VmInfo {
-            state,
+            state: VmState::from_lima(&e.status),
             cpus: e.cpus,
             memory_bytes: e.memory,
             disk_bytes: e.disk,
@@ -393,7 +387,7 @@ impl Backend for Colima {
         self.forget_ssh_config(vm);
         let mount = mount_arg(spec.mount)?;
         let _global = self.state.lock("colima")?;
-        if matches!(current, VmState::Other(s) if s == "Broken") {
+        if *current == VmState::Broken {
             self.colima().args(["stop", vm, "--force"]).checked()?;
         }
         let mut cmd = self

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, ExecOut, Io, StartSpec, VmInfo, VmState, cgroup};
+use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState, cgroup};
 use crate::error::hint;
 use crate::exec::{self, Cmd};
 use crate::output;
@@ -371,8 +371,8 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
 }
 
 impl Backend for Netns {
-    fn kind(&self) -> &'static str {
-        "netns"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Netns
     }
 
     fn ensure_installed(&self) -> Result<()> {

@@ -1,6 +1,7 @@
 //! `doctor`: checks what a first run needs and says how to fix each gap. Exit 0 only when
 //! nothing blocks `up`.
 
+use crate::backend::BackendKind;
 use anyhow::Result;
 use serde_json::json;
 
@@ -62,7 +63,7 @@ fn free_gib(path: &std::path::Path) -> Option<u64> {
     Some((st.f_bavail * st.f_frsize) >> 30)
 }
 
-pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
+pub fn run(backend_flag: Option<BackendKind>, as_json: bool) -> Result<()> {
     let mut checks = vec![];
 
     match version_of("git", &["--version"]) {
@@ -182,10 +183,12 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
                     "",
                 ));
                 // What `up` checks first: the backend it would use must be installed and usable.
-                let backend = crate::backend::select(backend_flag.unwrap_or(&cfg.backend), &state)
+                let backend = backend_flag
+                    .map_or_else(|| BackendKind::parse(&cfg.backend), Ok)
+                    .and_then(|k| crate::backend::select(k, &state))
                     .and_then(|b| {
-                        backend_kind = Some(b.kind());
-                        b.ensure_installed().map(|()| b.kind())
+                        backend_kind = Some(b.name());
+                        b.ensure_installed().map(|()| b.name())
                     });
                 checks.push(match backend {
                     Ok(kind) => check("backend", Level::Ok, kind, ""),
@@ -235,8 +238,8 @@ pub fn run(backend_flag: Option<&str>, as_json: bool) -> Result<()> {
     // Outside a worktree: what --backend, or `auto`, would pick.
     let colima_backend = backend_kind.map_or_else(
         || match backend_flag {
-            Some("colima") => true,
-            Some("netns") => false,
+            Some(BackendKind::Colima) => true,
+            Some(BackendKind::Netns) => false,
             _ => colima.is_some(),
         },
         |k| k == "colima",

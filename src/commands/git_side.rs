@@ -29,11 +29,12 @@ pub fn hooks_cmd(cmd: &HooksCommand) -> Result<()> {
     match cmd {
         HooksCommand::Install { up } => {
             let st = hooks::install(&wt)?;
-            git::config_set(
-                &config_dir,
-                "vmoat.auto",
-                if *up { "up" } else { "provision" },
-            )?;
+            let mode = if *up {
+                hooks::AutoMode::Up
+            } else {
+                hooks::AutoMode::Provision
+            };
+            git::config_set(&config_dir, hooks::AUTO_KEY, mode.as_str())?;
             output::info(format!("installed {}", st.dir.join(hooks::HOOK).display()));
             if st.chained {
                 output::info(format!(
@@ -124,7 +125,7 @@ pub fn hook(args: &[String]) -> Result<()> {
 }
 
 /// The background job for a new worktree: seed, then provision (or up), as `vmoat.auto` says.
-pub fn job(backend_flag: Option<&str>) -> Result<()> {
+pub fn job(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
     let state = State::open()?;
     let wt = match here() {
         Ok(wt) => wt,
@@ -156,20 +157,19 @@ pub fn job(backend_flag: Option<&str>) -> Result<()> {
         return Ok(()); // not approved: recorded as needs-approval, nothing of the project ran
     }
     let result = (|| -> Result<()> {
-        let auto = repo::config_string(&wt.root, "vmoat.auto")?.unwrap_or_default();
-        if !matches!(auto.as_str(), "provision" | "up") {
+        let Some(auto) = hooks::AutoMode::of(&wt.root)? else {
             output::info(
                 "vmoat.auto is not set for this repository: nothing to do (`git vmoat hooks install` sets it)",
             );
             return Ok(());
-        }
+        };
         if !still_listed(&wt) {
             output::info("git no longer lists this worktree: nothing to do");
             return Ok(());
         }
         let ctx = crate::context::Base::at(wt.clone(), state.clone(), backend_flag).full()?;
         seed_worktree(&ctx, false)?;
-        if auto == "up" {
+        if auto == hooks::AutoMode::Up {
             super::provision::up(&ctx)?;
             // The stack is meant to be reachable the moment it is up: tunnel it too.
             match super::tunnel::open(&ctx, vec![]) {
@@ -231,7 +231,7 @@ fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<bool> {
         output::info(format!(
             "the worktree was removed while its VM was being made: destroying {name}"
         ));
-        let b = backend::select(&owner.backend, state)?;
+        let b = backend::select(owner.backend, state)?;
         crate::context::teardown(state, b.as_ref(), &name)?;
     }
     Ok(true)
@@ -340,7 +340,7 @@ fn collect(
         let reason = verdict.note().to_string();
         let mut destroyed = false;
         if reclaim && how != (Reclaim::Gc { dry_run: true }) {
-            match backend::select(&k.owner.backend, state)
+            match backend::select(k.owner.backend, state)
                 .and_then(|b| crate::context::teardown(state, b.as_ref(), &k.name))
             {
                 Ok(()) => {
@@ -404,7 +404,7 @@ pub fn status_all(as_json: bool) -> Result<()> {
     let state = State::open()?;
     let mut rows = vec![];
     for (k, verdict) in reconcile::scan(&state, &wt.common_dir, false)? {
-        let vm_state = backend::select(&k.owner.backend, &state)
+        let vm_state = backend::select(k.owner.backend, &state)
             .and_then(|b| b.info(&k.name))
             .map(|i| i.state.to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));

@@ -11,10 +11,10 @@ pub fn name(base: Base, as_json: bool) -> Result<()> {
     // A recorded VM keeps its name and backend whatever the config says now (or whether it
     // can be read at all).
     let (name, backend, wt) = match base.recorded()? {
-        Some((name, owner)) => (name, owner.backend, base.wt),
+        Some((name, owner)) => (name, owner.backend.to_string(), base.wt),
         None => {
             let ctx = base.full_without_vm()?;
-            (ctx.vm_name()?, ctx.backend.kind().to_string(), ctx.wt)
+            (ctx.vm_name()?, ctx.backend.name().to_string(), ctx.wt)
         }
     };
     if as_json {

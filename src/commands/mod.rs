@@ -18,7 +18,7 @@ use crate::cli::Command;
 use crate::context::{Base, Ctx};
 
 pub fn run(cli: crate::cli::Cli) -> Result<()> {
-    let flag = cli.backend.as_deref();
+    let flag = cli.backend;
     let load = || Ctx::load(flag);
     // Commands that only find, stop or delete a VM need neither a valid config nor trust.
     let base = || Base::load(flag);

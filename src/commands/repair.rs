@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde_json::json;
 
-use crate::backend::{self, VmState};
+use crate::backend::{self, BackendKind, VmState};
 use crate::output::{self, JSON_VERSION};
 use crate::registry::{self, Names};
 use crate::state::State;
@@ -72,7 +72,7 @@ pub fn run(as_json: bool) -> Result<()> {
     }
     // VMs whose records in the state dir are lost still carry their owner with them.
     let mut unowned = vec![];
-    for kind in ["colima", "netns"] {
+    for kind in [BackendKind::Colima, BackendKind::Netns] {
         let Ok(b) = backend::select(kind, &state) else {
             continue;
         };
@@ -94,7 +94,7 @@ pub fn run(as_json: bool) -> Result<()> {
         }
     }
     for (name, owner, own_record) in candidates {
-        let exists = backend::select(&owner.backend, &state)
+        let exists = backend::select(owner.backend, &state)
             .and_then(|b| b.info(&name))
             .map(|i| i.state != VmState::Missing);
         let busy = state.try_lock(&format!("vm-{name}"))?.is_none();

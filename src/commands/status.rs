@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::backend::{Io, VmState};
+use crate::backend::{BackendKind, Io, VmState};
 use crate::context::Base;
 use crate::output::{self, JSON_VERSION};
 use crate::tunnel;
@@ -28,7 +28,7 @@ pub fn run(base: Base, as_json: bool) -> Result<()> {
                 Err(e) => (None, Some(format!("{e:#}"))),
             };
             View {
-                backend: crate::backend::select(&owner.backend, &base.state)?,
+                backend: crate::backend::select(owner.backend, &base.state)?,
                 wt: base.wt,
                 state: base.state,
                 vm,
@@ -69,7 +69,7 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
         None => ctx.backend.info(&vm)?,
         // Without a backend no VM can have been made, but a recorded one's state is unknown.
         Some(_) if ctx.recorded => crate::backend::VmInfo {
-            state: VmState::Other("unknown".into()),
+            state: VmState::Unknown,
             ..crate::backend::VmInfo::missing()
         },
         Some(_) => crate::backend::VmInfo::missing(),
@@ -120,7 +120,7 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
         return output::json(&json!({
             "version": JSON_VERSION,
             "vm": vm,
-            "backend": ctx.backend.kind(),
+            "backend": ctx.backend.name(),
             "backend_available": unavailable.is_none(),
             "backend_error": unavailable.as_ref().map(|(m, _)| m),
             "worktree": ctx.wt.root,
@@ -139,7 +139,7 @@ fn render(ctx: &View, as_json: bool) -> Result<()> {
         }));
     }
     let shape = match ctx.backend.kind() {
-        "none" => "no backend available".to_string(),
+        BackendKind::Auto => "no backend available".to_string(),
         kind => format!("{kind}, {}", info.state),
     };
     let mut out = format!(
