@@ -272,3 +272,92 @@ pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> 
 pub fn unclaim(state: &State, name: &str) -> Result<()> {
     registry::unclaim(state, name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::VmState;
+    use crate::backend::fake::Fake;
+
+    fn worktree(tmp: &std::path::Path) -> Worktree {
+        let root = tmp.join("proj");
+        let ok = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git init");
+        crate::repo::discover(&root).unwrap()
+    }
+
+    fn ctx(tmp: &std::path::Path, fake: &Fake) -> Ctx {
+        let wt = worktree(tmp);
+        let state = State::at(tmp.join("state"));
+        let cfg = Config::load(&wt.root, &state).unwrap();
+        Ctx {
+            wt,
+            state,
+            cfg,
+            backend: Box::new(fake.clone()),
+            new_repo_id: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_claimed_name_is_recorded_with_its_backend_and_given_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Netns);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        assert_eq!(name, format!("{}proj", ctx.cfg.prefix));
+        let (_, owner) = registry::find(&registry::load(&ctx.state).unwrap(), &ctx.wt_now())
+            .expect("recorded before anything is made");
+        assert_eq!(owner.backend, BackendKind::Netns);
+        assert!(crate::repo::read_repo_id(&ctx.wt.common_dir).is_some());
+        // Claiming again is the same name; giving it back leaves the repository as it was.
+        assert_eq!(ctx.claim_vm_name().unwrap(), name);
+        ctx.give_back(&name).unwrap();
+        assert!(registry::load(&ctx.state).unwrap().is_empty());
+        assert_eq!(crate::repo::read_repo_id(&ctx.wt.common_dir), None);
+        assert!(fake.calls().is_empty(), "claiming touches no VM");
+    }
+
+    #[test]
+    fn teardown_deletes_the_vm_then_forgets_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Colima);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        let fake = fake.with_vm(&name, VmState::Running);
+        teardown(&ctx.state, &fake, &name).unwrap();
+        assert_eq!(fake.state_of(&name), VmState::Missing);
+        assert_eq!(
+            fake.calls(),
+            [format!("delete {name}"), format!("info {name}")]
+        );
+        assert!(registry::load(&ctx.state).unwrap().is_empty());
+        assert!(
+            !ctx.state.vm_dir_path(&name).exists(),
+            "its runtime files go too"
+        );
+    }
+
+    #[test]
+    fn teardown_forgets_nothing_while_the_vm_still_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Colima);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        let fake = fake.with_vm(&name, VmState::Stopped);
+        fake.keep_on_delete(&name);
+        let e = teardown(&ctx.state, &fake, &name).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("still exists after deleting it (Stopped)"),
+            "{e}"
+        );
+        assert!(crate::error::find_hint(&e).is_some_and(|h| h.contains("colima")));
+        assert!(registry::load(&ctx.state).unwrap().contains_key(&name));
+    }
+}

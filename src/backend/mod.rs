@@ -2,6 +2,8 @@
 
 pub mod cgroup;
 pub mod colima;
+#[cfg(test)]
+pub mod fake;
 pub mod netns;
 
 use std::path::Path;

@@ -333,10 +333,7 @@ fn collect(
 ) -> Result<Vec<serde_json::Value>> {
     let mut out = vec![];
     for (k, verdict) in reconcile::scan(state, common, recorded_here)? {
-        let reclaim = matches!(
-            (&verdict, how),
-            (Verdict::Gone(_), _) | (Verdict::Missing(_), Reclaim::Gc { .. })
-        );
+        let reclaim = verdict.reclaims(matches!(how, Reclaim::Gc { .. }));
         let reason = verdict.note().to_string();
         let mut destroyed = false;
         if reclaim && how != (Reclaim::Gc { dry_run: true }) {
