@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::hint;
-use crate::repo::{IgnoreCheck, PathStatus};
+use crate::repo::{Checkout, IgnoreCheck, PathStatus};
 
 /// What happened to one seed entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +82,8 @@ pub fn seed(
         .iter()
         .map(|e| check_path(e))
         .collect::<Result<_>>()?;
-    let check = IgnoreCheck::open(main)?;
+    let checkout = Checkout::open(main)?;
+    let check = checkout.ignore_check()?;
     let main_fd = open_root(main)?;
     let wt_fd = open_root(worktree)?;
     let mut out = vec![];
