@@ -183,42 +183,7 @@ pub fn strays() -> Vec<Stray> {
         if !stray {
             continue;
         }
-        let mut objects = vec![];
-        if ns.exists() {
-            objects.push(format!("namespace {}", ns.display()));
-        }
-        if !pids.is_empty() {
-            let names: Vec<String> = pids
-                .iter()
-                .map(|pid| {
-                    let comm =
-                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    format!("{} {pid}", comm.trim())
-                })
-                .collect();
-            objects.push(format!("processes: {}", names.join(", ")));
-        }
-        if let Some(dirs) = cgroups.get(&id) {
-            objects.push(format!(
-                "cgroup {}/{id} ({} hierarchies)",
-                cgroup::ROOT,
-                dirs.len()
-            ));
-        }
-        if run.exists() {
-            objects.push(format!("runtime dir {}", run.display()));
-        }
-        let mounts = mounts_under(&run) + data.as_deref().map_or(0, mounts_under);
-        if mounts > 0 {
-            objects.push(format!("{mounts} mounts"));
-        }
-        let veth = format!("vmo{}", crate::naming::short_hash(&id, 8));
-        if Path::new("/sys/class/net").join(&veth).exists() {
-            objects.push(format!("veth {veth}"));
-        }
-        if n_rules > 0 {
-            objects.push(format!("{n_rules} firewall rules"));
-        }
+        let objects = objects_of(&id, &pids, cgroups.get(&id), data.as_deref(), n_rules);
         out.push(Stray {
             id,
             data_dir: data,
@@ -228,6 +193,55 @@ pub fn strays() -> Vec<Stray> {
         });
     }
     out
+}
+
+/// What is left of the netns VM `id`, for people: namespace, processes, cgroups, runtime dir,
+/// mounts, legacy veth and firewall rules.
+fn objects_of(
+    id: &str,
+    pids: &[u32],
+    cgroup_dirs: Option<&Vec<PathBuf>>,
+    data: Option<&Path>,
+    n_rules: usize,
+) -> Vec<String> {
+    let run = Netns::run_dir(id);
+    let ns = Netns::netns_path(id);
+    let mut objects = vec![];
+    if ns.exists() {
+        objects.push(format!("namespace {}", ns.display()));
+    }
+    if !pids.is_empty() {
+        let names: Vec<String> = pids
+            .iter()
+            .map(|pid| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                format!("{} {pid}", comm.trim())
+            })
+            .collect();
+        objects.push(format!("processes: {}", names.join(", ")));
+    }
+    if let Some(dirs) = cgroup_dirs {
+        objects.push(format!(
+            "cgroup {}/{id} ({} hierarchies)",
+            cgroup::ROOT,
+            dirs.len()
+        ));
+    }
+    if run.exists() {
+        objects.push(format!("runtime dir {}", run.display()));
+    }
+    let mounts = mounts_under(&run) + data.map_or(0, mounts_under);
+    if mounts > 0 {
+        objects.push(format!("{mounts} mounts"));
+    }
+    let veth = format!("vmo{}", crate::naming::short_hash(id, 8));
+    if Path::new("/sys/class/net").join(&veth).exists() {
+        objects.push(format!("veth {veth}"));
+    }
+    if n_rules > 0 {
+        objects.push(format!("{n_rules} firewall rules"));
+    }
+    objects
 }
 
 /// Removes everything of a stray: its processes, mounts, namespace, runtime dir, cgroups,
