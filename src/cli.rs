@@ -25,8 +25,8 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
     /// The VM backend, overriding the `backend` config key.
-    #[arg(long, global = true, value_parser = ["auto", "colima", "netns"])]
-    pub backend: Option<String>,
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<crate::backend::BackendKind>,
     #[command(subcommand)]
     pub command: Command,
 }

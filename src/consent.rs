@@ -390,8 +390,7 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<S
 /// is approved (or there is nothing to run), go on. False: it is not; the job's record says
 /// so and the job must stop. An error is recorded as the job's failure.
 pub fn check_auto(wt: &Worktree, state: &State) -> Result<bool> {
-    let auto = repo::config_string(&wt.root, "vmoat.auto")?.unwrap_or_default();
-    if !matches!(auto.as_str(), "provision" | "up") {
+    if crate::hooks::AutoMode::of(&wt.root)?.is_none() {
         return Ok(true); // the job itself says there is nothing to do
     }
     let (state_, note, go) = match unapproved(wt, state) {

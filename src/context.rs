@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, BackendKind};
 use crate::config::Config;
 use crate::error::hint;
 use crate::registry;
@@ -20,24 +20,24 @@ pub type Existing = (String, Box<dyn Backend>, Base);
 pub struct Base {
     pub wt: Worktree,
     pub state: State,
-    flag: Option<String>,
+    flag: Option<BackendKind>,
 }
 
 impl Base {
-    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
+    pub fn load(backend_flag: Option<BackendKind>) -> Result<Self> {
         Ok(Self {
             wt: here()?,
             state: State::open()?,
-            flag: backend_flag.map(String::from),
+            flag: backend_flag,
         })
     }
 
     /// For a worktree already found (a job that must not depend on its current directory).
-    pub fn at(wt: Worktree, state: State, backend_flag: Option<&str>) -> Self {
+    pub fn at(wt: Worktree, state: State, backend_flag: Option<BackendKind>) -> Self {
         Self {
             wt,
             state,
-            flag: backend_flag.map(String::from),
+            flag: backend_flag,
         }
     }
 
@@ -51,7 +51,7 @@ impl Base {
     /// exists. None: no VM to act on.
     pub fn existing_vm(self) -> Result<Option<Existing>> {
         if let Some((name, owner)) = self.recorded()? {
-            let b = backend::select(&owner.backend, &self.state)?;
+            let b = backend::select(owner.backend, &self.state)?;
             return Ok(Some((name, b, self)));
         }
         // Not recorded: only a VM the original tool made can exist; that needs today's config
@@ -85,10 +85,13 @@ impl Base {
 
     fn load_full(self, without_vm: bool) -> Result<Ctx> {
         let cfg = Config::load(&self.wt.root, &self.state)?;
-        let wanted = self.flag.clone().unwrap_or_else(|| cfg.backend.clone());
+        let wanted = match self.flag {
+            Some(k) => k,
+            None => BackendKind::parse(&cfg.backend)?,
+        };
         let kind = match self.recorded()? {
             // The VM stays on the backend it was made with; switching needs a destroy first.
-            Some((name, owner)) if wanted != "auto" && wanted != owner.backend => {
+            Some((name, owner)) if wanted != BackendKind::Auto && wanted != owner.backend => {
                 return Err(hint(
                     format!(
                         "this worktree's VM {name} runs on {}, but the backend is now set to {wanted}",
@@ -104,9 +107,9 @@ impl Base {
             None => wanted,
         };
         let backend = if without_vm {
-            backend::select_without_vm(&kind, &self.state)?
+            backend::select_without_vm(kind, &self.state)?
         } else {
-            backend::select(&kind, &self.state)?
+            backend::select(kind, &self.state)?
         };
         Ok(Ctx {
             wt: self.wt,
@@ -129,7 +132,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Discovers the worktree around the current directory and loads everything.
-    pub fn load(backend_flag: Option<&str>) -> Result<Self> {
+    pub fn load(backend_flag: Option<BackendKind>) -> Result<Self> {
         Base::load(backend_flag)?.full()
     }
 
@@ -272,4 +275,93 @@ pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> 
 /// Forgets a name (and its runtime files) whose VM is gone or was never made.
 pub fn unclaim(state: &State, name: &str) -> Result<()> {
     registry::unclaim(state, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::VmState;
+    use crate::backend::fake::Fake;
+
+    fn worktree(tmp: &std::path::Path) -> Worktree {
+        let root = tmp.join("proj");
+        let ok = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git init");
+        crate::repo::discover(&root).unwrap()
+    }
+
+    fn ctx(tmp: &std::path::Path, fake: &Fake) -> Ctx {
+        let wt = worktree(tmp);
+        let state = State::at(tmp.join("state"));
+        let cfg = Config::load(&wt.root, &state).unwrap();
+        Ctx {
+            wt,
+            state,
+            cfg,
+            backend: Box::new(fake.clone()),
+            new_repo_id: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_claimed_name_is_recorded_with_its_backend_and_given_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Netns);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        assert_eq!(name, format!("{}proj", ctx.cfg.prefix));
+        let (_, owner) = registry::find(&registry::load(&ctx.state).unwrap(), &ctx.wt_now())
+            .expect("recorded before anything is made");
+        assert_eq!(owner.backend, BackendKind::Netns);
+        assert!(crate::repo::read_repo_id(&ctx.wt.common_dir).is_some());
+        // Claiming again is the same name; giving it back leaves the repository as it was.
+        assert_eq!(ctx.claim_vm_name().unwrap(), name);
+        ctx.give_back(&name).unwrap();
+        assert!(registry::load(&ctx.state).unwrap().is_empty());
+        assert_eq!(crate::repo::read_repo_id(&ctx.wt.common_dir), None);
+        assert!(fake.calls().is_empty(), "claiming touches no VM");
+    }
+
+    #[test]
+    fn teardown_deletes_the_vm_then_forgets_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Colima);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        let fake = fake.with_vm(&name, VmState::Running);
+        teardown(&ctx.state, &fake, &name).unwrap();
+        assert_eq!(fake.state_of(&name), VmState::Missing);
+        assert_eq!(
+            fake.calls(),
+            [format!("delete {name}"), format!("info {name}")]
+        );
+        assert!(registry::load(&ctx.state).unwrap().is_empty());
+        assert!(
+            !ctx.state.vm_dir_path(&name).exists(),
+            "its runtime files go too"
+        );
+    }
+
+    #[test]
+    fn teardown_forgets_nothing_while_the_vm_still_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::new(BackendKind::Colima);
+        let ctx = ctx(tmp.path(), &fake);
+        let name = ctx.claim_vm_name().unwrap();
+        let fake = fake.with_vm(&name, VmState::Stopped);
+        fake.keep_on_delete(&name);
+        let e = teardown(&ctx.state, &fake, &name).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("still exists after deleting it (Stopped)"),
+            "{e}"
+        );
+        assert!(crate::error::find_hint(&e).is_some_and(|h| h.contains("colima")));
+        assert!(registry::load(&ctx.state).unwrap().contains_key(&name));
+    }
 }

@@ -14,6 +14,44 @@ const MARKER: &str = ">>> git-vmoat (managed";
 pub const HOOK: &str = "post-checkout";
 pub const ORIG: &str = "post-checkout.vmoat-orig";
 
+/// The repository config key saying what the hook's job does for a new worktree.
+pub const AUTO_KEY: &str = "vmoat.auto";
+
+/// What the hook's job does for a new worktree (`vmoat.auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoMode {
+    /// Seed and provision the VM.
+    Provision,
+    /// Seed, provision, start the stack and tunnel it.
+    Up,
+}
+
+impl AutoMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoMode::Provision => "provision",
+            AutoMode::Up => "up",
+        }
+    }
+
+    /// The mode a `vmoat.auto` value names; None for anything else (nothing automatic).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "provision" => Some(AutoMode::Provision),
+            "up" => Some(AutoMode::Up),
+            _ => None,
+        }
+    }
+
+    /// The repository's mode, as read in the worktree at `root`; None: unset or not a mode.
+    pub fn of(root: &Path) -> Result<Option<Self>> {
+        Ok(repo::config_string(root, AUTO_KEY)?
+            .as_deref()
+            .and_then(Self::parse))
+    }
+}
+
 /// Where the hook goes and what is there now.
 #[derive(Debug)]
 pub struct HookState {

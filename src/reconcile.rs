@@ -25,6 +25,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Whether the VM is reclaimed: always when git forgot its worktree; when its directory is
+    /// only missing, on an explicit `gc` alone (the watcher never guesses).
+    pub fn reclaims(&self, explicit_gc: bool) -> bool {
+        match self {
+            Verdict::Gone(_) => true,
+            Verdict::Missing(_) => explicit_gc,
+            Verdict::Alive | Verdict::Kept(_) => false,
+        }
+    }
+
     /// The reason, empty when alive.
     pub fn note(&self) -> &str {
         match self {
@@ -288,5 +298,48 @@ mod tests {
             decide(&k(Some("feat"), "/src/feat", 1), None, &fs()),
             Verdict::Missing(_)
         ));
+    }
+
+    /// The watcher's and `gc`'s pass over one repository, on a fake backend: each verdict's
+    /// action, carried out by the same teardown the commands use.
+    #[test]
+    fn only_what_git_forgot_is_destroyed_unless_gc_is_explicit() {
+        use crate::backend::fake::Fake;
+        use crate::backend::{BackendKind, VmState};
+        let linked = [
+            wt("alive", "/src/alive", false, false),
+            wt("moved", "/src/moved", false, true),
+            wt("locked", "/src/locked", true, true),
+        ];
+        let vms = [
+            ("wt-alive", k(Some("alive"), "/src/alive", 1)),
+            ("wt-moved", k(Some("moved"), "/src/moved", 1)),
+            ("wt-locked", k(Some("locked"), "/src/locked", 1)),
+            ("wt-removed", k(Some("removed"), "/src/removed", 1)),
+        ];
+        for explicit_gc in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let state = State::at(tmp.path().to_path_buf());
+            let mut fake = Fake::new(BackendKind::Colima);
+            for (name, _) in &vms {
+                fake = fake.with_vm(name, VmState::Running);
+            }
+            for (name, known) in &vms {
+                if decide(known, Some(&linked), &fs()).reclaims(explicit_gc) {
+                    crate::context::teardown(&state, &fake, name).unwrap();
+                }
+            }
+            let left: Vec<&str> = vms
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| fake.state_of(n) != VmState::Missing)
+                .collect();
+            let expected: &[&str] = if explicit_gc {
+                &["wt-alive", "wt-locked"]
+            } else {
+                &["wt-alive", "wt-moved", "wt-locked"]
+            };
+            assert_eq!(left, expected, "explicit gc: {explicit_gc}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendKind;
 use crate::repo::{self, Identity, Worktree};
 use crate::state::State;
 
@@ -40,7 +41,7 @@ pub struct Owner {
     #[serde(default)]
     pub common_ino: Option<(u64, u64)>,
     /// The backend and prefix the VM was made with: teardown uses these, not today's config.
-    pub backend: String,
+    pub backend: BackendKind,
     #[serde(default)]
     pub prefix: String,
     /// Unix seconds.
@@ -195,7 +196,7 @@ fn dev_of(p: &Path) -> Option<u64> {
 pub fn claim(
     state: &State,
     wt: &Worktree,
-    backend: &str,
+    backend: BackendKind,
     prefix: &str,
     derive: impl FnOnce(&dyn Fn(&str) -> bool) -> Result<String>,
 ) -> Result<(String, Owner)> {
@@ -232,7 +233,7 @@ pub fn claim(
                     root: wt.root.clone(),
                     common: wt.common_dir.clone(),
                     common_ino: None,
-                    backend: backend.to_string(),
+                    backend,
                     prefix: prefix.to_string(),
                     created: crate::jobs::now(),
                     dev: None,
@@ -347,11 +348,12 @@ mod tests {
             Some("feat"),
             Some("0123456789abcdef0123456789abcdef"),
         );
-        let (name, owner) = claim(&st, &w, "netns", "wt-", |_| unreachable!()).unwrap();
+        let (name, owner) = claim(&st, &w, BackendKind::Netns, "wt-", |_| unreachable!()).unwrap();
         assert_eq!(name, "wt-feat");
         assert_eq!(owner.repo, "0123456789abcdef0123456789abcdef");
         assert_eq!(
-            owner.backend, "colima",
+            owner.backend,
+            BackendKind::Colima,
             "the backend it was made with stays"
         );
         // After the claim the record is keyed by the id: found again after a move.
@@ -365,8 +367,8 @@ mod tests {
         let st = State::at(tmp.path().join("s"));
         let a = wt(&tmp.path().join("a/.git"), None, Some(&"a".repeat(32)));
         let b = wt(&tmp.path().join("b/.git"), None, Some(&"b".repeat(32)));
-        let (n1, _) = claim(&st, &a, "netns", "wt-", |_| Ok("wt-main".into())).unwrap();
-        let (n2, _) = claim(&st, &b, "netns", "wt-", |taken| {
+        let (n1, _) = claim(&st, &a, BackendKind::Netns, "wt-", |_| Ok("wt-main".into())).unwrap();
+        let (n2, _) = claim(&st, &b, BackendKind::Netns, "wt-", |taken| {
             assert!(taken("wt-main"));
             assert!(!taken("wt-other"));
             Ok("wt-main-1".into())

@@ -99,7 +99,7 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
                     "run git-vmoat inside a worktree of your project (cd into it first)",
                 ));
             }
-            return Err(anyhow::anyhow!("{err}"))
+            return Err(anyhow::Error::new(err))
                 .with_context(|| format!("opening the git repository at {}", cwd.display()));
         }
     };
@@ -203,43 +203,57 @@ pub enum PathStatus {
     Untracked,
 }
 
-/// Answers "is this path ignored / tracked?" for many paths of one checkout.
-pub struct IgnoreCheck {
+/// A checkout opened once, for asking many questions about its paths.
+pub struct Checkout {
     repo: gix::Repository,
 }
 
-impl IgnoreCheck {
+impl Checkout {
     pub fn open(checkout: &Path) -> Result<Self> {
-        let repo = gix::open(checkout)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("opening the repository at {}", checkout.display()))?;
-        Ok(Self { repo })
+        Ok(Self {
+            repo: open_cached(checkout)?,
+        })
     }
 
+    /// The index and ignore rules, read once for every path asked about afterwards.
+    pub fn ignore_check(&self) -> Result<IgnoreCheck<'_>> {
+        let index = self.repo.index_or_empty()?;
+        let excludes = self.repo.excludes(
+            &index,
+            None,
+            gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+        )?;
+        Ok(IgnoreCheck {
+            index,
+            excludes: std::cell::RefCell::new(excludes),
+        })
+    }
+}
+
+/// Answers "is this path ignored / tracked?" for many paths of one checkout.
+pub struct IgnoreCheck<'r> {
+    index: gix::worktree::Index,
+    excludes: std::cell::RefCell<gix::AttributeStack<'r>>,
+}
+
+impl IgnoreCheck<'_> {
     /// `rel` is a repo-relative path with `/` separators; `is_dir` selects directory-only rules.
     pub fn status(&self, rel: &str, is_dir: bool) -> Result<PathStatus> {
-        let index = self
-            .repo
-            .index_or_empty()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let path: &gix::bstr::BStr = rel.into();
         let prefix = format!("{rel}/");
-        if index.entry_by_path(path).is_some()
-            || index
+        if self.index.entry_by_path(path).is_some()
+            || self
+                .index
                 .prefixed_entries(prefix.as_str().into())
                 .is_some_and(|e| !e.is_empty())
         {
             return Ok(PathStatus::Tracked);
         }
-        let wt = self
-            .repo
-            .worktree()
-            .context("the main repository has no worktree")?;
-        let mut excludes = wt.excludes(None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mode = is_dir.then_some(gix::index::entry::Mode::DIR);
+        let mut excludes = self.excludes.borrow_mut();
         let platform = excludes
             .at_entry(path, mode)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .with_context(|| format!("matching {rel} against the ignore rules"))?;
         Ok(if platform.is_excluded() {
             PathStatus::Ignored
         } else {
@@ -285,6 +299,24 @@ pub fn file_committed(checkout: &Path, rel: &str) -> Result<Committed> {
     })
 }
 
+/// The repository at `at`, opened once per process: seeding and status ask about one
+/// checkout many times, and each open reads its config files again. Only for index and ignore
+/// questions (the index is re-read when it changes); config values are read fresh.
+fn open_cached(at: &Path) -> Result<gix::Repository> {
+    // Per thread: gix is built without its thread-safe handles; commands use one thread.
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<PathBuf, gix::Repository>> =
+            Default::default();
+    }
+    if let Some(r) = CACHE.with_borrow(|m| m.get(at).cloned()) {
+        return Ok(r);
+    }
+    let repo =
+        gix::open(at).with_context(|| format!("opening the repository at {}", at.display()))?;
+    CACHE.with_borrow_mut(|m| m.insert(at.to_path_buf(), repo.clone()));
+    Ok(repo)
+}
+
 /// A linked worktree as the repository records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkedWorktree {
@@ -303,13 +335,14 @@ pub fn linked_worktrees(common_dir: &Path) -> Result<Vec<LinkedWorktree>> {
         Some(n) if n == ".git" => common_dir.parent().unwrap_or(common_dir),
         _ => common_dir,
     };
-    let repo = gix::open(at)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("opening {}", common_dir.display()))?;
+    let repo = gix::open(at).with_context(|| format!("opening {}", common_dir.display()))?;
     let mut out = vec![];
-    for proxy in repo.worktrees().map_err(|e| anyhow::anyhow!("{e}"))? {
-        let id = proxy.id().map_err(|e| anyhow::anyhow!("{e}"))?.to_string();
-        let base = proxy.base().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for proxy in repo
+        .worktrees()
+        .with_context(|| format!("listing the worktrees of {}", common_dir.display()))?
+    {
+        let id = proxy.id()?.to_string();
+        let base = proxy.base()?;
         out.push(LinkedWorktree {
             id,
             base,
@@ -323,20 +356,16 @@ pub fn linked_worktrees(common_dir: &Path) -> Result<Vec<LinkedWorktree>> {
 /// The files the index of the worktree at `root` tracks, relative to it, sorted. Submodules
 /// (their commit, not files) and sparse directories are left out.
 pub fn tracked_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let repo = gix::open(root)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("opening the repository at {}", root.display()))?;
-    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo = open_cached(root)?;
+    let index = repo
+        .index_or_empty()
+        .with_context(|| format!("reading the index of {}", root.display()))?;
     let mut out: Vec<PathBuf> = index
         .entries()
         .iter()
         .filter(|e| !e.mode.is_submodule() && !e.mode.is_sparse())
-        .map(|e| {
-            gix::path::from_bstr(e.path(&index))
-                .map(|p| p.into_owned())
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        })
-        .collect::<Result<_>>()?;
+        .map(|e| gix::path::from_bstr(e.path(&index)).map(|p| p.into_owned()))
+        .collect::<std::result::Result<_, _>>()?;
     // A conflicted path has an entry per stage.
     out.sort();
     out.dedup();
@@ -356,8 +385,8 @@ pub fn is_tracked(root: &Path, rel: &str) -> Result<bool> {
     let Ok(rel) = abs.strip_prefix(realpath(workdir)?) else {
         return Ok(false);
     };
-    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path = gix::path::into_bstr(rel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index = repo.index_or_empty()?;
+    let path = gix::path::into_bstr(rel)?;
     let path = gix::path::to_unix_separators_on_windows(path);
     Ok(index.entry_by_path(path.as_ref()).is_some())
 }
@@ -367,26 +396,28 @@ fn open_enclosing(dir: &Path) -> Result<Option<gix::Repository>> {
     match gix::discover(dir) {
         Ok(r) => Ok(Some(r)),
         Err(e) if no_repository(&e) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("{e}"))
+        Err(e) => Err(anyhow::Error::new(e))
             .with_context(|| format!("opening the git repository at {}", dir.display())),
     }
 }
 
 /// A config value of the repository (all scopes git would read), e.g. `vmoat.auto`.
 pub fn config_string(dir: &Path, key: &str) -> Result<Option<String>> {
-    let repo = gix::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo =
+        gix::open(dir).with_context(|| format!("opening the repository at {}", dir.display()))?;
     Ok(repo.config_snapshot().string(key).map(|v| v.to_string()))
 }
 
 /// The directory git runs hooks from, by git's rules: `core.hooksPath` (absolute, or relative to
 /// the worktree git runs in), else `<common>/hooks`.
 pub fn hooks_dir(wt: &Worktree) -> Result<(PathBuf, Option<String>)> {
-    let repo = gix::open(&wt.root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo = gix::open(&wt.root)
+        .with_context(|| format!("opening the repository at {}", wt.root.display()))?;
     let cfg = repo.config_snapshot();
     let raw = cfg.string("core.hooksPath").map(|v| v.to_string());
     let dir = match cfg
         .trusted_path("core.hooksPath")
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("reading core.hooksPath")?
     {
         Some(p) if p.is_absolute() => p,
         // Relative: git resolves it in the worktree it runs in; `git worktree add` runs in the
@@ -403,8 +434,8 @@ pub fn hooks_dir(wt: &Worktree) -> Result<(PathBuf, Option<String>)> {
 
 /// Whether `rel` (a dir relative to the main checkout) holds tracked files.
 pub fn holds_tracked_files(main: &Path, rel: &str) -> Result<bool> {
-    let repo = gix::open(main).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo = open_cached(main)?;
+    let index = repo.index_or_empty()?;
     let prefix = format!("{}/", rel.trim_end_matches('/'));
     Ok(index
         .prefixed_entries(prefix.as_str().into())
@@ -414,20 +445,19 @@ pub fn holds_tracked_files(main: &Path, rel: &str) -> Result<bool> {
 /// The gitignored entries of a checkout (an ignored directory comes back as one entry).
 pub fn ignored_entries(checkout: &Path) -> Result<Vec<(String, bool)>> {
     use gix::dir::{entry::Status, walk::EmissionMode};
-    let repo = gix::open(checkout).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let index = repo.index_or_empty().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo = open_cached(checkout)?;
+    let index = repo.index_or_empty()?;
     let opts = repo
-        .dirwalk_options()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .dirwalk_options()?
         .emit_ignored(Some(EmissionMode::Matching))
         .emit_untracked(EmissionMode::Matching)
         .emit_tracked(false);
     let mut out = vec![];
     let iter = repo
         .dirwalk_iter(index, None::<&str>, Default::default(), opts)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .with_context(|| format!("listing the ignored files of {}", checkout.display()))?;
     for item in iter {
-        let item = item.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let item = item?;
         if let Status::Ignored(_) = item.entry.status {
             let is_dir = matches!(item.entry.disk_kind, Some(gix::dir::entry::Kind::Directory));
             out.push((item.entry.rela_path.to_string(), is_dir));

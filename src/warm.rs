@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::backend::{self, Io, VmState};
+use crate::backend::{self, BackendKind, Io, VmState};
 use crate::context::{Ctx, Names};
 use crate::output;
 
@@ -78,23 +78,7 @@ fn has_image(docker: Result<crate::exec::Cmd>, image: &str) -> bool {
 /// worktree's VM first, or the one named by `from`). Ok(None) when there is nothing to do.
 pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
     let names: Names = crate::registry::load(&ctx.state)?;
-    let mut siblings: Vec<(String, bool, std::path::PathBuf)> =
-        crate::registry::of_repo(&names, &ctx.wt_now())
-            .into_iter()
-            .filter(|(name, _)| name != vm)
-            .map(|(name, o)| (name, o.is_main(), o.root))
-            .collect();
-    // The main worktree's VM first: it is the one most likely to have everything.
-    siblings.sort_by_key(|(name, is_main, _)| (!is_main, name.clone()));
-    if let Some(f) = from {
-        let want = std::fs::canonicalize(f).ok();
-        siblings.retain(|(name, _, root)| name == f || want.as_ref() == Some(root));
-        if siblings.is_empty() {
-            bail!(
-                "no VM of this repository matches `{f}` (a worktree path or VM name; see `git vmoat status --all`)"
-            );
-        }
-    }
+    let siblings = siblings(&names, &ctx.wt_now(), vm, from)?;
     let images = wanted(ctx, vm)?;
     let missing: Vec<String> = images
         .into_iter()
@@ -103,18 +87,8 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
     if missing.is_empty() {
         return Ok(None);
     }
-    // Running siblings first; a stopped one is started briefly and stopped again.
-    let mut running = vec![];
-    let mut stopped = vec![];
-    for (name, _, _) in siblings {
-        let b = backend::select(&names[&name].backend, &ctx.state)?;
-        match b.info(&name)?.state {
-            VmState::Running => running.push((name, b, true)),
-            VmState::Stopped => stopped.push((name, b, false)),
-            _ => {}
-        }
-    }
-    for (name, b, is_running) in running.into_iter().chain(stopped) {
+    let open = |k| backend::select(k, &ctx.state);
+    for (name, b, is_running) in sources(siblings, &names, &open)? {
         let _lock = if is_running {
             None
         } else {
@@ -145,6 +119,59 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
         missing.join(", ")
     ));
     Ok(None)
+}
+
+/// The repository's other VMs that may be copied from: the main worktree's first (the one most
+/// likely to have everything), then by name; only the one `from` names (a VM name or worktree
+/// path) when given.
+fn siblings(
+    names: &Names,
+    wt: &crate::repo::Worktree,
+    vm: &str,
+    from: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut siblings: Vec<(String, bool, std::path::PathBuf)> = crate::registry::of_repo(names, wt)
+        .into_iter()
+        .filter(|(name, _)| name != vm)
+        .map(|(name, o)| (name, o.is_main(), o.root))
+        .collect();
+    siblings.sort_by_key(|(name, is_main, _)| (!is_main, name.clone()));
+    if let Some(f) = from {
+        let want = std::fs::canonicalize(f).ok();
+        siblings.retain(|(name, _, root)| name == f || want.as_ref() == Some(root));
+        if siblings.is_empty() {
+            bail!(
+                "no VM of this repository matches `{f}` (a worktree path or VM name; see `git vmoat status --all`)"
+            );
+        }
+    }
+    Ok(siblings.into_iter().map(|(n, _, _)| n).collect())
+}
+
+/// A VM to copy from, its backend, and whether it was running already.
+type Source = (String, Box<dyn backend::Backend>, bool);
+
+/// The siblings to try, in order: running ones first, then stopped ones (started briefly and
+/// stopped again); absent or broken ones are skipped. `open` gives a VM's recorded backend.
+fn sources(
+    siblings: Vec<String>,
+    names: &Names,
+    open: &dyn Fn(BackendKind) -> Result<Box<dyn backend::Backend>>,
+) -> Result<Vec<Source>> {
+    let mut running = vec![];
+    let mut stopped = vec![];
+    for name in siblings {
+        let Some(owner) = names.get(&name) else {
+            continue;
+        };
+        let b = open(owner.backend)?;
+        match b.info(&name)?.state {
+            VmState::Running => running.push((name, b, true)),
+            VmState::Stopped => stopped.push((name, b, false)),
+            _ => {}
+        }
+    }
+    Ok(running.into_iter().chain(stopped).collect())
 }
 
 /// Copies what `sibling` has of `missing`; None when it has none of them.
@@ -216,4 +243,93 @@ fn stream(from: crate::exec::Cmd, to: crate::exec::Cmd, images: &[String]) -> Re
         );
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::Fake;
+
+    fn names(json: &str) -> Names {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const REPO: &str = "0123456789abcdef0123456789abcdef";
+
+    fn registry() -> Names {
+        let rec = |wt: &str, backend: &str| {
+            format!(
+                r#"{{"repo": "{REPO}", "worktree": "{wt}", "root": "/src/{wt}", "common": "/src/main/.git", "backend": "{backend}"}}"#
+            )
+        };
+        names(&format!(
+            r#"{{"wt-main": {}, "wt-a": {}, "wt-b": {}, "wt-c": {}, "wt-me": {}, "wt-other-repo": {}}}"#,
+            rec("main", "colima"),
+            rec("a", "colima"),
+            rec("b", "netns"),
+            rec("c", "colima"),
+            rec("me", "colima"),
+            rec("x", "colima").replace(REPO, &"f".repeat(32)),
+        ))
+    }
+
+    fn me() -> crate::repo::Worktree {
+        crate::repo::Worktree {
+            root: "/src/me".into(),
+            main_root: Some("/src/main".into()),
+            common_dir: "/src/main/.git".into(),
+            id: Some("me".into()),
+            repo_id: Some(REPO.into()),
+        }
+    }
+
+    #[test]
+    fn siblings_are_this_repositorys_other_vms_main_first() {
+        let n = registry();
+        assert_eq!(
+            siblings(&n, &me(), "wt-me", None).unwrap(),
+            ["wt-main", "wt-a", "wt-b", "wt-c"]
+        );
+        assert_eq!(
+            siblings(&n, &me(), "wt-me", Some("wt-b")).unwrap(),
+            ["wt-b"]
+        );
+        assert!(siblings(&n, &me(), "wt-me", Some("wt-nope")).is_err());
+    }
+
+    #[test]
+    fn running_siblings_come_first_and_unusable_ones_are_skipped() {
+        let colima = Fake::new(BackendKind::Colima)
+            .with_vm("wt-main", VmState::Stopped)
+            .with_vm("wt-a", VmState::Broken)
+            .with_vm("wt-c", VmState::Running);
+        let netns = Fake::new(BackendKind::Netns).with_vm("wt-b", VmState::Running);
+        let open = |k: BackendKind| -> Result<Box<dyn backend::Backend>> {
+            Ok(match k {
+                BackendKind::Netns => Box::new(netns.clone()),
+                _ => Box::new(colima.clone()),
+            })
+        };
+        let n = registry();
+        let order = siblings(&n, &me(), "wt-me", None).unwrap();
+        let got: Vec<(String, BackendKind, bool)> = sources(order, &n, &open)
+            .unwrap()
+            .into_iter()
+            .map(|(name, b, running)| (name, b.kind(), running))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("wt-b".into(), BackendKind::Netns, true),
+                ("wt-c".into(), BackendKind::Colima, true),
+                ("wt-main".into(), BackendKind::Colima, false),
+            ],
+            "each on the backend it was made with; the broken one is never used"
+        );
+        assert!(
+            colima.calls().iter().all(|c| c.starts_with("info")),
+            "choosing starts nothing: {:?}",
+            colima.calls()
+        );
+    }
 }

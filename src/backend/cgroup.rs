@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 pub const ROOT: &str = "git-vmoat";
 
 /// Where cgroups are on this host.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Layout {
     /// One unified hierarchy (cgroup v2) mounted here.
     V2(PathBuf),
@@ -21,6 +21,15 @@ enum Layout {
 fn layout() -> Result<Layout> {
     let mounts =
         std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    parse_layout(&mounts, |dir| {
+        std::fs::read_to_string(dir.join("cgroup.controllers")).ok()
+    })
+}
+
+/// The layout `/proc/self/mounts` describes. `controllers` reads a v2 mount's
+/// `cgroup.controllers` (None: not there); a v2 hierarchy counts only with the memory
+/// controller, as on a hybrid host whose `unified` mount has none of them.
+fn parse_layout(mounts: &str, controllers: impl Fn(&Path) -> Option<String>) -> Result<Layout> {
     let mut v1 = vec![];
     let mut v2 = None;
     for line in mounts.lines() {
@@ -29,11 +38,10 @@ fn layout() -> Result<Layout> {
             continue;
         }
         match f[2] {
-            "cgroup2" if Path::new(f[1]).join("cgroup.controllers").exists() => {
-                let controllers =
-                    std::fs::read_to_string(Path::new(f[1]).join("cgroup.controllers"))
-                        .unwrap_or_default();
-                if controllers.contains("memory") {
+            "cgroup2" => {
+                let has_memory = controllers(Path::new(f[1]))
+                    .is_some_and(|c| c.split_whitespace().any(|c| c == "memory"));
+                if has_memory {
                     v2 = Some(PathBuf::from(f[1]));
                 }
             }
@@ -186,7 +194,10 @@ pub fn kill_all(vm: &str) -> bool {
 
 /// git-vmoat's parent cgroup in every mounted hierarchy (whether it exists or not).
 fn parents() -> Vec<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    parents_in(&std::fs::read_to_string("/proc/self/mounts").unwrap_or_default())
+}
+
+fn parents_in(mounts: &str) -> Vec<PathBuf> {
     mounts
         .lines()
         .filter_map(|line| {
@@ -236,4 +247,57 @@ fn remove_tree(dir: &Path) {
 /// Whether this host lets us make cgroups (for `auto` backend selection and doctor).
 pub fn usable() -> Result<()> {
     layout().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/self/mounts` of a hybrid host (v1 controllers plus an empty v2 `unified`).
+    const HYBRID: &str = "tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0
+cgroup /sys/fs/cgroup/cpuset cgroup rw,relatime,cpuset 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/devices cgroup rw,relatime,devices 0 0
+cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+";
+    /// A unified (v2 only) host, as systemd mounts it.
+    const UNIFIED: &str = "sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot 0 0
+";
+
+    #[test]
+    fn a_hybrid_host_uses_its_v1_controllers() {
+        // The unified mount's cgroup.controllers on that host holds only `hugetlb`.
+        let l = parse_layout(HYBRID, |_| Some("hugetlb\n".into())).unwrap();
+        assert_eq!(
+            l,
+            Layout::V1(vec![
+                ("cpu", PathBuf::from("/sys/fs/cgroup/cpu")),
+                ("memory", PathBuf::from("/sys/fs/cgroup/memory")),
+                ("pids", PathBuf::from("/sys/fs/cgroup/pids")),
+            ])
+        );
+        assert_eq!(parents_in(HYBRID).len(), 8, "every hierarchy, v2 included");
+        assert!(parents_in(HYBRID).contains(&PathBuf::from("/sys/fs/cgroup/unified/git-vmoat")));
+    }
+
+    #[test]
+    fn a_unified_host_with_memory_uses_v2() {
+        let l = parse_layout(UNIFIED, |d| {
+            (d == Path::new("/sys/fs/cgroup")).then(|| "cpuset cpu io memory hugetlb pids\n".into())
+        })
+        .unwrap();
+        assert_eq!(l, Layout::V2(PathBuf::from("/sys/fs/cgroup")));
+    }
+
+    #[test]
+    fn no_memory_controller_is_an_error() {
+        assert!(parse_layout(UNIFIED, |_| Some("cpu io pids".into())).is_err());
+        assert!(parse_layout(UNIFIED, |_| None).is_err());
+        assert!(parse_layout("", |_| None).is_err());
+    }
 }

@@ -3,6 +3,8 @@
 pub mod cgroup;
 pub mod colima;
 mod colima_checks;
+#[cfg(test)]
+pub mod fake;
 pub mod netns;
 mod netns_checks;
 
@@ -10,27 +12,109 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use crate::exec::Cmd;
 
-/// A VM's lifecycle state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which backend runs a worktree's VM: the `backend` key, `--backend`, and the backend each VM
+/// was made with in the registry (where it is always `colima` or `netns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Colima where installed, else netns where usable.
+    Auto,
+    Colima,
+    Netns,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Auto, BackendKind::Colima, BackendKind::Netns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Colima => "colima",
+            BackendKind::Netns => "netns",
+        }
+    }
+
+    /// The kind named `s` (the config's text), or an error saying which names exist.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                crate::error::hint(
+                    format!("unknown backend `{s}`"),
+                    "use auto, colima or netns",
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// Backend names accepted by `backend` / `--backend` (for config validation).
+pub const KINDS: [&str; 3] = ["auto", "colima", "netns"];
+
+/// A VM's lifecycle state. The text forms (Display and serde) are those of status `--json`:
+/// Lima's own words for what it reports, `absent` for no VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VmState {
+    #[serde(rename = "absent")]
     Missing,
     Running,
     Stopped,
-    /// Anything else the backend reports (Broken, Installing, ...).
-    Other(String),
+    /// Lima could not load the instance (a stale pid, a damaged disk): start forces a stop first.
+    Broken,
+    Installing,
+    Uninitialized,
+    /// The backend gave no state, one this version does not know, or cannot be asked.
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl VmState {
+    /// The state named by Lima's `status` field (`colima list --json`, contract §3).
+    pub fn from_lima(status: &str) -> Self {
+        match status {
+            "Running" => VmState::Running,
+            "Stopped" => VmState::Stopped,
+            "Broken" => VmState::Broken,
+            "Installing" => VmState::Installing,
+            "Uninitialized" => VmState::Uninitialized,
+            _ => VmState::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Missing => "absent",
+            VmState::Running => "Running",
+            VmState::Stopped => "Stopped",
+            VmState::Broken => "Broken",
+            VmState::Installing => "Installing",
+            VmState::Uninitialized => "Uninitialized",
+            VmState::Unknown => "unknown",
+        }
+    }
 }
 
 impl std::fmt::Display for VmState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VmState::Missing => f.write_str("absent"),
-            VmState::Running => f.write_str("Running"),
-            VmState::Stopped => f.write_str("Stopped"),
-            VmState::Other(s) => f.write_str(s),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -114,8 +198,12 @@ pub fn run_io(cmd: Cmd, io: Io) -> Result<ExecOut> {
 
 /// Everything git-vmoat asks of a VM runtime.
 pub trait Backend {
-    /// The backend's name as configured (`colima`).
-    fn kind(&self) -> &'static str;
+    /// The backend's kind as configured (`colima`); `Auto` only for `Unavailable`.
+    fn kind(&self) -> BackendKind;
+    /// The backend's name for people and `status --json` (`none` when no backend can run).
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
     /// Fails with an install hint when the runtime is missing.
     fn ensure_installed(&self) -> Result<()>;
     /// The longest VM name this backend accepts on this machine.
@@ -132,7 +220,7 @@ pub trait Backend {
             spec.cpus,
             spec.memory_gib,
             spec.disk_gib,
-            self.kind()
+            self.name()
         )
     }
     /// Whether vm.memory is taken from the host when the VM starts (a real VM), rather than
@@ -216,15 +304,12 @@ pub trait Backend {
     fn forwarder_marker(&self, vm: &str) -> String;
 }
 
-/// Backend names accepted by `backend` / `--backend`.
-pub const KINDS: [&str; 3] = ["auto", "colima", "netns"];
-
 /// The backend for `kind`; `auto` = colima where installed, else netns where usable.
-pub fn select(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend>> {
+pub fn select(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {
     match kind {
-        "colima" => Ok(Box::new(colima::Colima::new(state.clone()))),
-        "netns" => Ok(Box::new(netns::Netns::new(state.clone()))),
-        "auto" => {
+        BackendKind::Colima => Ok(Box::new(colima::Colima::new(state.clone()))),
+        BackendKind::Netns => Ok(Box::new(netns::Netns::new(state.clone()))),
+        BackendKind::Auto => {
             if crate::exec::on_path("colima") {
                 return Ok(Box::new(colima::Colima::new(state.clone())));
             }
@@ -233,16 +318,15 @@ pub fn select(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend
                 Some(why) => Err(Unavailable::new(&why, state.clone()).error()),
             }
         }
-        other => Err(crate::error::hint(
-            format!("unknown backend `{other}`"),
-            "use auto, colima or netns",
-        )),
     }
 }
 
 /// `select` for commands that need no VM: `auto` with no usable backend gives `Unavailable`.
-pub fn select_without_vm(kind: &str, state: &crate::state::State) -> Result<Box<dyn Backend>> {
-    if kind == "auto"
+pub fn select_without_vm(
+    kind: BackendKind,
+    state: &crate::state::State,
+) -> Result<Box<dyn Backend>> {
+    if kind == BackendKind::Auto
         && !crate::exec::on_path("colima")
         && let Some(why) = netns::Netns::unusable()
     {
@@ -279,7 +363,12 @@ impl Unavailable {
 }
 
 impl Backend for Unavailable {
-    fn kind(&self) -> &'static str {
+    /// Not resolved: `auto` found nothing to run.
+    fn kind(&self) -> BackendKind {
+        BackendKind::Auto
+    }
+
+    fn name(&self) -> &'static str {
         "none"
     }
 

@@ -2,6 +2,7 @@
 //! nothing blocks `up`. The checks are gathered into a report (each backend answers its own),
 //! then printed as JSON or rendered as text.
 
+use crate::backend::BackendKind;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -20,8 +21,8 @@ struct DoctorReport {
     checks: Vec<Check>,
 }
 
-pub fn run(backend_flag: Option<&str>, args: &DoctorArgs) -> Result<()> {
-    let report = gather(backend_flag)?;
+pub fn run(backend_flag: Option<BackendKind>, args: &DoctorArgs) -> Result<()> {
+    let report = gather(backend_flag.map(BackendKind::as_str))?;
     if args.json {
         output::json(&report)?;
     } else {
@@ -45,7 +46,7 @@ fn gather(backend_flag: Option<&str>) -> Result<DoctorReport> {
     // Outside a worktree (or with no usable backend): what --backend names, if anything.
     let chosen = chosen.or(backend_flag.filter(|f| *f != "auto"));
     let scope = Scope { chosen };
-    for kind in crate::backend::KINDS.iter().filter(|k| **k != "auto") {
+    for kind in [BackendKind::Colima, BackendKind::Netns] {
         if let Ok(b) = crate::backend::select(kind, &state) {
             checks.extend(b.checks(&scope));
         }
@@ -113,14 +114,15 @@ fn worktree_checks(
             let n = cfg.files.len();
             checks.push(Check::ok("config", format!("valid ({n} file(s))")));
             // What `up` checks first: the backend it would use must be installed and usable.
-            let backend = crate::backend::select(backend_flag.unwrap_or(&cfg.backend), state);
+            let backend = BackendKind::parse(backend_flag.unwrap_or(&cfg.backend))
+                .and_then(|k| crate::backend::select(k, state));
             let reserves = backend
                 .as_ref()
                 .ok()
-                .map(|b| (b.kind(), b.reserves_memory()));
+                .map(|b| (b.kind().as_str(), b.reserves_memory()));
             chosen = reserves.map(|(k, _)| k);
             checks.push(
-                match backend.and_then(|b| b.ensure_installed().map(|()| b.kind())) {
+                match backend.and_then(|b| b.ensure_installed().map(|()| b.kind().as_str())) {
                     Ok(kind) => Check::ok("backend", kind),
                     Err(e) => Check::new(
                         "backend",

@@ -36,7 +36,12 @@ fn install(wt: &Worktree, up: bool) -> Result<()> {
     git::config_set(
         &config_dir(wt),
         "vmoat.auto",
-        if up { "up" } else { "provision" },
+        if up {
+            crate::hooks::AutoMode::Up
+        } else {
+            crate::hooks::AutoMode::Provision
+        }
+        .as_str(),
     )?;
     output::info(format!("installed {}", st.dir.join(hooks::HOOK).display()));
     if st.chained {

@@ -10,7 +10,7 @@ use crate::repo;
 use crate::state::State;
 use crate::steps;
 
-pub fn run(backend_flag: Option<&str>) -> Result<()> {
+pub fn run(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
     let state = State::open()?;
     let wt = match crate::context::here() {
         Ok(wt) => wt,
@@ -55,21 +55,24 @@ pub fn run(backend_flag: Option<&str>) -> Result<()> {
 }
 
 /// The job's steps: seed, then provision or up (and tunnel), as `vmoat.auto` says.
-fn work(wt: &repo::Worktree, state: &State, backend_flag: Option<&str>) -> Result<()> {
-    let auto = repo::config_string(&wt.root, "vmoat.auto")?.unwrap_or_default();
-    if !matches!(auto.as_str(), "provision" | "up") {
+fn work(
+    wt: &repo::Worktree,
+    state: &State,
+    backend_flag: Option<crate::backend::BackendKind>,
+) -> Result<()> {
+    let Some(auto) = crate::hooks::AutoMode::of(&wt.root)? else {
         output::info(
             "vmoat.auto is not set for this repository: nothing to do (`git vmoat hooks install` sets it)",
         );
         return Ok(());
-    }
+    };
     if !still_listed(wt) {
         output::info("git no longer lists this worktree: nothing to do");
         return Ok(());
     }
     let ctx = Base::at(wt.clone(), state.clone(), backend_flag).full()?;
     steps::seed::seed_worktree(&ctx, false)?;
-    if auto == "up" {
+    if auto == crate::hooks::AutoMode::Up {
         steps::up::up(&ctx)?;
         // The stack is meant to be reachable the moment it is up: tunnel it too.
         match steps::tunnel::open(&ctx, vec![]) {
@@ -124,7 +127,7 @@ fn reclaim_if_forgotten(wt: &repo::Worktree, state: &State) -> Result<bool> {
         output::info(format!(
             "the worktree was removed while its VM was being made: destroying {name}"
         ));
-        let b = crate::backend::select(&owner.backend, state)?;
+        let b = crate::backend::select(owner.backend, state)?;
         crate::context::teardown(state, b.as_ref(), &name)?;
     }
     Ok(true)

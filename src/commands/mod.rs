@@ -39,7 +39,7 @@ use crate::cli::{Cli, Command};
 use crate::context::{Base, Ctx};
 
 pub fn run(cli: Cli) -> Result<()> {
-    let flag = cli.backend.as_deref();
+    let flag = cli.backend;
     // Commands that make or use a VM: config (trusted) and the backend.
     let vm = || Ctx::load(flag);
     // Commands that only find, stop or delete a VM need neither a valid config nor trust.

@@ -11,7 +11,7 @@ pub fn run(base: Base, args: &JsonArgs) -> Result<()> {
     // A recorded VM keeps its name and backend whatever the config says now (or whether it
     // can be read at all).
     let (name, backend, wt) = match base.recorded()? {
-        Some((name, owner)) => (name, owner.backend, base.wt),
+        Some((name, owner)) => (name, owner.backend.to_string(), base.wt),
         None => {
             let ctx = base.full_without_vm()?;
             (ctx.vm_name()?, ctx.backend.kind().to_string(), ctx.wt)

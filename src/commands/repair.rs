@@ -123,7 +123,7 @@ fn candidates(state: &State, old: &Names, report: &mut RepairReport) -> Vec<Cand
         }
     }
     // VMs whose records in the state dir are lost still carry their owner with them.
-    for kind in backend::KINDS.into_iter().filter(|k| *k != "auto") {
+    for kind in [backend::BackendKind::Colima, backend::BackendKind::Netns] {
         let Ok(b) = backend::select(kind, state) else {
             continue;
         };
@@ -142,7 +142,7 @@ fn candidates(state: &State, old: &Names, report: &mut RepairReport) -> Vec<Cand
                 // Made by another tool (or the original vmoat): never adopted here.
                 None => report.unowned.push(Unowned {
                     vm: name,
-                    backend: kind,
+                    backend: kind.as_str(),
                 }),
             }
         }
@@ -159,7 +159,7 @@ fn rebuild(
 ) -> Result<Names> {
     let mut rebuilt = Names::new();
     for (name, owner, own_record) in candidates {
-        let exists = backend::select(&owner.backend, state)
+        let exists = backend::select(owner.backend, state)
             .and_then(|b| b.info(&name))
             .map(|i| i.state != VmState::Missing);
         let busy = state.try_lock(&format!("vm-{name}"))?.is_none();
@@ -184,7 +184,7 @@ fn rebuild(
             report.adopted.push(Adopted {
                 vm: name.clone(),
                 worktree: owner.root.clone(),
-                backend: owner.backend.clone(),
+                backend: owner.backend.to_string(),
                 own_record,
             });
         }

@@ -41,7 +41,7 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
     let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
     let info = ctx.backend.info(&vm)?;
-    let state = info.state.clone();
+    let state = info.state;
     let started = Instant::now();
     match &state {
         VmState::Running => {

@@ -59,10 +59,7 @@ pub(crate) fn collect(
 ) -> Result<Vec<Reclaimed>> {
     let mut out = vec![];
     for (k, verdict) in reconcile::scan(state, common, recorded_here)? {
-        let reclaim = matches!(
-            (&verdict, how),
-            (Verdict::Gone(_), _) | (Verdict::Missing(_), Reclaim::Gc { .. })
-        );
+        let reclaim = verdict.reclaims(matches!(how, Reclaim::Gc { .. }));
         // With -v, every decision is visible (tests wait on these lines, not on time).
         crate::output::detail(format!(
             "verdict {}: {}",
@@ -77,7 +74,7 @@ pub(crate) fn collect(
         let mut row = Reclaimed {
             vm: k.name.clone(),
             worktree: k.owner.root.clone(),
-            backend: k.owner.backend.clone(),
+            backend: k.owner.backend.to_string(),
             orphan: matches!(verdict, Verdict::Gone(_)),
             missing: matches!(verdict, Verdict::Missing(_)),
             reason: verdict.note().to_string(),
@@ -86,7 +83,7 @@ pub(crate) fn collect(
             reclaim,
         };
         if reclaim && how != (Reclaim::Gc { dry_run: true }) {
-            match backend::select(&k.owner.backend, state)
+            match backend::select(k.owner.backend, state)
                 .and_then(|b| crate::context::teardown(state, b.as_ref(), &k.name))
             {
                 Ok(()) => row.destroyed = true,

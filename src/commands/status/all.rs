@@ -31,14 +31,14 @@ pub(super) fn gather() -> Result<AllReport> {
     let state = State::open()?;
     let mut vms = vec![];
     for (k, verdict) in reconcile::scan(&state, &wt.common_dir, false)? {
-        let vm_state = crate::backend::select(&k.owner.backend, &state)
+        let vm_state = crate::backend::select(k.owner.backend, &state)
             .and_then(|b| b.info(&k.name))
             .map(|i| i.state.to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));
         vms.push(Row {
             vm: k.name,
             worktree: k.owner.root,
-            backend: k.owner.backend,
+            backend: k.owner.backend.to_string(),
             state: vm_state,
             orphan: matches!(verdict, Verdict::Gone(_)),
             missing: matches!(verdict, Verdict::Missing(_)),

@@ -93,7 +93,7 @@ fn view(base: Base) -> Result<View> {
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         return Ok(View {
-            backend: crate::backend::select(&owner.backend, &base.state)?,
+            backend: crate::backend::select(owner.backend, &base.state)?,
             wt: base.wt,
             state: base.state,
             vm,
@@ -124,7 +124,7 @@ pub(super) fn gather(base: Base) -> Result<StatusReport> {
         None => v.backend.info(&v.vm)?,
         // Without a backend no VM can have been made, but a recorded one's state is unknown.
         Some(_) if v.recorded => VmInfo {
-            state: VmState::Other("unknown".into()),
+            state: VmState::Unknown,
             ..VmInfo::missing()
         },
         Some(_) => VmInfo::missing(),

@@ -6,14 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
-use super::{Backend, ExecOut, Io, StartSpec, VmInfo, VmState};
+use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::error::hint;
 use crate::exec::{self, Cmd};
 use crate::output;
 use crate::shell;
 use crate::state::State;
+
+mod parse;
+
+pub use parse::show_version;
+use parse::{parse_list, parse_version, pick_entry};
 
 /// The VM's ssh config, in its runtime dir.
 const SSH_CONFIG: &str = "ssh_config";
@@ -32,21 +36,6 @@ pub struct Colima {
     state: State,
     /// ssh configs fetched in this process: one `colima ssh-config` per VM, not one per command.
     ssh_configs: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
-}
-
-/// One line of `colima list --json`; Colima omits every empty field.
-#[derive(Deserialize, Default)]
-struct ListEntry {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    cpus: Option<u64>,
-    #[serde(default)]
-    memory: Option<u64>,
-    #[serde(default)]
-    disk: Option<u64>,
 }
 
 impl Colima {
@@ -199,23 +188,6 @@ impl Colima {
     }
 }
 
-pub fn show_version(v: (u64, u64, u64)) -> String {
-    format!("{}.{}.{}", v.0, v.1, v.2)
-}
-
-/// The `list --json` line of profile `vm`. Before Colima 0.9.0 the profile argument is ignored
-/// and every profile is listed, so the line is picked by name, never by position.
-fn pick_entry(text: &str, vm: &str) -> Result<Option<ListEntry>> {
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let e: ListEntry = serde_json::from_str(line)
-            .with_context(|| format!("unexpected `colima list` output: {line}"))?;
-        if e.name == vm {
-            return Ok(Some(e));
-        }
-    }
-    Ok(None)
-}
-
 /// The mount path to give Colima: the real path (Lima does not resolve symlinks, so the VM
 /// would see the worktree elsewhere), without what Colima would split or expand.
 fn mount_arg(mount: &Path) -> Result<String> {
@@ -284,20 +256,9 @@ fn macos_version() -> Option<(u64, u64)> {
     })
 }
 
-fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let v = text
-        .lines()
-        .next()?
-        .split_whitespace()
-        .last()?
-        .trim_start_matches('v');
-    let mut it = v.split(['.', '-', '+']).map(|p| p.parse::<u64>().ok());
-    Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
-}
-
 impl Backend for Colima {
-    fn kind(&self) -> &'static str {
-        "colima"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Colima
     }
 
     fn ensure_installed(&self) -> Result<()> {
@@ -355,14 +316,8 @@ impl Backend for Colima {
         let Some(e) = pick_entry(&text, vm)? else {
             return Ok(VmInfo::missing());
         };
-        let state = match e.status.as_str() {
-            "Running" => VmState::Running,
-            "Stopped" => VmState::Stopped,
-            "" => VmState::Other("Unknown".into()),
-            s => VmState::Other(s.into()),
-        };
         Ok(VmInfo {
-            state,
+            state: VmState::from_lima(&e.status),
             cpus: e.cpus,
             memory_bytes: e.memory,
             disk_bytes: e.disk,
@@ -393,7 +348,7 @@ impl Backend for Colima {
         self.forget_ssh_config(vm);
         let mount = mount_arg(spec.mount)?;
         let _global = self.state.lock("colima")?;
-        if matches!(current, VmState::Other(s) if s == "Broken") {
+        if *current == VmState::Broken {
             self.colima().args(["stop", vm, "--force"]).checked()?;
         }
         let mut cmd = self
@@ -509,14 +464,8 @@ impl Backend for Colima {
 
     fn list_vms(&self) -> Result<Vec<String>> {
         let out = self.colima().args(["list", "--json"]).checked()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut names = vec![];
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let e: ListEntry = serde_json::from_str(line)
-                .with_context(|| format!("unexpected `colima list` output: {line}"))?;
-            names.push(e.name);
-        }
-        Ok(names)
+        let entries = parse_list(&String::from_utf8_lossy(&out.stdout))?;
+        Ok(entries.into_iter().map(|e| e.name).collect())
     }
 
     fn checks(&self, scope: &crate::check::Scope<'_>) -> Vec<crate::check::Check> {
@@ -565,34 +514,6 @@ impl Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_parse() {
-        assert_eq!(
-            parse_version("colima version v0.10.3\ngit commit: x"),
-            Some((0, 10, 3))
-        );
-        assert_eq!(parse_version("colima version 0.8.1"), Some((0, 8, 1)));
-        assert_eq!(parse_version("colima version HEAD-abc"), None);
-        assert!(parse_version("colima version v0.8.4").unwrap() < MIN_VERSION);
-        // 0.9.x rejects --port-forwarder=none.
-        assert!(parse_version("colima version v0.9.1").unwrap() < MIN_VERSION);
-        assert!(parse_version("colima version v0.10.0").unwrap() >= MIN_VERSION);
-        assert!(parse_version("limactl version 0.23.2").unwrap() < MIN_LIMA_VERSION);
-        assert!(parse_version("limactl version 1.0.0").unwrap() >= MIN_LIMA_VERSION);
-    }
-
-    #[test]
-    fn list_lines_are_picked_by_name() {
-        // Colima < 0.9 lists every profile whatever the argument.
-        let all = "{\"name\":\"default\",\"status\":\"Running\",\"cpus\":8}\n\
-                   {\"name\":\"wt-a\",\"status\":\"Stopped\",\"cpus\":2}\n";
-        let e = pick_entry(all, "wt-a").unwrap().unwrap();
-        assert_eq!((e.status.as_str(), e.cpus), ("Stopped", Some(2)));
-        assert!(pick_entry(all, "wt-b").unwrap().is_none());
-        assert!(pick_entry("", "wt-a").unwrap().is_none());
-        assert!(pick_entry("not json\n", "wt-a").is_err());
-    }
 
     #[test]
     fn vm_type_only_on_macos_13_or_newer() {

@@ -12,7 +12,11 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::hint;
-use crate::repo::{IgnoreCheck, PathStatus};
+use crate::repo::{Checkout, IgnoreCheck, PathStatus};
+
+mod include;
+
+pub use include::entries;
 
 /// What happened to one seed entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +86,8 @@ pub fn seed(
         .iter()
         .map(|e| check_path(e))
         .collect::<Result<_>>()?;
-    let check = IgnoreCheck::open(main)?;
+    let checkout = Checkout::open(main)?;
+    let check = checkout.ignore_check()?;
     let main_fd = open_root(main)?;
     let wt_fd = open_root(worktree)?;
     let mut out = vec![];
@@ -529,55 +534,6 @@ impl Copy<'_> {
 
 const NOT_A_FILE: &str =
     "it is not a file, directory or symlink (a fifo, socket or device): not copied";
-
-/// Entries to seed: the configured ones, plus every gitignored path of the main checkout that
-/// the `.worktreeinclude` file (gitignore syntax; the worktree's own, else the main one's) selects.
-pub fn entries(main: &Path, worktree: &Path, configured: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = configured.to_vec();
-    let text = std::fs::read_to_string(worktree.join(".worktreeinclude"))
-        .or_else(|_| std::fs::read_to_string(main.join(".worktreeinclude")));
-    if let Ok(text) = text {
-        let pats = crate::repo::Patterns::parse(&text)?;
-        for (rel, is_dir) in crate::repo::ignored_entries(main)? {
-            if pats.matches(&rel, is_dir) {
-                out.push(rel);
-            } else if is_dir && pats.may_match_inside(&rel) {
-                let mut budget = 20_000usize;
-                walk_matches(main, &rel, &pats, &mut out, &mut budget);
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|e| seen.insert(e.trim_end_matches('/').to_string()));
-    Ok(out)
-}
-
-/// Looks inside an ignored directory for files a pattern selects (bounded: a huge ignored
-/// tree such as node_modules is not walked forever).
-fn walk_matches(
-    main: &Path,
-    rel: &str,
-    pats: &crate::repo::Patterns,
-    out: &mut Vec<String>,
-    budget: &mut usize,
-) {
-    let Ok(rd) = std::fs::read_dir(main.join(rel)) else {
-        return;
-    };
-    for e in rd.flatten() {
-        if *budget == 0 {
-            return;
-        }
-        *budget -= 1;
-        let child = format!("{rel}/{}", e.file_name().to_string_lossy());
-        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        if pats.matches(&child, is_dir) {
-            out.push(child);
-        } else if is_dir {
-            walk_matches(main, &child, pats, out, budget);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
