@@ -14,7 +14,7 @@ pub fn run(base: Base, args: &JsonArgs) -> Result<()> {
         Some((name, owner)) => (name, owner.backend.to_string(), base.wt),
         None => {
             let ctx = base.full_without_vm()?;
-            (ctx.vm_name()?, ctx.backend.kind().to_string(), ctx.wt)
+            (ctx.vm_name()?, ctx.backend.name().to_string(), ctx.wt)
         }
     };
     if args.json {

@@ -134,7 +134,7 @@ pub(super) fn gather(base: Base) -> Result<StatusReport> {
     let mut report = StatusReport {
         version: JSON_VERSION,
         vm: v.vm.clone(),
-        backend: v.backend.kind().to_string(),
+        backend: v.backend.name().to_string(),
         backend_available: unavailable.is_none(),
         backend_error: unavailable.as_ref().map(|e| format!("{e:#}")),
         backend_hint: unavailable
