@@ -22,7 +22,7 @@ use crate::output;
 use crate::repo::{self, Worktree};
 use crate::state::State;
 
-const APPROVALS: &str = "approvals.json";
+use crate::state::files::APPROVALS;
 /// Approvals kept per repository (newest last): enough for the branches in flight.
 const KEEP: usize = 32;
 
