@@ -5,6 +5,7 @@
 mod common;
 
 mod integration {
+    pub mod approval;
     pub mod bad_input;
     pub mod basics;
     pub mod colima;
@@ -24,6 +25,7 @@ mod integration {
 fn main() -> std::process::ExitCode {
     use integration::*;
     let all = [
+        approval::tests(),
         bad_input::tests(),
         basics::tests(),
         colima::tests(),
