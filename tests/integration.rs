@@ -18,6 +18,7 @@ mod integration {
     pub mod messages;
     pub mod netns;
     pub mod safety;
+    pub mod setup;
     pub mod tunnels;
     pub mod ux;
 }
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
         messages::tests(),
         netns::tests(),
         safety::tests(),
+        setup::tests(),
         tunnels::tests(),
         ux::tests(),
     ]
