@@ -154,22 +154,58 @@ fn doctor_reports_json_and_fails_only_on_blockers() {
 
 /// Every integration test is registered with the harness: a libtest test attribute there would
 /// compile to nothing (the harness does not use libtest) and the test would silently never run.
+/// Files in subdirs are parts of a test file (its tables, its helpers), listed through it.
 fn every_integration_test_is_registered() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap();
+    for path in rs_files(&dir) {
+        let text = std::fs::read_to_string(&path).unwrap();
         let marker = concat!("#[", "test]");
         assert!(
             !text.contains(marker),
             "{}: register tests in its `crate::tests!` list instead of {marker}",
-            e.path().display()
+            path.display()
         );
         assert!(
-            text.contains("crate::tests! {") || text.contains("pub fn tests()"),
+            path.parent() != Some(dir.as_path())
+                || text.contains("crate::tests! {")
+                || text.contains("pub fn tests()"),
             "{}: has no `crate::tests!` list",
-            e.path().display()
+            path.display()
         );
     }
+}
+
+/// Every `.rs` file under `dir`, at any depth.
+fn rs_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rs_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// No source file is over 600 lines: a longer one is split by what its parts are about.
+fn no_source_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files: Vec<_> = ["src", "tests"]
+        .iter()
+        .flat_map(|d| rs_files(&root.join(d)))
+        .collect();
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|p| {
+            let n = std::fs::read_to_string(p).unwrap().lines().count();
+            (n > 600).then(|| format!("{} ({n} lines)", p.strip_prefix(root).unwrap().display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "over 600 lines: {long:#?}");
 }
 
 fn readme_states_the_bad_input_tables_real_size() {
@@ -183,7 +219,7 @@ fn readme_states_the_bad_input_tables_real_size() {
     assert_eq!(
         stated,
         vec![super::bad_input::cases_len()],
-        "README's \"a table of N bad inputs\" must be the count of cases() in tests/integration/bad_input.rs"
+        "README's \"a table of N bad inputs\" must be the count of cases() in tests/integration/bad_input/cases.rs"
     );
 }
 
@@ -319,6 +355,7 @@ fn doctor_fails_a_missing_configured_backend_and_counts_this_vm_once() {
 crate::tests! {
     readme_key_table_matches_the_config_keys;
     every_integration_test_is_registered;
+    no_source_file_is_over_600_lines;
     readme_states_the_bad_input_tables_real_size;
     checked_in_completions_and_man_pages_match_the_binary;
     the_agent_plugin_files_are_valid;
