@@ -499,9 +499,19 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
         );
     }
     // No watcher: every job must clean up after itself once it sees the worktree gone.
-    // A job whose worktree vanished before it started cannot even record that: wait for every
-    // job process to be gone, not for the records.
-    let settled = wait_until(Duration::from_secs(90), || {
+    assert!(every_job_process_gone(&env), "jobs did not finish");
+    let (left, logs) = vms_left_and_logs(&env);
+    assert!(
+        left.is_empty(),
+        "VMs left behind: {left:?}\n{}",
+        logs.join("\n")
+    );
+}
+
+/// A job whose worktree vanished before it started cannot even record that: waits for every
+/// job process to be gone, not for the records.
+fn every_job_process_gone(env: &Env) -> bool {
+    wait_until(Duration::from_secs(90), || {
         !std::fs::read_dir(env.state_dir().join("jobs"))
             .map(|d| {
                 d.flatten().any(|e| {
@@ -516,8 +526,11 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 })
             })
             .unwrap_or(false)
-    });
-    assert!(settled, "jobs did not finish");
+    })
+}
+
+/// The stand-in's VMs still there, and every job's log (to show why).
+fn vms_left_and_logs(env: &Env) -> (Vec<String>, Vec<String>) {
     let left: Vec<String> = std::fs::read_dir(env.colima_state().join("profiles"))
         .map(|d| {
             d.flatten()
@@ -532,11 +545,7 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(
-        left.is_empty(),
-        "VMs left behind: {left:?}\n{}",
-        logs.join("\n")
-    );
+    (left, logs)
 }
 
 fn destroy_never_reports_a_vm_destroyed_that_still_exists() {
