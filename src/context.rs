@@ -253,7 +253,7 @@ pub fn here() -> Result<Worktree> {
 /// Closes a VM's tunnels, deletes it, and forgets it (name, host ports, runtime files).
 /// Shared by `destroy`, `gc` and the watcher.
 pub fn teardown(state: &State, backend: &dyn Backend, name: &str) -> Result<()> {
-    let _vm_lock = state.lock(&format!("vm-{name}"))?;
+    let _vm_lock = state.lock_vm(name)?;
     crate::tunnel::close_all(state, backend, name)?;
     // Deleting is idempotent in every backend: no state query needed first.
     backend.delete(name)?;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::repo::Worktree;
-use crate::state::State;
+use crate::state::{State, files};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -56,11 +56,17 @@ pub fn key(wt: &Worktree) -> String {
 }
 
 pub fn log_path(state: &State, wt: &Worktree) -> PathBuf {
-    state.root().join("logs").join(format!("{}.log", key(wt)))
+    state
+        .root()
+        .join(files::LOGS_DIR)
+        .join(format!("{}.log", key(wt)))
 }
 
 fn job_path(state: &State, wt: &Worktree) -> PathBuf {
-    state.root().join("jobs").join(format!("{}.json", key(wt)))
+    state
+        .root()
+        .join(files::JOBS_DIR)
+        .join(format!("{}.json", key(wt)))
 }
 
 pub fn read(state: &State, wt: &Worktree) -> Result<Option<Job>> {
@@ -110,7 +116,10 @@ pub fn fail_by_key(state: &State, key: &str, error: &str) -> Result<()> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(());
     }
-    let path = state.root().join("jobs").join(format!("{key}.json"));
+    let path = state
+        .root()
+        .join(files::JOBS_DIR)
+        .join(format!("{key}.json"));
     let Some(mut job) = crate::state::read_json::<Option<Job>>(&path)? else {
         return Ok(());
     };

@@ -11,11 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::repo::{self, Identity, Worktree};
 use crate::state::State;
+use crate::state::files::{NAMES, OWNER};
 
-/// The registry file (VM name -> owner).
-pub const NAMES: &str = "names.json";
-/// A VM's own owner record, in its runtime dir.
-pub const OWNER: &str = "owner.json";
 /// Records made before repositories had ids name the repository by its path: `path:<common>`.
 const BY_PATH: &str = "path:";
 
@@ -158,7 +155,7 @@ pub fn ensure_repo_id(state: &State, wt: &mut Worktree) -> Result<(String, bool)
     {
         return Ok((id.clone(), false));
     }
-    let _lock = state.lock("repo-id")?;
+    let _lock = state.lock_repo_id()?;
     let file = wt.common_config();
     // Another git-vmoat may have made it since we looked.
     if let Some(id) = repo::read_repo_id(&wt.common_dir)
@@ -176,7 +173,7 @@ pub fn ensure_repo_id(state: &State, wt: &mut Worktree) -> Result<(String, bool)
 /// Takes back a repository id this process just made, when nothing came of it (the first VM
 /// failed to start): a failed command leaves the repository as it was.
 pub fn forget_new_repo_id(state: &State, wt: &Worktree, id: &str) -> Result<()> {
-    let _lock = state.lock("repo-id")?;
+    let _lock = state.lock_repo_id()?;
     if load(state)?.values().any(|o| o.repo == id) {
         return Ok(());
     }
@@ -296,7 +293,7 @@ pub fn unclaim(state: &State, name: &str) -> Result<()> {
 
 /// Every VM that has an owner record in the state dir: `(name, owner)`.
 pub fn owner_records(state: &State) -> Vec<(String, Owner)> {
-    let Ok(dir) = std::fs::read_dir(state.root().join("vms")) else {
+    let Ok(dir) = std::fs::read_dir(state.root().join(crate::state::files::VMS_DIR)) else {
         return vec![];
     };
     let mut out: Vec<(String, Owner)> = dir

@@ -7,6 +7,35 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The names of git-vmoat's files and dirs in a state dir, each spelled once: existing state
+/// dirs keep working only while these stay exactly as they are.
+pub mod files {
+    /// The VM registry: VM name to owner.
+    pub const NAMES: &str = "names.json";
+    /// Host ports given out, per VM.
+    pub const PORTS: &str = "ports.json";
+    /// Which configs' commands are trusted.
+    pub const TRUST: &str = "trust.json";
+    /// Which provision contents are approved.
+    pub const APPROVALS: &str = "approvals.json";
+    /// In a VM's dir: its live tunnels.
+    pub const TUNNELS: &str = "tunnels.json";
+    /// In a VM's dir: its own owner record (and, in the netns backend's data dir, its owner mark).
+    pub const OWNER: &str = "owner.json";
+    /// One dir per VM: runtime files and the owner record.
+    pub const VMS_DIR: &str = "vms";
+    /// Background provisioning jobs, one JSON file per worktree key.
+    pub const JOBS_DIR: &str = "jobs";
+    /// Background jobs' logs.
+    pub const LOGS_DIR: &str = "logs";
+    /// The netns backend's VM data dirs.
+    pub const NETNS_DIR: &str = "netns";
+    /// In a netns VM's data dir: what the VM is.
+    pub const NETNS_META: &str = "vm.json";
+    /// Lock files.
+    pub const LOCKS_DIR: &str = "locks";
+}
+
 /// Where git-vmoat keeps what it knows between runs.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -41,53 +70,95 @@ impl State {
 
     /// The directory holding one VM's runtime files (ssh config, tunnels, logs), created.
     pub fn vm_dir(&self, vm: &str) -> Result<PathBuf> {
-        let dir = self.root.join("vms").join(vm);
+        let dir = self.vm_dir_path(vm);
         create_private_dir(&dir)?;
         Ok(dir)
     }
 
     /// The VM's dir without creating it.
     pub fn vm_dir_path(&self, vm: &str) -> PathBuf {
-        self.root.join("vms").join(vm)
+        self.root.join(files::VMS_DIR).join(vm)
+    }
+
+    /// One VM's lock: held while it is created, provisioned, warmed or repaired.
+    pub fn lock_vm(&self, vm: &str) -> Result<Lock> {
+        self.lock(&vm_lock_name(vm))
+    }
+
+    /// `lock_vm` when it is free; None when another process holds it.
+    pub fn try_lock_vm(&self, vm: &str) -> Result<Option<Lock>> {
+        self.try_lock(&vm_lock_name(vm))
+    }
+
+    /// The host-port registry and the tunnels drawn from it.
+    pub fn lock_ports(&self) -> Result<Lock> {
+        self.lock("ports")
+    }
+
+    /// Colima's own config, which its instances share.
+    pub fn lock_colima(&self) -> Result<Lock> {
+        self.lock("colima")
+    }
+
+    /// Making (or taking back) a repository's id.
+    pub fn lock_repo_id(&self) -> Result<Lock> {
+        self.lock("repo-id")
+    }
+
+    /// The VM registry's own lock, as `update_json` takes it.
+    pub fn lock_names(&self) -> Result<Lock> {
+        self.lock_json(files::NAMES)
+    }
+
+    /// One `up` per worktree (by its location key), saying `waiting` when it has to wait.
+    pub fn lock_up(&self, location_key: &str, waiting: &str) -> Result<Lock> {
+        let name = format!("up-{}", crate::naming::short_hash(location_key, 16));
+        self.lock_waiting(&name, waiting)
+    }
+
+    /// The lock of a state dir JSON file, named after its path.
+    fn lock_json(&self, rel: &str) -> Result<Lock> {
+        self.lock(&rel.replace(['/', '.'], "-"))
     }
 
     /// Takes an exclusive lock named `name`, blocking until it is free. Released on drop
     /// (and by the kernel if we die), so a crash never leaves a stale lock.
-    pub fn lock(&self, name: &str) -> Result<Lock> {
+    fn lock(&self, name: &str) -> Result<Lock> {
         self.lock_waiting(name, &format!("waiting for another git-vmoat ({name})…"))
     }
 
     /// Like `lock`, saying `waiting` when it has to wait.
-    pub fn lock_waiting(&self, name: &str, waiting: &str) -> Result<Lock> {
-        let dir = self.root.join("locks");
-        create_private_dir(&dir)?;
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening lock {}", path.display()))?;
+    fn lock_waiting(&self, name: &str, waiting: &str) -> Result<Lock> {
+        let file = self.open_lock(name)?;
         if file.try_lock().is_err() {
             crate::output::info(waiting);
             file.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
+                .with_context(|| format!("locking {}", self.lock_path(name).display()))?;
         }
         Ok(Lock { _file: file })
     }
 
     /// Takes the lock when it is free; None when another process holds it.
-    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
-        let dir = self.root.join("locks");
-        create_private_dir(&dir)?;
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
+    fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        let file = self.open_lock(name)?;
+        Ok(file.try_lock().is_ok().then_some(Lock { _file: file }))
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.root
+            .join(files::LOCKS_DIR)
+            .join(format!("{name}.lock"))
+    }
+
+    fn open_lock(&self, name: &str) -> Result<File> {
+        let path = self.lock_path(name);
+        create_private_dir(path.parent().context("lock path has no parent")?)?;
+        OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening lock {}", path.display()))?;
-        Ok(file.try_lock().is_ok().then_some(Lock { _file: file }))
+            .with_context(|| format!("opening lock {}", path.display()))
     }
 
     /// Reads a JSON file of the state dir, or the default when it does not exist yet.
@@ -101,13 +172,17 @@ impl State {
     where
         T: DeserializeOwned + Serialize + Default,
     {
-        let _lock = self.lock(&rel.replace(['/', '.'], "-"))?;
+        let _lock = self.lock_json(rel)?;
         let path = self.root.join(rel);
         let mut value: T = read_json(&path)?;
         let r = f(&mut value)?;
         write_json(&path, &value)?;
         Ok(r)
     }
+}
+
+fn vm_lock_name(vm: &str) -> String {
+    format!("vm-{vm}")
 }
 
 /// Held while a lock is taken.

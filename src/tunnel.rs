@@ -14,8 +14,7 @@ use crate::state::State;
 
 /// Host ports handed out when a guest port is taken on the host.
 pub const FALLBACK_PORTS: std::ops::RangeInclusive<u16> = 9000..=9999;
-const REGISTRY: &str = "ports.json";
-const TUNNELS: &str = "tunnels.json";
+use crate::state::files::{PORTS as REGISTRY, TUNNELS};
 
 /// One open forward.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -135,7 +134,7 @@ pub fn listening(backend: &dyn Backend, vm: &str, cwd: &Path, ports: &[u16]) -> 
 /// Opens (or reuses) a forward for each guest port.
 pub fn open(state: &State, backend: &dyn Backend, vm: &str, ports: &[u16]) -> Result<Vec<Opened>> {
     // One lock for the registry and the spawns, so two worktrees never race for a port.
-    let _lock = state.lock("ports")?;
+    let _lock = state.lock_ports()?;
     let vm_dir = state.vm_dir(vm)?;
     let tunnels_path = vm_dir.join(TUNNELS);
     let mut reg: Registry = state.read_json(REGISTRY)?;
@@ -248,7 +247,7 @@ fn start_forward(
 /// Closes every tunnel of a VM, the recorded ones and any forwarder of it found by its command
 /// line (never recorded, or its record damaged); returns how many were open.
 pub fn close_all(state: &State, backend: &dyn Backend, vm: &str) -> Result<usize> {
-    let _lock = state.lock("ports")?;
+    let _lock = state.lock_ports()?;
     let path = state.vm_dir_path(vm).join(TUNNELS);
     let tunnels: Vec<Tunnel> = match crate::state::read_json(&path) {
         Ok(t) => t,
@@ -319,7 +318,7 @@ pub fn set_aside(path: &Path) {
 
 /// Drops a VM's host ports from the registry (when the VM is destroyed).
 pub fn forget(state: &State, vm: &str) -> Result<()> {
-    let _lock = state.lock("ports")?;
+    let _lock = state.lock_ports()?;
     let mut reg: Registry = state.read_json(REGISTRY)?;
     if reg.remove(vm).is_some() {
         crate::state::write_json(&state.root().join(REGISTRY), &reg)?;

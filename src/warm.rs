@@ -92,7 +92,7 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
         let _lock = if is_running {
             None
         } else {
-            Some(ctx.state.lock(&format!("vm-{name}"))?)
+            Some(ctx.state.lock_vm(&name)?)
         };
         if !is_running {
             output::info(format!(

@@ -5,6 +5,7 @@
 mod common;
 
 mod integration {
+    pub mod approval;
     pub mod bad_input;
     pub mod basics;
     pub mod colima;
@@ -17,6 +18,7 @@ mod integration {
     pub mod messages;
     pub mod netns;
     pub mod safety;
+    pub mod setup;
     pub mod tunnels;
     pub mod ux;
 }
@@ -24,6 +26,7 @@ mod integration {
 fn main() -> std::process::ExitCode {
     use integration::*;
     let all = [
+        approval::tests(),
         bad_input::tests(),
         basics::tests(),
         colima::tests(),
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
         messages::tests(),
         netns::tests(),
         safety::tests(),
+        setup::tests(),
         tunnels::tests(),
         ux::tests(),
     ]

@@ -14,7 +14,7 @@ pub fn run(base: Base) -> Result<()> {
         return Ok(());
     };
     backend.ensure_installed()?;
-    let _vm_lock = base.state.lock(&format!("vm-{vm}"))?;
+    let _vm_lock = base.state.lock_vm(&vm)?;
     tunnel::close_all(&base.state, backend.as_ref(), &vm)?;
     match backend.info(&vm)?.state {
         VmState::Missing => output::info(format!("VM {vm} does not exist: nothing to stop")),

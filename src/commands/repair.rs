@@ -10,17 +10,21 @@ use crate::backend::{self, VmState};
 use crate::cli::DoctorArgs;
 use crate::output::{self, JSON_VERSION, Note};
 use crate::registry::{self, Names};
-use crate::state::State;
+use crate::state::{State, files};
 use crate::tunnel;
 
 /// Every JSON file git-vmoat keeps in a state dir.
 fn state_files(state: &State) -> Vec<PathBuf> {
     let root = state.root();
-    let mut out: Vec<PathBuf> = ["names.json", "ports.json", "trust.json", "approvals.json"]
+    let mut out: Vec<PathBuf> = [files::NAMES, files::PORTS, files::TRUST, files::APPROVALS]
         .iter()
         .map(|f| root.join(f))
         .collect();
-    for (dir, file) in [("vms", None), ("netns", Some("vm.json")), ("jobs", None)] {
+    for (dir, file) in [
+        (files::VMS_DIR, None),
+        (files::NETNS_DIR, Some(files::NETNS_META)),
+        (files::JOBS_DIR, None),
+    ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -29,8 +33,8 @@ fn state_files(state: &State) -> Vec<PathBuf> {
             match file {
                 Some(f) => out.push(p.join(f)),
                 None if p.is_dir() => {
-                    out.push(p.join("tunnels.json"));
-                    out.push(p.join(registry::OWNER));
+                    out.push(p.join(files::TUNNELS));
+                    out.push(p.join(files::OWNER));
                 }
                 None if p.extension().is_some_and(|x| x == "json") => out.push(p),
                 None => {}
@@ -85,7 +89,7 @@ type Candidate = (String, registry::Owner, bool);
 pub fn run(args: &DoctorArgs) -> Result<()> {
     let state = State::open()?;
     // Hold the registry's lock throughout: no claim may interleave with the rebuild.
-    let _names_lock = state.lock("names-json")?;
+    let _names_lock = state.lock_names()?;
     let mut report = RepairReport {
         version: JSON_VERSION,
         ..Default::default()
@@ -162,7 +166,7 @@ fn rebuild(
         let exists = backend::select(owner.backend, state)
             .and_then(|b| b.info(&name))
             .map(|i| i.state != VmState::Missing);
-        let busy = state.try_lock(&format!("vm-{name}"))?.is_none();
+        let busy = state.try_lock_vm(&name)?.is_none();
         match exists {
             Ok(true) => {}
             Ok(false) if busy => {}
@@ -195,14 +199,14 @@ fn rebuild(
 
 /// Writes the registry, the owner records it lacks, and a lost host-port registry.
 fn write(state: &State, rebuilt: &Names) -> Result<()> {
-    crate::state::write_json(&state.root().join(registry::NAMES), rebuilt)?;
+    crate::state::write_json(&state.root().join(files::NAMES), rebuilt)?;
     for (name, o) in rebuilt {
         if registry::read_owner(state, name).is_none() {
             registry::write_owner(state, name, o)?;
         }
     }
     // Host ports: a damaged ports registry is rebuilt from the VMs' tunnel records.
-    let ports = state.root().join("ports.json");
+    let ports = state.root().join(files::PORTS);
     if !ports.exists() {
         let mut reg = tunnel::Registry::new();
         for name in rebuilt.keys() {

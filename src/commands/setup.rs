@@ -36,15 +36,30 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
     };
     let bin = bin_dir();
     let man_root = man_root(&home, bin.as_ref().map(|(d, _)| d.as_path()));
-    let mut targets = vec![completion_target(shell, &home)];
+    let man1 = man_root.join("man1");
+    let plan = plan(targets(shell, &home, &man1)?)?;
+    let stale = stale_pages(&man1, &plan);
+    install(&plan, &man1, dry_run)?;
+    remove_stale(stale, dry_run)?;
+    report_rc(shell, &home, &man_root, bin.as_ref(), dry_run)
+}
+
+/// Every file `setup` installs: the shell's completions and the man pages.
+fn targets(shell: Shell, home: &Path, man1: &Path) -> Result<Vec<Target>> {
+    let mut targets = vec![completion_target(shell, home)];
     for (name, page) in crate::gendocs::man_pages()? {
         targets.push(Target {
-            path: man_root.join("man1").join(&name),
+            path: man1.join(&name),
             content: with_marker(Kind::Roff, &page),
             what: format!("man page {name}"),
         });
     }
-    // Decide everything first: a refused file leaves nothing half installed.
+    Ok(targets)
+}
+
+/// What happens to each target, decided before anything is written: a refused file leaves
+/// nothing half installed.
+fn plan(targets: Vec<Target>) -> Result<Vec<(Target, Action)>> {
     let mut plan = vec![];
     let mut foreign = vec![];
     for t in targets {
@@ -53,31 +68,37 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
             None => foreign.push(t.path.display().to_string()),
         }
     }
-    if !foreign.is_empty() {
-        let what = match foreign.as_slice() {
-            [one] => format!("{one} exists and was not written by `git vmoat setup`"),
-            many => format!(
-                "{} files exist that were not written by `git vmoat setup`: {}",
-                many.len(),
-                many.join(", ")
-            ),
-        };
-        return Err(hint(
-            what,
-            "setup never replaces a file of yours: move it aside (or delete it) and run `git vmoat setup` again",
-        ));
+    if foreign.is_empty() {
+        return Ok(plan);
     }
-    let stale = stale_pages(&man_root.join("man1"), &plan);
-    let verb = |a: &Action| match (a, dry_run) {
+    let what = match foreign.as_slice() {
+        [one] => format!("{one} exists and was not written by `git vmoat setup`"),
+        many => format!(
+            "{} files exist that were not written by `git vmoat setup`: {}",
+            many.len(),
+            many.join(", ")
+        ),
+    };
+    Err(hint(
+        what,
+        "setup never replaces a file of yours: move it aside (or delete it) and run `git vmoat setup` again",
+    ))
+}
+
+fn verb(a: &Action, dry_run: bool) -> &'static str {
+    match (a, dry_run) {
         (Action::Create, false) => "installed",
         (Action::Create, true) => "would install",
         (Action::Update, false) => "updated",
         (Action::Update, true) => "would update",
         (Action::UpToDate, _) => "up to date:",
-    };
-    // Man pages: one line for all of them.
+    }
+}
+
+/// Writes what the plan changes and says so: a line per other file, one for all man pages.
+fn install(plan: &[(Target, Action)], man1: &Path, dry_run: bool) -> Result<()> {
     let (mut changed, mut total, mut created) = (0, 0, false);
-    for (t, a) in &plan {
+    for (t, a) in plan {
         if !dry_run && *a != Action::UpToDate {
             write_atomic(&t.path, &t.content)?;
         }
@@ -86,10 +107,14 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
             created |= *a == Action::Create;
             total += 1;
         } else {
-            output::info(format!("{} {} {}", verb(a), t.what, t.path.display()));
+            output::info(format!(
+                "{} {} {}",
+                verb(a, dry_run),
+                t.what,
+                t.path.display()
+            ));
         }
     }
-    let man1 = man_root.join("man1");
     let count = if changed == total {
         total.to_string()
     } else {
@@ -99,14 +124,22 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
         0 => format!("up to date: {total} man pages in {}", man1.display()),
         _ => format!(
             "{} {count} man pages in {}",
-            verb(if created {
-                &Action::Create
-            } else {
-                &Action::Update
-            }),
+            verb(
+                if created {
+                    &Action::Create
+                } else {
+                    &Action::Update
+                },
+                dry_run
+            ),
             man1.display()
         ),
     });
+    Ok(())
+}
+
+/// Removes the man pages of an older version that this one no longer has.
+fn remove_stale(stale: Vec<PathBuf>, dry_run: bool) -> Result<()> {
     for p in stale {
         if !dry_run {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -114,21 +147,32 @@ pub fn run(shell: Option<Shell>, dry_run: bool) -> Result<()> {
         let v = if dry_run { "would remove" } else { "removed" };
         output::info(format!("{v} the old man page {}", p.display()));
     }
-    let rc = rc_file(shell, &home);
+    Ok(())
+}
+
+/// Says what the shell's rc file still needs, the lines themselves on stdout.
+fn report_rc(
+    shell: Shell,
+    home: &Path,
+    man_root: &Path,
+    bin: Option<&(PathBuf, bool)>,
+    dry_run: bool,
+) -> Result<()> {
+    let rc = rc_file(shell, home);
     let rc_text = std::fs::read_to_string(&rc).unwrap_or_default();
-    let mut lines = shell_lines(shell, &home, &rc_text);
-    lines.extend(man_lines(shell, &man_root, bin.as_ref(), dry_run, &rc_text));
+    let mut lines = shell_lines(shell, home, &rc_text);
+    lines.extend(man_lines(shell, man_root, bin, dry_run, &rc_text));
     if lines.is_empty() {
         output::info(format!(
             "nothing to add to {}; open a new shell to use them (`git vmoat <TAB>`, `git help vmoat`)",
-            tilde(&rc, &home)
+            tilde(&rc, home)
         ));
         return Ok(());
     }
     output::info(format!(
         "add to {} (the lines are on stdout: `git vmoat setup >> {}` appends them), then open a new shell:",
-        tilde(&rc, &home),
-        tilde(&rc, &home)
+        tilde(&rc, home),
+        tilde(&rc, home)
     ));
     output::data(lines.join("\n"))
 }

@@ -12,7 +12,7 @@ use super::LEGACY_FILES;
 use crate::error::hint;
 use crate::state::State;
 
-const TRUST_FILE: &str = "trust.json";
+use crate::state::files::TRUST as TRUST_FILE;
 
 /// Trusted legacy file hashes per repository (`consent::repo_key`), so every worktree of a
 /// repository shares them: a new worktree with the same file content is already trusted.

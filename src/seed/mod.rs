@@ -389,145 +389,169 @@ impl Copy<'_> {
         };
         let mode = Mode::from_raw_mode((st.st_mode & 0o7777) as _);
         match kind {
-            FileType::Directory => {
-                let from = match rustix::fs::openat(src_dir, name, DIR, Mode::empty()) {
-                    Ok(fd) => fd,
-                    Err(e) if is_link_errno(e) => {
-                        return Ok(Some(format!("{} changed while being read", rel.display())));
-                    }
-                    Err(e) => {
-                        return Err(io::Error::from(e))
-                            .with_context(|| format!("reading {}", src.display()));
-                    }
-                };
-                // Made private first, given its real mode once filled.
-                let created = match rustix::fs::mkdirat(dst_dir, name, Mode::RWXU) {
-                    Ok(()) => true,
-                    Err(Errno::EXIST) => false,
-                    Err(e) => {
-                        return Err(io::Error::from(e)).with_context(|| {
-                            format!("creating {}", self.worktree.join(rel).display())
-                        });
-                    }
-                };
-                let to = match rustix::fs::openat(dst_dir, name, DIR, Mode::empty()) {
-                    Ok(fd) => fd,
-                    Err(e) if is_link_errno(e) => return Ok(Some(blocked(dst_dir, name, rel)?)),
-                    Err(e) => {
-                        return Err(io::Error::from(e)).with_context(|| {
-                            format!("opening {}", self.worktree.join(rel).display())
-                        });
-                    }
-                };
-                let mut names = vec![];
-                for e in rustix::fs::Dir::read_from(&from)? {
-                    let n = OsStr::from_bytes(e?.file_name().to_bytes()).to_os_string();
-                    if n != "." && n != ".." {
-                        names.push(n);
-                    }
-                }
-                names.sort();
-                for n in names {
-                    let child = rel.join(&n);
-                    if let Some(why) =
-                        self.copy(from.as_fd(), to.as_fd(), &n, &child, &src.join(&n))?
-                    {
-                        self.skipped += 1;
-                        crate::output::warn(format!(
-                            "seed {}: skipped {}: {why}",
-                            self.entry,
-                            child.display()
-                        ));
-                    }
-                }
-                if created {
-                    rustix::fs::fchmod(&to, mode)?;
-                }
-            }
-            FileType::RegularFile => {
-                let from = match rustix::fs::openat(
-                    src_dir,
-                    name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(e) if is_link_errno(e) => {
-                        return Ok(Some(format!("{} changed while being read", rel.display())));
-                    }
-                    Err(e) => {
-                        return Err(io::Error::from(e))
-                            .with_context(|| format!("reading {}", src.display()));
-                    }
-                };
-                // O_EXCL: never overwrites, and fails on a symlink instead of following it.
-                let to = match rustix::fs::openat(
-                    dst_dir,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::RUSR | Mode::WUSR,
-                ) {
-                    Ok(fd) => fd,
-                    Err(Errno::EXIST) => {
-                        self.kept += 1;
-                        return Ok(None);
-                    }
-                    Err(e) => {
-                        return Err(io::Error::from(e)).with_context(|| {
-                            format!("creating {}", self.worktree.join(rel).display())
-                        });
-                    }
-                };
-                let (mut from, mut to) = (std::fs::File::from(from), std::fs::File::from(to));
-                let result = io::copy(&mut from, &mut to)
-                    .and_then(|_| to.sync_all())
-                    .and_then(|()| rustix::fs::fchmod(&to, mode).map_err(io::Error::from));
-                if let Err(e) = result {
-                    // No truncated secret left behind; removed only while the name is still
-                    // the file this run created.
-                    let ours = rustix::fs::fstat(&to).ok();
-                    let there = rustix::fs::statat(dst_dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
-                    if let (Some(a), Some(b)) = (ours, there)
-                        && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-                    {
-                        let _ = rustix::fs::unlinkat(dst_dir, name, AtFlags::empty());
-                    }
-                    return Err(e).with_context(|| {
-                        format!(
-                            "copying {} to {}",
-                            src.display(),
-                            self.worktree.join(rel).display()
-                        )
-                    });
-                }
-            }
-            FileType::Symlink => {
-                let target = link_target(src_dir, name);
-                if let Some(why) = link_refusal(self.main, &target, rel, src) {
-                    return Ok(Some(why));
-                }
-                match rustix::fs::symlinkat(&target, dst_dir, name) {
-                    Ok(()) => {}
-                    Err(Errno::EXIST) => {
-                        self.kept += 1;
-                        return Ok(None);
-                    }
-                    Err(e) => {
-                        return Err(io::Error::from(e)).with_context(|| {
-                            format!("creating {}", self.worktree.join(rel).display())
-                        });
-                    }
-                }
-            }
-            _ => return Ok(Some(NOT_A_FILE.to_string())),
+            FileType::Directory => self.copy_dir(src_dir, dst_dir, name, rel, src, mode),
+            FileType::RegularFile => self.copy_file(src_dir, dst_dir, name, rel, src, mode),
+            FileType::Symlink => self.copy_link(src_dir, dst_dir, name, rel, src),
+            _ => Ok(Some(NOT_A_FILE.to_string())),
         }
-        if kind != FileType::Directory {
-            self.copied += 1;
+    }
+
+    /// A directory: created (or entered when it exists) and filled entry by entry, each left-out
+    /// entry warned about; given its mode once filled when this run made it.
+    fn copy_dir(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        src: &Path,
+        mode: Mode,
+    ) -> Result<Option<String>> {
+        let from = match rustix::fs::openat(src_dir, name, DIR, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if is_link_errno(e) => {
+                return Ok(Some(format!("{} changed while being read", rel.display())));
+            }
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("reading {}", src.display()));
+            }
+        };
+        // Made private first, given its real mode once filled.
+        let created = match rustix::fs::mkdirat(dst_dir, name, Mode::RWXU) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("creating {}", self.worktree.join(rel).display()));
+            }
+        };
+        let to = match rustix::fs::openat(dst_dir, name, DIR, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if is_link_errno(e) => return Ok(Some(blocked(dst_dir, name, rel)?)),
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("opening {}", self.worktree.join(rel).display()));
+            }
+        };
+        let mut names = vec![];
+        for e in rustix::fs::Dir::read_from(&from)? {
+            let n = OsStr::from_bytes(e?.file_name().to_bytes()).to_os_string();
+            if n != "." && n != ".." {
+                names.push(n);
+            }
         }
+        names.sort();
+        for n in names {
+            let child = rel.join(&n);
+            if let Some(why) = self.copy(from.as_fd(), to.as_fd(), &n, &child, &src.join(&n))? {
+                self.skipped += 1;
+                crate::output::warn(format!(
+                    "seed {}: skipped {}: {why}",
+                    self.entry,
+                    child.display()
+                ));
+            }
+        }
+        if created {
+            rustix::fs::fchmod(&to, mode)?;
+        }
+        Ok(None)
+    }
+
+    /// A regular file: copied only where nothing is (an existing one is kept), counted once copied.
+    fn copy_file(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        src: &Path,
+        mode: Mode,
+    ) -> Result<Option<String>> {
+        let from = match rustix::fs::openat(
+            src_dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if is_link_errno(e) => {
+                return Ok(Some(format!("{} changed while being read", rel.display())));
+            }
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("reading {}", src.display()));
+            }
+        };
+        // O_EXCL: never overwrites, and fails on a symlink instead of following it.
+        let to = match rustix::fs::openat(
+            dst_dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => {
+                self.kept += 1;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("creating {}", self.worktree.join(rel).display()));
+            }
+        };
+        let (mut from, mut to) = (std::fs::File::from(from), std::fs::File::from(to));
+        let result = io::copy(&mut from, &mut to)
+            .and_then(|_| to.sync_all())
+            .and_then(|()| rustix::fs::fchmod(&to, mode).map_err(io::Error::from));
+        if let Err(e) = result {
+            // No truncated secret left behind; removed only while the name is still
+            // the file this run created.
+            let ours = rustix::fs::fstat(&to).ok();
+            let there = rustix::fs::statat(dst_dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+            if let (Some(a), Some(b)) = (ours, there)
+                && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+            {
+                let _ = rustix::fs::unlinkat(dst_dir, name, AtFlags::empty());
+            }
+            return Err(e).with_context(|| {
+                format!(
+                    "copying {} to {}",
+                    src.display(),
+                    self.worktree.join(rel).display()
+                )
+            });
+        }
+        self.copied += 1;
+        Ok(None)
+    }
+
+    /// A symlink: recreated as it is unless it leads out of the checkout (an existing one is kept).
+    fn copy_link(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        src: &Path,
+    ) -> Result<Option<String>> {
+        let target = link_target(src_dir, name);
+        if let Some(why) = link_refusal(self.main, &target, rel, src) {
+            return Ok(Some(why));
+        }
+        match rustix::fs::symlinkat(&target, dst_dir, name) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.kept += 1;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("creating {}", self.worktree.join(rel).display()));
+            }
+        }
+        self.copied += 1;
         Ok(None)
     }
 }

@@ -38,7 +38,7 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     ctx.backend.preflight(&spec)?;
     let vm = ctx.claim_vm_name()?;
     // One provisioning per VM at a time: a second `up` waits here, then finds it done.
-    let _vm_lock = ctx.state.lock(&format!("vm-{vm}"))?;
+    let _vm_lock = ctx.state.lock_vm(&vm)?;
     let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
     let info = ctx.backend.info(&vm)?;
     let state = info.state;

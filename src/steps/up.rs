@@ -21,8 +21,8 @@ pub(crate) fn up(ctx: &Ctx) -> Result<()> {
     // One `up` per worktree at a time, start to healthy: the hook's job and a manual `up` (or
     // two agents) would otherwise run the up command twice at once and trip over each other.
     let key = ctx.wt.location_key();
-    let _up_lock = ctx.state.lock_waiting(
-        &format!("up-{}", crate::naming::short_hash(&key, 16)),
+    let _up_lock = ctx.state.lock_up(
+        &key,
         "another `git vmoat up` is running for this worktree; waiting for it to finish…",
     )?;
     let started = Instant::now();

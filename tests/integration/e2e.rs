@@ -104,26 +104,7 @@ fn run(backend: &str) {
     let fs = rootfs(&env);
     let a = worktree(&env, &repo, "alpha", backend, &fs, SERVE, 60);
     let b = worktree(&env, &repo, "beta", backend, &fs, SERVE, 60);
-
-    // 1. Two stacks on 8080 at once, each in its own VM, each tunnelled to its own host port.
-    let t = Instant::now();
-    let ra = env.vmoat(&a, &["up"]).ok();
-    eprintln!("[{backend}] fresh up of alpha: {:?}", t.elapsed());
-    assert!(
-        ra.stderr.contains("imported-image") && ra.stderr.contains("healthy"),
-        "{ra:?}"
-    );
-    env.vmoat(&b, &["up"]).ok();
-    let t = Instant::now();
-    let (pa, pb) = (tunnel_port(&env, &a), tunnel_port(&env, &b));
-    eprintln!(
-        "[{backend}] tunnel (reuse check + discovery): {:?}",
-        t.elapsed()
-    );
-    assert_ne!(pa, pb);
-    assert_eq!(http_get(pa).as_deref(), Some("alpha's own checkout\n"));
-    assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
-
+    let (pa, pb) = two_stacks_side_by_side(&env, backend, &a, &b);
     if backend == "netns" {
         limits_hold(&env, &repo, &fs, &a, &b, pb);
     }
@@ -132,9 +113,52 @@ fn run(backend: &str) {
     assert_eq!(env.vmoat(&a, &["test", "0"]).code, 0);
     assert_eq!(env.vmoat(&a, &["test", "5"]).code, 5);
 
+    a_prune_leaves_the_other_serving(&env, &a, &b, pb);
+    let (slow, never) = health_gating(&env, &repo, backend, &fs);
+    down_then_up_resumes(&env, &b, pb);
+    // 6. destroy leaves nothing behind.
+    for wt in [&a, &b, &slow, &never] {
+        let vm = vm_name(&env, wt);
+        env.vmoat(wt, &["destroy", "-f"]).ok();
+        assert!(wt.join("www/index.html").exists(), "worktree files stay");
+        let leftovers = match backend {
+            "netns" => netns_leftovers(&env, &vm),
+            _ => colima_leftovers(&env, &vm),
+        };
+        assert!(leftovers.is_empty(), "{vm} left: {leftovers:#?}");
+    }
+    assert!(wait_until(Duration::from_secs(5), || http_get(pa)
+        .is_none()
+        && http_get(pb).is_none()));
+}
+
+/// Returns the host ports of alpha and beta.
+fn two_stacks_side_by_side(env: &Env, backend: &str, a: &Path, b: &Path) -> (u16, u16) {
+    // 1. Two stacks on 8080 at once, each in its own VM, each tunnelled to its own host port.
+    let t = Instant::now();
+    let ra = env.vmoat(a, &["up"]).ok();
+    eprintln!("[{backend}] fresh up of alpha: {:?}", t.elapsed());
+    assert!(
+        ra.stderr.contains("imported-image") && ra.stderr.contains("healthy"),
+        "{ra:?}"
+    );
+    env.vmoat(b, &["up"]).ok();
+    let t = Instant::now();
+    let (pa, pb) = (tunnel_port(env, a), tunnel_port(env, b));
+    eprintln!(
+        "[{backend}] tunnel (reuse check + discovery): {:?}",
+        t.elapsed()
+    );
+    assert_ne!(pa, pb);
+    assert_eq!(http_get(pa).as_deref(), Some("alpha's own checkout\n"));
+    assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
+    (pa, pb)
+}
+
+fn a_prune_leaves_the_other_serving(env: &Env, a: &Path, b: &Path, pb: u16) {
     // 3. A full prune in alpha leaves beta serving, with its image.
     env.vmoat(
-        &a,
+        a,
         &[
             "ssh",
             "sh",
@@ -144,27 +168,30 @@ fn run(backend: &str) {
     )
     .ok();
     assert_ne!(
-        env.vmoat(&a, &["ssh", "docker", "image", "inspect", "bb"])
+        env.vmoat(a, &["ssh", "docker", "image", "inspect", "bb"])
             .code,
         0,
         "alpha's image is gone"
     );
     assert_eq!(
-        env.vmoat(&b, &["ssh", "docker", "image", "inspect", "bb"])
+        env.vmoat(b, &["ssh", "docker", "image", "inspect", "bb"])
             .code,
         0,
         "beta's image is not"
     );
     assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
-    assert_eq!(env.vmoat(&b, &["test", "0"]).code, 0);
+    assert_eq!(env.vmoat(b, &["test", "0"]).code, 0);
+}
 
+/// Returns the two worktrees it made.
+fn health_gating(env: &Env, repo: &Path, backend: &str, fs: &Path) -> (PathBuf, PathBuf) {
     // 4. Health gating: healthy after a few seconds passes; never healthy fails on time.
     let slow = worktree(
-        &env,
-        &repo,
+        env,
+        repo,
         "slow",
         backend,
-        &fs,
+        fs,
         "sleep 3; exec httpd -f -p 80 -h /www",
         60,
     );
@@ -173,7 +200,7 @@ fn run(backend: &str) {
         r.stderr.contains("healthy: http://127.0.0.1:8080/"),
         "{r:?}"
     );
-    let never = worktree(&env, &repo, "never", backend, &fs, "exec sleep 600", 3);
+    let never = worktree(env, repo, "never", backend, fs, "exec sleep 600", 3);
     let r = env.vmoat(&never, &["up"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
@@ -187,81 +214,76 @@ fn run(backend: &str) {
             && !r.stderr.contains("compose"),
         "what the URL answered, and the stack's own container: {r:?}"
     );
+    (slow, never)
+}
 
-    // 5. down then up resumes with the data kept; destroy leaves nothing behind.
-    env.vmoat(&b, &["down"]).ok();
+fn down_then_up_resumes(env: &Env, b: &Path, pb: u16) {
+    // 5. down then up resumes with the data kept.
+    env.vmoat(b, &["down"]).ok();
     assert!(wait_until(Duration::from_secs(5), || http_get(pb).is_none()));
     let s: serde_json::Value =
-        serde_json::from_str(&env.vmoat(&b, &["status", "--json"]).ok().stdout).unwrap();
+        serde_json::from_str(&env.vmoat(b, &["status", "--json"]).ok().stdout).unwrap();
     assert_eq!(s["state"], "Stopped");
-    let r = env.vmoat(&b, &["up"]).ok();
+    let r = env.vmoat(b, &["up"]).ok();
     assert!(
         !r.stderr.contains("imported-image"),
         "the image survived down: {r:?}"
     );
-    assert_eq!(tunnel_port(&env, &b), pb, "same host port after resume");
+    assert_eq!(tunnel_port(env, b), pb, "same host port after resume");
     assert_eq!(http_get(pb).as_deref(), Some("beta's own checkout\n"));
+}
 
-    for wt in [&a, &b, &slow, &never] {
-        let vm = vm_name(&env, wt);
-        env.vmoat(wt, &["destroy", "-f"]).ok();
-        assert!(wt.join("www/index.html").exists(), "worktree files stay");
-        let leftovers = match backend {
-            "netns" => {
-                let id = netns_id(&env, &vm);
-                let mut l = traces(&format!("/run/git-vmoat/{id}/"));
-                // This state dir's only: other tests' VMs of the same name may be running.
-                l.extend(traces(&format!(
-                    "{}/",
-                    env.state_dir().join("netns").join(&vm).display()
-                )));
-                if Path::new("/run/netns").join(&id).exists() {
-                    l.push(format!("namespace {vm}"));
-                }
-                if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
-                    for line in m.lines().filter(|l| l.contains("cgroup")) {
-                        let dir = Path::new(line.split_whitespace().nth(1).unwrap())
-                            .join("git-vmoat")
-                            .join(&id);
-                        if dir.exists() {
-                            l.push(format!("cgroup {}", dir.display()));
-                        }
-                    }
-                }
-                let veth = format!("vmo{}", sha_prefix(&id));
-                if std::process::Command::new("ip")
-                    .args(["link", "show", &veth])
-                    .output()
-                    .unwrap()
-                    .status
-                    .success()
-                {
-                    l.push(format!("veth {veth}"));
-                }
-                if env.state_dir().join("netns").join(&vm).exists() {
-                    l.push("data dir".into());
-                }
-                l
-            }
-            _ => {
-                let mut l = traces(&format!(
-                    "{}/",
-                    env.colima_state().join("disks").join(&vm).display()
-                ));
-                if env.profile(&vm).is_some() {
-                    l.push(format!("profile {vm}"));
-                }
-                if env.colima_state().join("disks").join(&vm).exists() {
-                    l.push("data disk".into());
-                }
-                l
-            }
-        };
-        assert!(leftovers.is_empty(), "{vm} left: {leftovers:#?}");
+/// What a destroyed netns VM left behind (this state dir's only).
+fn netns_leftovers(env: &Env, vm: &str) -> Vec<String> {
+    let id = netns_id(env, vm);
+    let mut l = traces(&format!("/run/git-vmoat/{id}/"));
+    // This state dir's only: other tests' VMs of the same name may be running.
+    l.extend(traces(&format!(
+        "{}/",
+        env.state_dir().join("netns").join(vm).display()
+    )));
+    if Path::new("/run/netns").join(&id).exists() {
+        l.push(format!("namespace {vm}"));
     }
-    assert!(wait_until(Duration::from_secs(5), || http_get(pa)
-        .is_none()
-        && http_get(pb).is_none()));
+    if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
+        for line in m.lines().filter(|l| l.contains("cgroup")) {
+            let dir = Path::new(line.split_whitespace().nth(1).unwrap())
+                .join("git-vmoat")
+                .join(&id);
+            if dir.exists() {
+                l.push(format!("cgroup {}", dir.display()));
+            }
+        }
+    }
+    let veth = format!("vmo{}", sha_prefix(&id));
+    if std::process::Command::new("ip")
+        .args(["link", "show", &veth])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        l.push(format!("veth {veth}"));
+    }
+    if env.state_dir().join("netns").join(vm).exists() {
+        l.push("data dir".into());
+    }
+    l
+}
+
+/// What a destroyed Colima VM left behind.
+fn colima_leftovers(env: &Env, vm: &str) -> Vec<String> {
+    let mut l = traces(&format!(
+        "{}/",
+        env.colima_state().join("disks").join(vm).display()
+    ));
+    if env.profile(vm).is_some() {
+        l.push(format!("profile {vm}"));
+    }
+    if env.colima_state().join("disks").join(vm).exists() {
+        l.push("data disk".into());
+    }
+    l
 }
 
 fn sha_prefix(s: &str) -> String {

@@ -1,5 +1,6 @@
 //! provision / up / test / ssh / down / destroy against the stand-in, asserting Colima's argv.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::*;
@@ -290,6 +291,46 @@ fn vm_type_is_passed_only_where_colima_has_it() {
 
 fn provisioning_runs_the_script_once_per_config_and_seeds_safely() {
     let env = Env::new();
+    let repo = main_with_ignored_files(&env);
+    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
+    env.write(&wt.join("local.yaml"), "mine\n");
+    env.write(
+        &wt.join("vmoat.toml"),
+        "[commands]\nup = \"true\"\n[provision]\napt = [\"bash\"]\nscript = \"pwd >> provisioned.log\"\nseed = [\".env.keys\", \"secrets\", \"local.yaml\", \"README.md\", \"untracked.txt\", \"nowhere\"]\n",
+    );
+    let r = env.vmoat(&wt, &["up"]).ok();
+    assert!(
+        !r.stderr.contains("installing:"),
+        "bash is installed: no apt run: {r:?}"
+    );
+    seeded_safely(&wt, &r);
+    let real = std::fs::canonicalize(&wt).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("provisioned.log")).unwrap(),
+        format!("{}\n", real.display())
+    );
+    // A second up does not re-run the script; an explicit provision does.
+    env.vmoat(&wt, &["up"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("provisioned.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    env.vmoat(&wt, &["provision"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("provisioned.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+/// A main checkout with ignored files to seed (a private key file, a dir, a file the worktree
+/// has its own of) and an untracked one that must not be.
+fn main_with_ignored_files(env: &Env) -> PathBuf {
     let repo = env.repo("proj");
     env.write(
         &repo.join(".gitignore"),
@@ -307,17 +348,12 @@ fn provisioning_runs_the_script_once_per_config_and_seeds_safely() {
     env.write(&repo.join("secrets/sub/b.txt"), "b\n");
     env.write(&repo.join("local.yaml"), "from main\n");
     env.write(&repo.join("untracked.txt"), "x\n");
-    let wt = env.worktree(&repo, &env.home.join("src/feat"), "feat");
-    env.write(&wt.join("local.yaml"), "mine\n");
-    env.write(
-        &wt.join("vmoat.toml"),
-        "[commands]\nup = \"true\"\n[provision]\napt = [\"bash\"]\nscript = \"pwd >> provisioned.log\"\nseed = [\".env.keys\", \"secrets\", \"local.yaml\", \"README.md\", \"untracked.txt\", \"nowhere\"]\n",
-    );
-    let r = env.vmoat(&wt, &["up"]).ok();
-    assert!(
-        !r.stderr.contains("installing:"),
-        "bash is installed: no apt run: {r:?}"
-    );
+    repo
+}
+
+/// What `up` seeded: ignored files copied with their permissions, nothing overwritten, and
+/// each entry it refused named.
+fn seeded_safely(wt: &Path, r: &Run) {
     assert_eq!(
         std::fs::read_to_string(wt.join(".env.keys")).unwrap(),
         "KEY=main\n"
@@ -347,28 +383,6 @@ fn provisioning_runs_the_script_once_per_config_and_seeds_safely() {
         "{r:?}"
     );
     assert!(r.stderr.contains("seed nowhere is in neither"), "{r:?}");
-    let real = std::fs::canonicalize(&wt).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(wt.join("provisioned.log")).unwrap(),
-        format!("{}\n", real.display())
-    );
-    // A second up does not re-run the script; an explicit provision does.
-    env.vmoat(&wt, &["up"]).ok();
-    assert_eq!(
-        std::fs::read_to_string(wt.join("provisioned.log"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
-    env.vmoat(&wt, &["provision"]).ok();
-    assert_eq!(
-        std::fs::read_to_string(wt.join("provisioned.log"))
-            .unwrap()
-            .lines()
-            .count(),
-        2
-    );
 }
 
 fn seed_paths_escaping_the_repo_are_rejected() {

@@ -48,27 +48,57 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     env.vmoat(&locked, &["up"]).ok();
     env.git(&repo, &["worktree", "lock", locked.to_str().unwrap()]);
     let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
-
-    // mv without telling git: the directory is missing, the VM stays.
     let renamed = src.join("feat-renamed");
+    mv_without_telling_git_keeps_the_vm(&env, &w, &repo, &feat, &renamed);
+    repair_and_move_follow_the_worktree(&env, &repo, &renamed, &src.join("feat-moved"));
+
+    // Rename the directory holding the repository and all its worktrees.
+    drop(w);
+    let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
+    let (repo2, feat2) = renaming_the_parent_keeps_every_vm(&env, &w, &src);
+
+    // Only when git forgets the worktree does the watcher destroy its VM.
+    env.git(
+        &repo2,
+        &["worktree", "remove", "--force", feat2.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || env.profile("wt-feat").is_none()),
+        "git worktree remove did not reclaim the VM"
+    );
+    assert!(env.profile("wt-locked").is_some());
+    drop(w);
+}
+
+fn mv_without_telling_git_keeps_the_vm(
+    env: &Env,
+    w: &Watcher,
+    repo: &Path,
+    feat: &Path,
+    renamed: &Path,
+) {
+    // mv without telling git: the directory is missing, the VM stays.
     let m = w.mark();
-    std::fs::rename(&feat, &renamed).unwrap();
+    std::fs::rename(feat, renamed).unwrap();
     assert!(w.wait_verdict(m, "wt-feat", "missing"));
     assert!(env.profile("wt-feat").is_some(), "mv destroyed the VM");
-    let rows = status_all(&env, &repo);
+    let rows = status_all(env, repo);
     assert_eq!(row(&rows, "wt-feat")["missing"], true, "{rows:?}");
     assert_eq!(row(&rows, "wt-feat")["orphan"], false, "{rows:?}");
-    let dry = env.vmoat(&repo, &["gc", "--dry-run"]).ok();
+    let dry = env.vmoat(repo, &["gc", "--dry-run"]).ok();
     assert!(dry.stderr.contains("would destroy wt-feat"), "{dry:?}");
     assert!(
         env.profile("wt-feat").is_some(),
         "a dry run destroys nothing"
     );
+}
 
+/// `git worktree repair` after the mv to `renamed`, then `git worktree move` to `moved`.
+fn repair_and_move_follow_the_worktree(env: &Env, repo: &Path, renamed: &Path, moved: &Path) {
     // git worktree repair: the same VM, found from the new place; the registry follows.
-    env.git(&renamed, &["worktree", "repair"]);
-    assert_eq!(env.vmoat(&renamed, &["name"]).ok().stdout.trim(), "wt-feat");
-    let rows = status_all(&env, &repo);
+    env.git(renamed, &["worktree", "repair"]);
+    assert_eq!(env.vmoat(renamed, &["name"]).ok().stdout.trim(), "wt-feat");
+    let rows = status_all(env, repo);
     assert_eq!(
         row(&rows, "wt-feat")["worktree"],
         renamed.canonicalize().unwrap().to_str().unwrap()
@@ -76,9 +106,8 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
     assert_eq!(row(&rows, "wt-feat")["missing"], false);
 
     // git worktree move: status --all shows the current path.
-    let moved = src.join("feat-moved");
     env.git(
-        &repo,
+        repo,
         &[
             "worktree",
             "move",
@@ -86,18 +115,19 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
             moved.to_str().unwrap(),
         ],
     );
-    let rows = status_all(&env, &repo);
+    let rows = status_all(env, repo);
     assert_eq!(
         row(&rows, "wt-feat")["worktree"],
         moved.canonicalize().unwrap().to_str().unwrap()
     );
+}
 
-    // Rename the directory holding the repository and all its worktrees.
-    drop(w);
-    let w = Watcher::start(&env, &repo, &["--all", "--interval", "1"]);
+/// `src` renamed to `src2` with the repository and its worktrees; returns the main checkout and
+/// feat in their new places.
+fn renaming_the_parent_keeps_every_vm(env: &Env, w: &Watcher, src: &Path) -> (PathBuf, PathBuf) {
     let src2 = env.home.join("src2");
     let m = w.mark();
-    std::fs::rename(&src, &src2).unwrap();
+    std::fs::rename(src, &src2).unwrap();
     for vm in ["wt-proj", "wt-feat", "wt-locked"] {
         assert!(w.wait_verdict(m, vm, "missing"), "{vm}");
     }
@@ -120,32 +150,21 @@ fn moving_or_renaming_worktrees_and_repositories_never_costs_a_vm() {
             locked2.to_str().unwrap(),
         ],
     );
-    let n = profiles(&env);
+    let n = profiles(env);
     // In the new place: the same VMs, no second one made by up.
     assert_eq!(env.vmoat(&repo2, &["name"]).ok().stdout.trim(), "wt-proj");
     assert_eq!(env.vmoat(&feat2, &["name"]).ok().stdout.trim(), "wt-feat");
     env.vmoat(&repo2, &["up"]).ok();
     env.vmoat(&feat2, &["up"]).ok();
-    assert_eq!(profiles(&env), n, "up made a second VM after the move");
+    assert_eq!(profiles(env), n, "up made a second VM after the move");
     let s: serde_json::Value =
         serde_json::from_str(&env.vmoat(&feat2, &["status", "--json"]).ok().stdout).unwrap();
     assert_eq!(s["vm"], "wt-feat");
     assert_eq!(s["state"], "Running");
-    let rows = status_all(&env, &repo2);
+    let rows = status_all(env, &repo2);
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r["orphan"] == false), "{rows:?}");
-
-    // Only when git forgets the worktree does the watcher destroy its VM.
-    env.git(
-        &repo2,
-        &["worktree", "remove", "--force", feat2.to_str().unwrap()],
-    );
-    assert!(
-        wait_until(Duration::from_secs(15), || env.profile("wt-feat").is_none()),
-        "git worktree remove did not reclaim the VM"
-    );
-    assert!(env.profile("wt-locked").is_some());
-    drop(w);
+    (repo2, feat2)
 }
 
 fn a_copied_repository_gets_its_own_vms_and_never_touches_the_original() {
@@ -480,9 +499,19 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
         );
     }
     // No watcher: every job must clean up after itself once it sees the worktree gone.
-    // A job whose worktree vanished before it started cannot even record that: wait for every
-    // job process to be gone, not for the records.
-    let settled = wait_until(Duration::from_secs(90), || {
+    assert!(every_job_process_gone(&env), "jobs did not finish");
+    let (left, logs) = vms_left_and_logs(&env);
+    assert!(
+        left.is_empty(),
+        "VMs left behind: {left:?}\n{}",
+        logs.join("\n")
+    );
+}
+
+/// A job whose worktree vanished before it started cannot even record that: waits for every
+/// job process to be gone, not for the records.
+fn every_job_process_gone(env: &Env) -> bool {
+    wait_until(Duration::from_secs(90), || {
         !std::fs::read_dir(env.state_dir().join("jobs"))
             .map(|d| {
                 d.flatten().any(|e| {
@@ -497,8 +526,11 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 })
             })
             .unwrap_or(false)
-    });
-    assert!(settled, "jobs did not finish");
+    })
+}
+
+/// The stand-in's VMs still there, and every job's log (to show why).
+fn vms_left_and_logs(env: &Env) -> (Vec<String>, Vec<String>) {
     let left: Vec<String> = std::fs::read_dir(env.colima_state().join("profiles"))
         .map(|d| {
             d.flatten()
@@ -513,11 +545,7 @@ fn worktrees_removed_while_their_job_provisions_leave_no_vm() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(
-        left.is_empty(),
-        "VMs left behind: {left:?}\n{}",
-        logs.join("\n")
-    );
+    (left, logs)
 }
 
 fn destroy_never_reports_a_vm_destroyed_that_still_exists() {

@@ -347,7 +347,7 @@ impl Backend for Colima {
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
         self.forget_ssh_config(vm);
         let mount = mount_arg(spec.mount)?;
-        let _global = self.state.lock("colima")?;
+        let _global = self.state.lock_colima()?;
         if *current == VmState::Broken {
             self.colima().args(["stop", vm, "--force"]).checked()?;
         }
@@ -388,7 +388,7 @@ impl Backend for Colima {
     fn resume(&self, vm: &str) -> Result<()> {
         self.forget_ssh_config(vm);
         // No size or mount flags: Colima starts the profile from its saved config.
-        let _global = self.state.lock("colima")?;
+        let _global = self.state.lock_colima()?;
         let cmd = self.colima().args([
             "start",
             vm,
@@ -402,13 +402,13 @@ impl Backend for Colima {
 
     fn stop(&self, vm: &str) -> Result<()> {
         self.forget_ssh_config(vm);
-        let _global = self.state.lock("colima")?;
+        let _global = self.state.lock_colima()?;
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")
     }
 
     fn delete(&self, vm: &str) -> Result<()> {
         self.forget_ssh_config(vm);
-        let _global = self.state.lock("colima")?;
+        let _global = self.state.lock_colima()?;
         // --data: without it Colima keeps the data disk and hands it to the next VM of this name.
         self.run_streamed(
             self.colima().args(["delete", vm, "--force", "--data"]),

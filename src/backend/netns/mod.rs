@@ -13,7 +13,7 @@ use crate::error::hint;
 use crate::exec::{self, Cmd};
 use crate::output;
 use crate::shell;
-use crate::state::State;
+use crate::state::{State, files};
 
 mod daemon;
 mod net;
@@ -85,7 +85,7 @@ impl Netns {
     }
 
     fn data_dir(&self, vm: &str) -> PathBuf {
-        self.state.root().join("netns").join(vm)
+        self.state.root().join(files::NETNS_DIR).join(vm)
     }
 
     fn run_dir(vm: &str) -> PathBuf {
@@ -172,7 +172,7 @@ impl Backend for Netns {
 
     fn info(&self, vm: &str) -> Result<VmInfo> {
         let id = self.id(vm);
-        let meta_path = self.data_dir(vm).join("vm.json");
+        let meta_path = self.data_dir(vm).join(files::NETNS_META);
         if !meta_path.exists() {
             return Ok(VmInfo::missing());
         }
@@ -205,7 +205,7 @@ impl Backend for Netns {
         // The record comes first and the owner file next: `gc` takes machine-wide objects
         // whose record is gone for strays, so none may exist before both are written.
         crate::state::write_json(
-            &data.join("vm.json"),
+            &data.join(files::NETNS_META),
             &Meta {
                 cpus: spec.cpus,
                 memory_gib: spec.memory_gib,
@@ -236,7 +236,7 @@ impl Backend for Netns {
     }
 
     fn resume(&self, vm: &str) -> Result<()> {
-        let meta: Meta = crate::state::read_json(&self.data_dir(vm).join("vm.json"))?;
+        let meta: Meta = crate::state::read_json(&self.data_dir(vm).join(files::NETNS_META))?;
         let spec = StartSpec {
             cpus: meta.cpus.max(1),
             memory_gib: meta.memory_gib.max(1),
@@ -301,7 +301,7 @@ impl Backend for Netns {
     }
 
     fn owner_mark(&self, vm: &str) -> Option<String> {
-        std::fs::read_to_string(self.data_dir(vm).join("owner.json")).ok()
+        std::fs::read_to_string(self.data_dir(vm).join(files::OWNER)).ok()
     }
 
     fn set_owner_mark(&self, vm: &str, mark: &str) -> Result<()> {
@@ -310,17 +310,17 @@ impl Backend for Netns {
         if !dir.is_dir() {
             return Ok(());
         }
-        let path = dir.join("owner.json");
+        let path = dir.join(files::OWNER);
         std::fs::write(&path, mark).with_context(|| format!("writing {}", path.display()))
     }
 
     fn list_vms(&self) -> Result<Vec<String>> {
-        let Ok(dir) = std::fs::read_dir(self.state.root().join("netns")) else {
+        let Ok(dir) = std::fs::read_dir(self.state.root().join(files::NETNS_DIR)) else {
             return Ok(vec![]);
         };
         Ok(dir
             .flatten()
-            .filter(|e| e.path().join("vm.json").is_file())
+            .filter(|e| e.path().join(files::NETNS_META).is_file())
             .filter_map(|e| e.file_name().to_str().map(String::from))
             .collect())
     }

@@ -169,7 +169,7 @@ pub fn strays() -> Vec<Stray> {
             .filter(|(_, _, r)| rule_comment_id(r) == Some(id.as_str()))
             .count();
         let stray = match &data {
-            Some(d) => !d.join("vm.json").exists(),
+            Some(d) => !d.join(crate::state::files::NETNS_META).exists(),
             // A lone empty cgroup is an earlier version's stopped VM: not taken.
             None => {
                 pids.is_empty()
@@ -277,7 +277,7 @@ pub fn reclaim(s: &Stray) -> Result<()> {
     cgroup::remove(id);
     // Only a dir shaped like a VM's data dir (`…/netns/<vm>`, with `<vm>-<hash>` the id).
     if let Some(d) = &s.data_dir
-        && d.parent().and_then(Path::file_name) == Some("netns".as_ref())
+        && d.parent().and_then(Path::file_name) == Some(crate::state::files::NETNS_DIR.as_ref())
         && d.file_name()
             .and_then(|v| v.to_str())
             .is_some_and(|v| id.strip_prefix(v).is_some_and(|h| h.starts_with('-')))

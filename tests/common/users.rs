@@ -1,0 +1,98 @@
+//! A throwaway unprivileged user, for tests of what another user can and cannot reach.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{Env, Run, bin, to_run, which};
+
+/// A throwaway unprivileged user whose home is the test's HOME, removed (`userdel -r`) on drop
+/// even when the test fails. Needs root, useradd and setpriv.
+pub struct TempUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TempUser {
+    /// Err: why no user can be made here (the test is skipped with it).
+    pub fn create(env: &Env) -> Result<Self, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("creating a test user needs root".into());
+        }
+        for tool in ["useradd", "userdel", "setpriv"] {
+            if which(tool).is_none() && !Path::new("/usr/sbin").join(tool).exists() {
+                return Err(format!(
+                    "{tool} is not installed (apt install passwd util-linux)"
+                ));
+            }
+        }
+        // Unique per test process; the pid keeps parallel runs of the suite apart.
+        let name = format!("vmt{}", std::process::id());
+        let out = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", "-d"])
+            .arg(&env.home)
+            .arg(&name)
+            .output()
+            .map_err(|e| format!("useradd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "useradd failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        // From here on Drop removes the user, whatever fails next.
+        let mut user = Self {
+            name,
+            uid: 0,
+            gid: 0,
+        };
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, &user.name])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        (user.uid, user.gid) = (id("-u"), id("-g"));
+        Ok(user)
+    }
+
+    /// Gives the user the test's HOME (everything made there so far) and lets it reach it
+    /// through the temp dir, which tempfile makes private to root.
+    pub fn own_home(&self, env: &Env) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", self.uid, self.gid))
+            .arg(&env.home)
+            .status()
+            .unwrap();
+        assert!(st.success(), "chown of the test's HOME");
+    }
+
+    /// git-vmoat run as this user, with the hermetic environment and no Colima stand-in.
+    pub fn vmoat(&self, env: &Env, dir: &Path, args: &[&str]) -> Run {
+        let mut c = env.cmd("setpriv", dir);
+        c.args([
+            &format!("--reuid={}", self.uid),
+            &format!("--regid={}", self.gid),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(bin())
+        .args(args)
+        .env("PATH", env.path_var(false))
+        .env("USER", &self.name);
+        to_run(c.output().unwrap())
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .args(["-r", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
