@@ -180,6 +180,25 @@ pub fn forget_new_repo_id(state: &State, wt: &Worktree, id: &str) -> Result<()> 
     crate::git::file_config_unset(&wt.common_config(), repo::REPO_ID_KEY)
 }
 
+/// The key approvals and legacy trust are recorded under: the repository, never the worktree
+/// path, so every worktree of a repository shares them.
+pub fn repo_key(wt: &Worktree) -> String {
+    // The repository id moves with the repository; before one exists nothing was approved
+    // under it, and the path only stands in until `trust`/`hooks install` make the id.
+    wt.repo_id
+        .clone()
+        .or_else(|| crate::repo::read_repo_id(&wt.common_dir))
+        .unwrap_or_else(|| format!("path:{}", wt.common_dir.display()))
+}
+
+/// The repository key for recording an approval: the repository gets its id first, so the
+/// approval survives moving the repository.
+pub fn repo_key_for_record(state: &State, wt: &Worktree) -> Result<String> {
+    let mut wt = wt.clone();
+    ensure_repo_id(state, &mut wt)?;
+    Ok(repo_key(&wt))
+}
+
 /// Device of the filesystem holding `p`.
 fn dev_of(p: &Path) -> Option<u64> {
     std::fs::metadata(p)

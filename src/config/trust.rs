@@ -14,7 +14,7 @@ use crate::state::State;
 
 use crate::state::files::TRUST as TRUST_FILE;
 
-/// Trusted legacy file hashes per repository (`consent::repo_key`), so every worktree of a
+/// Trusted legacy file hashes per repository (`registry::repo_key`), so every worktree of a
 /// repository shares them: a new worktree with the same file content is already trusted.
 #[derive(Default, Serialize, Deserialize)]
 struct TrustStore {
@@ -49,7 +49,7 @@ pub fn file_hash(path: &Path) -> Result<String> {
 /// module) the directory itself stands in.
 pub(super) fn repo_key_at(root: &Path) -> String {
     match crate::repo::discover(root) {
-        Ok(wt) => crate::consent::repo_key(&wt),
+        Ok(wt) => crate::registry::repo_key(&wt),
         Err(_) => {
             crate::repo::read_repo_id(root).unwrap_or_else(|| format!("path:{}", root.display()))
         }
@@ -117,7 +117,7 @@ pub(super) fn check_trusted(files: &[PathBuf], repo: &str, state: &State) -> Res
 /// repository; returns them.
 pub fn trust(wt: &crate::repo::Worktree, state: &State) -> Result<Vec<(PathBuf, String)>> {
     let files = legacy_files(&wt.root)?;
-    let repo = crate::consent::repo_key_for_record(state, wt)?;
+    let repo = crate::registry::repo_key_for_record(state, wt)?;
     state.update_json(TRUST_FILE, |store: &mut TrustStore| {
         let hashes = store.repos.entry(repo).or_default();
         for (f, h) in &files {

@@ -28,24 +28,7 @@ pub use self::content::Content;
 /// Approvals kept per repository (newest last): enough for the branches in flight.
 const KEEP: usize = 32;
 
-/// The key approvals and legacy trust are recorded under: the repository, never the worktree
-/// path, so every worktree of a repository shares them.
-pub fn repo_key(wt: &Worktree) -> String {
-    // The repository id moves with the repository; before one exists nothing was approved
-    // under it, and the path only stands in until `trust`/`hooks install` make the id.
-    wt.repo_id
-        .clone()
-        .or_else(|| crate::repo::read_repo_id(&wt.common_dir))
-        .unwrap_or_else(|| format!("path:{}", wt.common_dir.display()))
-}
-
-/// The repository key for recording an approval: the repository gets its id first, so the
-/// approval survives moving the repository.
-pub fn repo_key_for_record(state: &State, wt: &Worktree) -> Result<String> {
-    let mut wt = wt.clone();
-    crate::registry::ensure_repo_id(state, &mut wt)?;
-    Ok(repo_key(&wt))
-}
+pub use crate::registry::{repo_key, repo_key_for_record};
 
 #[derive(Default, Serialize, Deserialize)]
 struct Approvals {

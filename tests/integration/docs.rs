@@ -208,6 +208,98 @@ fn no_source_file_is_over_600_lines() {
     assert!(long.is_empty(), "over 600 lines: {long:#?}");
 }
 
+/// The top-level module of a source file (`src/steps/up.rs` -> `steps`), `crate` for lib/main.
+fn top_module(root: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(root).unwrap();
+    let first = rel.iter().next().unwrap().to_string_lossy();
+    let name = first.trim_end_matches(".rs");
+    if name == "lib" || name == "main" {
+        "crate".into()
+    } else {
+        name.into()
+    }
+}
+
+/// What a file uses of the crate: `crate::x` and `use crate::{x, y}` (test code left out).
+fn crate_uses(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut out = vec![];
+    for part in code.split("crate::").skip(1) {
+        if let Some(rest) = part.strip_prefix('{') {
+            let inner = rest.split('}').next().unwrap_or("");
+            for item in inner.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                out.push(name);
+            }
+        } else {
+            out.push(
+                part.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect(),
+            );
+        }
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
+/// Layering: no command module imports another (shared steps live below them), and no two
+/// top-level modules depend on each other in a circle.
+fn modules_are_layered_without_cycles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut deps: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for p in rs_files(&root) {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rel = p.strip_prefix(&root).unwrap().to_path_buf();
+        if rel.starts_with("commands") && rel != Path::new("commands/mod.rs") {
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            assert!(
+                !code.contains("crate::commands::"),
+                "{}: a command imports another command module",
+                rel.display()
+            );
+            let parent_is_commands = rel.parent() == Some(Path::new("commands"));
+            assert!(
+                !(parent_is_commands && code.contains("super::")),
+                "{}: a command imports another through super::",
+                rel.display()
+            );
+        }
+        let me = top_module(&root, &p);
+        for u in crate_uses(&text) {
+            if u != me && (root.join(format!("{u}.rs")).exists() || root.join(&u).is_dir()) {
+                deps.entry(me.clone()).or_default().insert(u);
+            }
+        }
+    }
+    // A circle exists when some module reaches itself.
+    for start in deps.keys() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<&String> = deps[start].iter().collect();
+        while let Some(m) = todo.pop() {
+            assert!(
+                m != start,
+                "modules depend on each other in a circle through `{start}`"
+            );
+            if seen.insert(m.clone())
+                && let Some(next) = deps.get(m)
+            {
+                todo.extend(next.iter());
+            }
+        }
+    }
+    assert!(
+        deps.len() > 15,
+        "found only {} modules: {deps:?}",
+        deps.len()
+    );
+}
+
 fn readme_states_the_bad_input_tables_real_size() {
     let readme = repo_file("README.md");
     let stated: Vec<usize> = readme
@@ -353,6 +445,7 @@ fn doctor_fails_a_missing_configured_backend_and_counts_this_vm_once() {
 }
 
 crate::tests! {
+    modules_are_layered_without_cycles;
     readme_key_table_matches_the_config_keys;
     every_integration_test_is_registered;
     no_source_file_is_over_600_lines;
