@@ -140,7 +140,12 @@ impl Ctx {
     /// one `up` would make.
     pub fn vm_name(&self) -> Result<String> {
         let names = registry::load(&self.state)?;
-        let wt = self.wt_now();
+        // With nothing recorded no id could match: skip reading it (`name` must stay cheap).
+        let wt = if names.is_empty() {
+            self.wt.clone()
+        } else {
+            self.wt_now()
+        };
         if let Some((name, _)) = registry::find(&names, &wt) {
             return Ok(name);
         }
@@ -176,14 +181,16 @@ impl Ctx {
 
     /// A VM that exists and carries another worktree's owner record (or one that cannot be
     /// read): never this worktree's, whatever a lost or damaged registry says.
-    fn marked_by_other(&self, vm: &str, wt: &Worktree) -> bool {
+    fn marked_by_other(&self, vm: &str, wt: &std::cell::OnceCell<Worktree>) -> bool {
         self.backend.owner_mark(vm).is_some_and(|m| {
-            serde_json::from_str::<Owner>(&m).map_or(true, |o| !registry::owns(&o, wt))
+            serde_json::from_str::<Owner>(&m)
+                .map_or(true, |o| !registry::owns(&o, wt.get_or_init(|| self.wt_now())))
         })
     }
 
     fn derive(&self, taken: &dyn Fn(&str) -> bool) -> Result<String> {
-        let wt = self.wt_now();
+        // The current id is needed only when a VM of that name carries an owner record.
+        let wt = std::cell::OnceCell::new();
         let taken = |n: &str| taken(n) || self.marked_by_other(n, &wt);
         let taken = &taken;
         // Only a seed for the hash that keeps names unique; the location (not the id, which
