@@ -183,8 +183,9 @@ impl Ctx {
     /// read): never this worktree's, whatever a lost or damaged registry says.
     fn marked_by_other(&self, vm: &str, wt: &std::cell::OnceCell<Worktree>) -> bool {
         self.backend.owner_mark(vm).is_some_and(|m| {
-            serde_json::from_str::<Owner>(&m)
-                .map_or(true, |o| !registry::owns(&o, wt.get_or_init(|| self.wt_now())))
+            serde_json::from_str::<Owner>(&m).map_or(true, |o| {
+                !registry::owns(&o, wt.get_or_init(|| self.wt_now()))
+            })
         })
     }
 
