@@ -21,15 +21,13 @@ pub struct Base {
     pub wt: Worktree,
     pub state: State,
     flag: Option<BackendKind>,
+    /// The registry's answer for this worktree, read once (nothing is claimed through a Base).
+    recorded: std::cell::OnceCell<Option<(String, Owner)>>,
 }
 
 impl Base {
     pub fn load(backend_flag: Option<BackendKind>) -> Result<Self> {
-        Ok(Self {
-            wt: here()?,
-            state: State::open()?,
-            flag: backend_flag,
-        })
+        Ok(Self::at(here()?, State::open()?, backend_flag))
     }
 
     /// For a worktree already found (a job that must not depend on its current directory).
@@ -38,12 +36,17 @@ impl Base {
             wt,
             state,
             flag: backend_flag,
+            recorded: Default::default(),
         }
     }
 
     /// This worktree's VM as recorded at creation: its name and owner (backend, prefix).
     pub fn recorded(&self) -> Result<Option<(String, Owner)>> {
-        Ok(registry::find(&registry::load(&self.state)?, &self.wt))
+        if let Some(r) = self.recorded.get() {
+            return Ok(r.clone());
+        }
+        let found = registry::find(&registry::load(&self.state)?, &self.wt);
+        Ok(self.recorded.get_or_init(|| found).clone())
     }
 
     /// The VM this worktree has, found by identity, with the backend it was made with; for VMs
@@ -68,8 +71,7 @@ impl Base {
         let Ctx {
             wt, state, backend, ..
         } = ctx;
-        let flag = None;
-        Ok(Some((name, backend, Self { wt, state, flag })))
+        Ok(Some((name, backend, Self::at(wt, state, None))))
     }
 
     /// Loads the config and the backend too (for commands that make or use a VM).

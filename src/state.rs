@@ -213,6 +213,18 @@ fn corrupt(path: &Path, why: &str) -> anyhow::Error {
     )
 }
 
+/// Moves a damaged state file out of the way (kept for inspection, never deleted).
+pub fn set_aside(path: &Path) {
+    let aside = path.with_extension(format!("json.corrupt-{}", crate::jobs::now()));
+    if std::fs::rename(path, &aside).is_ok() {
+        crate::output::warn(format!(
+            "set the damaged {} aside as {}",
+            path.display(),
+            aside.display()
+        ));
+    }
+}
+
 /// Writes durably and atomically: a temp file, synced, renamed over the old one, and the dir
 /// synced, so a reader never sees half a file and a power cut leaves the old or the new one.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -254,7 +254,7 @@ pub fn close_all(state: &State, backend: &dyn Backend, vm: &str) -> Result<usize
         Err(e) => {
             // Closing must work with a damaged record: the forwarders are found below.
             crate::output::warn(format!("{e:#}; looking for the tunnels by process instead"));
-            set_aside(&path);
+            crate::state::set_aside(&path);
             vec![]
         }
     };
@@ -302,18 +302,6 @@ fn is_forwarder(argv: &[String]) -> bool {
                 && p[3].parse::<u16>().is_ok()
         })
     })
-}
-
-/// Moves a damaged state file out of the way (kept for inspection, never deleted).
-pub fn set_aside(path: &Path) {
-    let aside = path.with_extension(format!("json.corrupt-{}", crate::jobs::now()));
-    if std::fs::rename(path, &aside).is_ok() {
-        crate::output::warn(format!(
-            "set the damaged {} aside as {}",
-            path.display(),
-            aside.display()
-        ));
-    }
 }
 
 /// Drops a VM's host ports from the registry (when the VM is destroyed).

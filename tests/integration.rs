@@ -13,6 +13,7 @@ mod integration {
     pub mod docs;
     pub mod e2e;
     pub mod faults;
+    pub mod gc;
     pub mod git_side;
     pub mod lifecycle;
     pub mod messages;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         docs::tests(),
         e2e::tests(),
         faults::tests(),
+        gc::tests(),
         git_side::tests(),
         lifecycle::tests(),
         messages::tests(),

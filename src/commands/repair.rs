@@ -96,7 +96,7 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
     };
     for p in state_files(&state) {
         if is_damaged(&p) {
-            tunnel::set_aside(&p);
+            crate::state::set_aside(&p);
             report.set_aside.push(p);
         }
     }

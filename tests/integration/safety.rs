@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const CONFIG: &str = "backend = \"colima\"\n[commands]\nup = \"true\"\n";
+pub(crate) const CONFIG: &str = "backend = \"colima\"\n[commands]\nup = \"true\"\n";
 
-fn repo_with_config(env: &Env, name: &str, config: &str) -> PathBuf {
+pub(crate) fn repo_with_config(env: &Env, name: &str, config: &str) -> PathBuf {
     let dir = env.home.join("src").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     env.git(&dir, &["init", "-q", "-b", "main"]);
