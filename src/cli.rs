@@ -53,6 +53,13 @@ pub enum Command {
     Ssh(PassArgs),
     /// Stop the VM (closes tunnels; the disk is kept for the next `up`).
     Down,
+    /// Suspend the VM: frozen (netns) or stopped (Colima), everything kept; tunnels stay.
+    ///
+    /// Any command that needs the VM, or a connection to one of its tunnels, resumes it. The
+    /// watcher suspends VMs idle for `vm.suspend-after` by itself.
+    Suspend,
+    /// Resume a suspended VM now (instead of at its next use).
+    Resume,
     /// Delete the VM and its data (closes tunnels). Worktree files are never touched.
     Destroy(DestroyArgs),
     /// Print this worktree's VM name.

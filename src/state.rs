@@ -34,6 +34,14 @@ pub mod files {
     pub const NETNS_META: &str = "vm.json";
     /// Lock files.
     pub const LOCKS_DIR: &str = "locks";
+    /// In a VM's dir: that it is suspended, since when, and what to start again on resume.
+    pub const SUSPENDED: &str = "suspended.json";
+    /// In a VM's dir: touched by its forwarders when a tunnel carries traffic (its mtime counts).
+    pub const TRAFFIC: &str = "traffic";
+    /// In a VM's dir: the idle rule's last CPU sample and when the VM was last seen busy.
+    pub const ACTIVITY: &str = "activity.json";
+    /// In a VM's dir: one file per git-vmoat process running a command in the VM (named by pid).
+    pub const BUSY_DIR: &str = "busy";
 }
 
 /// Where git-vmoat keeps what it knows between runs.
@@ -91,6 +99,12 @@ impl State {
     }
 
     /// The host-port registry and the tunnels drawn from it.
+    /// Held while a VM is suspended or woken (apart from `lock_vm`, which `up` holds while it
+    /// starts the VM, and which the wake inside it must not wait for).
+    pub fn lock_wake(&self, vm: &str) -> Result<Lock> {
+        self.lock(&format!("wake-{}", vm_lock_name(vm)))
+    }
+
     pub fn lock_ports(&self) -> Result<Lock> {
         self.lock("ports")
     }

@@ -46,7 +46,8 @@ fn parse_layout(mounts: &str, controllers: impl Fn(&Path) -> Option<String>) -> 
                 }
             }
             "cgroup" => {
-                for c in ["memory", "cpu", "pids"] {
+                // freezer: suspend; cpuacct: CPU time for the idle rule and `top`.
+                for c in ["memory", "cpu", "cpuacct", "pids", "freezer"] {
                     if f[3].split(',').any(|o| o == c) && !v1.iter().any(|(k, _)| *k == c) {
                         v1.push((c, PathBuf::from(f[1])));
                     }
@@ -68,8 +69,114 @@ fn parse_layout(mounts: &str, controllers: impl Fn(&Path) -> Option<String>) -> 
 fn dirs(vm: &str) -> Result<Vec<PathBuf>> {
     Ok(match layout()? {
         Layout::V2(root) => vec![root.join(ROOT).join(vm)],
-        Layout::V1(h) => h.into_iter().map(|(_, m)| m.join(ROOT).join(vm)).collect(),
+        Layout::V1(h) => {
+            let mut out: Vec<PathBuf> = h.into_iter().map(|(_, m)| m.join(ROOT).join(vm)).collect();
+            // Co-mounted controllers (cpu,cpuacct) share one dir.
+            out.dedup();
+            out
+        }
     })
+}
+
+/// The worktree's dir in the v1 hierarchy of `controller`, or its v2 dir.
+fn dir_for(vm: &str, controller: &str) -> Option<PathBuf> {
+    match layout().ok()? {
+        Layout::V2(root) => Some(root.join(ROOT).join(vm)),
+        Layout::V1(h) => h
+            .into_iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, m)| m.join(ROOT).join(vm)),
+    }
+}
+
+/// Freezes (or thaws) every process of the worktree, containers included, and waits until the
+/// kernel says it is done: a frozen worktree uses no CPU, and its memory can be swapped out.
+pub fn set_frozen(vm: &str, frozen: bool) -> Result<()> {
+    let dir = dir_for(vm, "freezer").context("this host has no cgroup freezer")?;
+    let v2 = dir.join("cgroup.freeze").exists();
+    let (file, value, done) = if v2 {
+        ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
+    } else {
+        let v = if frozen { "FROZEN" } else { "THAWED" };
+        ("freezer.state", v, Some(v))
+    };
+    write(&dir.join(file), value)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = match done {
+            Some(want) => std::fs::read_to_string(dir.join(file)).is_ok_and(|s| s.trim() == want),
+            // cgroup.events says `frozen 1` once every process is stopped.
+            None => std::fs::read_to_string(dir.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })),
+        };
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} did not reach {value} within 20 s",
+                dir.join(file).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the worktree's cgroup is frozen (or freezing).
+pub fn is_frozen(vm: &str) -> bool {
+    let Some(dir) = dir_for(vm, "freezer") else {
+        return false;
+    };
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.freeze")) {
+        return s.trim() == "1";
+    }
+    std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+}
+
+/// CPU time used by everything in the worktree's cgroup since it was made, in nanoseconds.
+pub fn cpu_ns(vm: &str) -> Option<u64> {
+    let dir = dir_for(vm, "cpuacct")?;
+    if let Ok(stat) = std::fs::read_to_string(dir.join("cpu.stat"))
+        && let Some(us) = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(us * 1000);
+    }
+    std::fs::read_to_string(dir.join("cpuacct.usage"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Memory the worktree's cgroup holds: (all of it, page cache included; its anonymous part,
+/// which only swap can take away).
+pub fn memory(vm: &str) -> Option<(u64, u64)> {
+    let dir = dir_for(vm, "memory")?;
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    let stat = read("memory.stat").unwrap_or_default();
+    let field = |name: &str| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(cur) = read("memory.current") {
+        let used = cur.trim().parse().ok()?;
+        return Some((used, field("anon").unwrap_or(used)));
+    }
+    let used = read("memory.usage_in_bytes")?.trim().parse().ok()?;
+    Some((used, field("total_rss").or_else(|| field("rss")).unwrap_or(used)))
+}
+
+/// The memory limit of the worktree's cgroup, in bytes.
+pub fn memory_limit(vm: &str) -> Option<u64> {
+    let dir = dir_for(vm, "memory")?;
+    ["memory.max", "memory.limit_in_bytes"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Creates the worktree's cgroup with its limits; returns the `cgroup.procs` files a process
@@ -123,7 +230,10 @@ fn try_create(vm: &str, cpus: u64, memory_gib: u64) -> Result<Vec<PathBuf>> {
                     }
                     _ => {}
                 }
-                procs.push(dir.join("cgroup.procs"));
+                let file = dir.join("cgroup.procs");
+                if !procs.contains(&file) {
+                    procs.push(file);
+                }
             }
         }
     }
@@ -261,6 +371,7 @@ cgroup /sys/fs/cgroup/cpuset cgroup rw,relatime,cpuset 0 0
 cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
 cgroup /sys/fs/cgroup/devices cgroup rw,relatime,devices 0 0
 cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0
+cgroup /sys/fs/cgroup/freezer cgroup rw,relatime,freezer 0 0
 cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
 cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 ";
@@ -277,11 +388,13 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory
             l,
             Layout::V1(vec![
                 ("cpu", PathBuf::from("/sys/fs/cgroup/cpu")),
+                ("cpuacct", PathBuf::from("/sys/fs/cgroup/cpuacct")),
                 ("memory", PathBuf::from("/sys/fs/cgroup/memory")),
                 ("pids", PathBuf::from("/sys/fs/cgroup/pids")),
+                ("freezer", PathBuf::from("/sys/fs/cgroup/freezer")),
             ])
         );
-        assert_eq!(parents_in(HYBRID).len(), 8, "every hierarchy, v2 included");
+        assert_eq!(parents_in(HYBRID).len(), 9, "every hierarchy, v2 included");
         assert!(parents_in(HYBRID).contains(&PathBuf::from("/sys/fs/cgroup/unified/git-vmoat")));
     }
 

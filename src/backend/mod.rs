@@ -7,6 +7,8 @@ mod colima_checks;
 pub mod fake;
 pub mod netns;
 mod netns_checks;
+pub mod suspend;
+pub mod waking;
 
 use std::path::Path;
 use std::time::Duration;
@@ -77,6 +79,9 @@ pub enum VmState {
     Missing,
     Running,
     Stopped,
+    /// Suspended by git-vmoat (idle, or `suspend`): frozen (netns) or stopped with its disk
+    /// (Colima); anything that needs it resumes it first.
+    Suspended,
     /// Lima could not load the instance (a stale pid, a damaged disk): start forces a stop first.
     Broken,
     Installing,
@@ -104,6 +109,7 @@ impl VmState {
             VmState::Missing => "absent",
             VmState::Running => "Running",
             VmState::Stopped => "Stopped",
+            VmState::Suspended => "Suspended",
             VmState::Broken => "Broken",
             VmState::Installing => "Installing",
             VmState::Uninitialized => "Uninitialized",
@@ -273,6 +279,23 @@ pub trait Backend {
     fn resume(&self, vm: &str) -> Result<()>;
     /// Stops the VM, keeping its disk. No error when it is not running.
     fn stop(&self, vm: &str) -> Result<()>;
+    /// Suspends a running VM: by default it is stopped with its disk kept (its containers are
+    /// started again by `crate::suspend`); a backend that can freeze keeps every process.
+    fn freeze(&self, vm: &str) -> Result<()> {
+        self.stop(vm)
+    }
+    /// Undoes `freeze`.
+    fn thaw(&self, vm: &str) -> Result<()> {
+        self.resume(vm)
+    }
+    /// Whether `freeze` keeps the VM's processes (so nothing needs starting again on thaw).
+    fn freezes_processes(&self) -> bool {
+        false
+    }
+    /// Whether the VM is frozen right now (for a backend whose `freeze` keeps processes).
+    fn is_frozen(&self, _vm: &str) -> bool {
+        false
+    }
     /// Deletes the VM and its data. No error when it does not exist.
     fn delete(&self, vm: &str) -> Result<()>;
     /// Runs a shell script in the VM with `cwd` as working directory; the exit code is the
@@ -306,6 +329,11 @@ pub trait Backend {
 
 /// The backend for `kind`; `auto` = colima where installed, else netns where usable.
 pub fn select(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {
+    let real = select_real(kind, state)?;
+    Ok(Box::new(waking::Waking::new(real, state.clone())))
+}
+
+fn select_real(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Colima => Ok(Box::new(colima::Colima::new(state.clone()))),
         BackendKind::Netns => Ok(Box::new(netns::Netns::new(state.clone()))),

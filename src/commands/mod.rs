@@ -24,6 +24,7 @@ mod seed;
 mod setup;
 mod ssh;
 mod status;
+mod suspend;
 mod test;
 mod trust;
 mod tunnel;
@@ -75,6 +76,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Watch(a) => watch::run(&a),
         Command::Gc(a) => gc::run(&a),
         Command::Down => down::run(base()?),
+        Command::Suspend => suspend::run(base()?),
+        Command::Resume => suspend::resume(base()?),
         Command::Destroy(a) => destroy::run(base()?, &a),
     }
 }

@@ -256,6 +256,22 @@ impl Backend for Netns {
         Ok(())
     }
 
+    fn freeze(&self, vm: &str) -> Result<()> {
+        cgroup::set_frozen(&self.id(vm), true)
+    }
+
+    fn thaw(&self, vm: &str) -> Result<()> {
+        cgroup::set_frozen(&self.id(vm), false)
+    }
+
+    fn freezes_processes(&self) -> bool {
+        true
+    }
+
+    fn is_frozen(&self, vm: &str) -> bool {
+        cgroup::is_frozen(&self.id(vm))
+    }
+
     fn delete(&self, vm: &str) -> Result<()> {
         let id = self.id(vm);
         self.stop_all(&id, false)?;

@@ -1,0 +1,233 @@
+//! Suspended VMs: the record of a suspension, suspending, and the wake that every command
+//! needing the VM (and a tunnel's first connection) goes through; leases that keep a VM awake.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::Backend;
+use crate::output;
+use crate::state::{State, files};
+
+/// What `suspend` left for `wake`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// When it was suspended (seconds since the Unix epoch).
+    pub since: u64,
+    /// Why: `idle`, `suspend` (asked for), `evicted`.
+    pub reason: String,
+    /// The containers that were running, started again on wake when the backend stopped them.
+    #[serde(default)]
+    pub containers: Vec<String>,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn path(state: &State, vm: &str) -> PathBuf {
+    state.vm_dir_path(vm).join(files::SUSPENDED)
+}
+
+/// The VM's suspension, when it is suspended. A damaged record counts as suspended (so the
+/// next wake thaws whatever may be frozen) with nothing to start again.
+pub fn record(state: &State, vm: &str) -> Option<Record> {
+    let bytes = std::fs::read(path(state, vm)).ok()?;
+    Some(serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// Suspends a running VM: freezes it (netns) or stops it keeping its disk (Colima), noting
+/// which containers ran so they run again on wake. No-op when it is suspended already.
+pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> Result<()> {
+    let _lock = state.lock_wake(vm)?;
+    if record(state, vm).is_some() {
+        return Ok(());
+    }
+    let containers = if backend.freezes_processes() {
+        vec![]
+    } else {
+        running_containers(backend, vm)
+    };
+    // The record comes first: if we die while freezing, the next wake undoes what was done
+    // (thawing a VM that is not frozen is harmless).
+    let rec = Record {
+        since: now_secs(),
+        reason: reason.to_string(),
+        containers,
+    };
+    crate::state::write_json(&state.vm_dir(vm)?.join(files::SUSPENDED), &rec)?;
+    if let Err(e) = backend.freeze(vm) {
+        let _ = backend.thaw(vm);
+        let _ = std::fs::remove_file(path(state, vm));
+        return Err(e.context(format!("suspending VM {vm}")));
+    }
+    Ok(())
+}
+
+/// Wakes a suspended VM (thaws it, or starts it and its containers again); false when it was
+/// not suspended. Costs one failed `open` when it is not.
+pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
+    if !path(state, vm).exists() && !backend.is_frozen(vm) {
+        return Ok(false);
+    }
+    let _lock = state.lock_wake(vm)?;
+    let rec = record(state, vm);
+    if rec.is_none() && !backend.is_frozen(vm) {
+        // Someone else woke it while we waited for the lock.
+        return Ok(false);
+    }
+    let rec = rec.unwrap_or_default();
+    let started = std::time::Instant::now();
+    output::info(format!("resuming VM {vm}…"));
+    backend
+        .thaw(vm)
+        .with_context(|| format!("resuming VM {vm}"))?;
+    start_again(backend, vm, &rec.containers);
+    std::fs::remove_file(path(state, vm))
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("removing {}", path(state, vm).display()))?;
+    mark_active(state, vm);
+    let asleep = now_secs().saturating_sub(rec.since);
+    output::info(format!(
+        "resumed VM {vm} in {} (suspended for {})",
+        output::duration(started.elapsed()),
+        output::duration(Duration::from_secs(asleep))
+    ));
+    Ok(true)
+}
+
+/// Before a suspended VM is stopped or deleted: thaws a frozen one (a frozen process cannot
+/// die) and drops the record; a VM the backend stopped stays stopped.
+pub fn settle(state: &State, backend: &dyn Backend, vm: &str) -> Result<()> {
+    let Ok(_lock) = state.lock_wake(vm) else {
+        return Ok(());
+    };
+    if backend.is_frozen(vm) {
+        backend.thaw(vm)?;
+    }
+    match std::fs::remove_file(path(state, vm)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path(state, vm).display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn running_containers(backend: &dyn Backend, vm: &str) -> Vec<String> {
+    let Ok(cmd) = backend.docker(vm) else {
+        return vec![];
+    };
+    match cmd.args(["ps", "-q", "--no-trunc"]).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn start_again(backend: &dyn Backend, vm: &str, containers: &[String]) {
+    if containers.is_empty() {
+        return;
+    }
+    let Ok(cmd) = backend.docker(vm) else { return };
+    match cmd.arg("start").args(containers).output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => output::warn(format!(
+            "starting the containers of {vm} again: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => output::warn(format!("starting the containers of {vm} again: {e:#}")),
+    }
+}
+
+/// Notes that the VM was just used (it restarts the idle clock).
+pub fn mark_active(state: &State, vm: &str) {
+    let _ = touch(&state.vm_dir_path(vm).join(files::TRAFFIC));
+}
+
+/// Sets a file's mtime to now, creating it if needed.
+pub fn touch(path: &std::path::Path) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    f.set_modified(SystemTime::now())
+}
+
+/// Keeps a VM from counting as idle while a git-vmoat command runs something in it.
+pub struct Lease(Option<PathBuf>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Takes a lease on the VM for this process (best effort: a full disk gives none).
+pub fn lease(state: &State, vm: &str) -> Lease {
+    let dir = state.vm_dir_path(vm).join(files::BUSY_DIR);
+    let file = dir.join(std::process::id().to_string());
+    let ok = std::fs::create_dir_all(&dir).is_ok() && touch(&file).is_ok();
+    Lease(ok.then_some(file))
+}
+
+/// Whether a live git-vmoat process holds a lease on the VM (stale ones are removed).
+pub fn leased(state: &State, vm: &str) -> bool {
+    let dir = state.vm_dir_path(vm).join(files::BUSY_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return false;
+    };
+    let mut any = false;
+    for e in entries.flatten() {
+        let pid = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+        match pid {
+            Some(pid) if crate::exec::process_alive(pid) => any = true,
+            _ => {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    any
+}
+
+/// The idle rule's memory between watcher passes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Activity {
+    /// The VM's CPU time at the last sample, and when that was taken (Unix seconds).
+    pub cpu_ns: Option<u64>,
+    pub sampled: u64,
+    /// The last time the VM was seen busy by any sign (Unix seconds).
+    pub busy_at: u64,
+}
+
+pub fn activity(state: &State, vm: &str) -> Activity {
+    crate::state::read_json(&state.vm_dir_path(vm).join(files::ACTIVITY)).unwrap_or_default()
+}
+
+/// When the VM was last seen in use: now while a git-vmoat command runs in it, else the newest
+/// of its tunnels' traffic, its last wake and the idle rule's last busy sample. None: never.
+pub fn last_active(state: &State, vm: &str) -> Option<SystemTime> {
+    if leased(state, vm) {
+        return Some(SystemTime::now());
+    }
+    let traffic = std::fs::metadata(state.vm_dir_path(vm).join(files::TRAFFIC))
+        .and_then(|m| m.modified())
+        .ok();
+    let busy = activity(state, vm).busy_at;
+    let busy = (busy > 0).then(|| UNIX_EPOCH + Duration::from_secs(busy));
+    traffic.max(busy)
+}

@@ -1,0 +1,129 @@
+//! The backend every command gets: the real one, with a suspended VM woken before anything
+//! needs it and shown as `Suspended`; commands run in it hold a lease that keeps it awake.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
+use crate::exec::Cmd;
+use crate::state::State;
+use super::suspend;
+
+pub struct Waking {
+    inner: Box<dyn Backend>,
+    state: State,
+}
+
+impl Waking {
+    pub fn new(inner: Box<dyn Backend>, state: State) -> Self {
+        Self { inner, state }
+    }
+
+    fn wake(&self, vm: &str) -> Result<()> {
+        suspend::wake(&self.state, self.inner.as_ref(), vm).map(|_| ())
+    }
+}
+
+impl Backend for Waking {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn ensure_installed(&self) -> Result<()> {
+        self.inner.ensure_installed()
+    }
+    fn max_name_len(&self) -> Result<usize> {
+        self.inner.max_name_len()
+    }
+    fn shares_host_fs(&self) -> bool {
+        self.inner.shares_host_fs()
+    }
+    fn info(&self, vm: &str) -> Result<VmInfo> {
+        let mut info = self.inner.info(vm)?;
+        let suspended = suspend::record(&self.state, vm).is_some() || self.inner.is_frozen(vm);
+        if suspended && matches!(info.state, VmState::Running | VmState::Stopped) {
+            info.state = VmState::Suspended;
+        }
+        Ok(info)
+    }
+    fn describe_new(&self, vm: &str, spec: &StartSpec<'_>) -> String {
+        self.inner.describe_new(vm, spec)
+    }
+    fn reserves_memory(&self) -> bool {
+        self.inner.reserves_memory()
+    }
+    fn stop_containers(&self, vm: &str, timeout: Duration) {
+        if self.wake(vm).is_ok() {
+            self.inner.stop_containers(vm, timeout);
+        }
+    }
+    fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
+        self.inner.preflight(spec)
+    }
+    fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
+        self.wake(vm)?;
+        let current = if *current == VmState::Suspended {
+            self.inner.info(vm)?.state
+        } else {
+            *current
+        };
+        self.inner.start(vm, spec, &current)
+    }
+    fn resume(&self, vm: &str) -> Result<()> {
+        if suspend::wake(&self.state, self.inner.as_ref(), vm)? {
+            return Ok(());
+        }
+        self.inner.resume(vm)
+    }
+    fn stop(&self, vm: &str) -> Result<()> {
+        suspend::settle(&self.state, self.inner.as_ref(), vm)?;
+        self.inner.stop(vm)
+    }
+    fn freeze(&self, vm: &str) -> Result<()> {
+        self.inner.freeze(vm)
+    }
+    fn thaw(&self, vm: &str) -> Result<()> {
+        self.inner.thaw(vm)
+    }
+    fn freezes_processes(&self) -> bool {
+        self.inner.freezes_processes()
+    }
+    fn is_frozen(&self, vm: &str) -> bool {
+        self.inner.is_frozen(vm)
+    }
+    fn delete(&self, vm: &str) -> Result<()> {
+        suspend::settle(&self.state, self.inner.as_ref(), vm)?;
+        self.inner.delete(vm)
+    }
+    fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut> {
+        self.wake(vm)?;
+        let _lease = suspend::lease(&self.state, vm);
+        self.inner.exec(vm, cwd, script, io)
+    }
+    fn docker(&self, vm: &str) -> Result<Cmd> {
+        self.wake(vm)?;
+        self.inner.docker(vm)
+    }
+    fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
+        self.inner.forward(vm, host, guest)
+    }
+    fn owner_mark(&self, vm: &str) -> Option<String> {
+        self.inner.owner_mark(vm)
+    }
+    fn set_owner_mark(&self, vm: &str, mark: &str) -> Result<()> {
+        self.inner.set_owner_mark(vm, mark)
+    }
+    fn list_vms(&self) -> Result<Vec<String>> {
+        self.inner.list_vms()
+    }
+    fn checks(&self, scope: &crate::check::Scope<'_>) -> Vec<crate::check::Check> {
+        self.inner.checks(scope)
+    }
+    fn forwarder_marker(&self, vm: &str) -> String {
+        self.inner.forwarder_marker(vm)
+    }
+}

@@ -1,0 +1,58 @@
+//! `suspend` and `resume`: freeze (netns) or stop (Colima) an idle VM, keeping everything, and
+//! bring it back; tunnels stay open, and a connection to one resumes the VM by itself.
+
+use anyhow::Result;
+
+use crate::backend::{VmState, suspend};
+use crate::context::Base;
+use crate::error::hint;
+use crate::output;
+
+/// `suspend`: found by identity like `down`; needs no config or trust.
+pub fn run(base: Base) -> Result<()> {
+    let Some((vm, backend, base)) = base.existing_vm()? else {
+        output::info("this worktree has no VM: nothing to suspend");
+        return Ok(());
+    };
+    backend.ensure_installed()?;
+    match backend.info(&vm)?.state {
+        VmState::Suspended => {
+            output::info(format!("VM {vm} is already suspended"));
+            Ok(())
+        }
+        VmState::Running => {
+            suspend::suspend(&base.state, backend.as_ref(), &vm, "suspend")?;
+            let how = if backend.freezes_processes() {
+                "frozen: every process kept, no CPU used"
+            } else {
+                "stopped with its disk and containers kept"
+            };
+            output::info(format!(
+                "suspended VM {vm} ({how}); any command that needs it, or a connection to one of its tunnels, resumes it"
+            ));
+            Ok(())
+        }
+        other => Err(hint(
+            format!("VM {vm} is {other}, not running: there is nothing to suspend"),
+            "start it with `git vmoat up`",
+        )),
+    }
+}
+
+/// `resume`: wakes a suspended VM now (instead of at its next use).
+pub fn resume(base: Base) -> Result<()> {
+    let Some((vm, backend, base)) = base.existing_vm()? else {
+        return Err(hint(
+            "this worktree has no VM",
+            "create it with `git vmoat up`",
+        ));
+    };
+    backend.ensure_installed()?;
+    if !suspend::wake(&base.state, backend.as_ref(), &vm)? {
+        output::info(format!(
+            "VM {vm} is not suspended ({})",
+            backend.info(&vm)?.state
+        ));
+    }
+    Ok(())
+}
