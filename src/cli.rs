@@ -36,9 +36,9 @@ pub enum Command {
     /// Write a commented vmoat.toml for this project (with the detected up command).
     Init(InitArgs),
     /// Create or start this worktree's VM and provision it (apt packages, script, seeds).
-    Provision,
+    Provision(StartArgs),
     /// Provision, start the stack (commands.up) in the VM, and wait until it is healthy.
-    Up,
+    Up(StartArgs),
     /// Run the tests (commands.test) in the VM; extra arguments are passed on.
     Test(PassArgs),
     /// Copy the stack's images from a sibling worktree's VM (done by `up` unless warm = false).
@@ -116,6 +116,13 @@ pub enum Command {
         netns: std::path::PathBuf,
         spec: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Start the VM even when the running VMs and it exceed the memory budget (vm.budget).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

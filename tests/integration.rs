@@ -20,6 +20,7 @@ mod integration {
     pub mod netns;
     pub mod safety;
     pub mod setup;
+    pub mod suspend;
     pub mod tunnels;
     pub mod ux;
 }
@@ -42,6 +43,7 @@ fn main() -> std::process::ExitCode {
         netns::tests(),
         safety::tests(),
         setup::tests(),
+        suspend::tests(),
         tunnels::tests(),
         ux::tests(),
     ]

@@ -144,6 +144,19 @@ impl VmInfo {
     }
 }
 
+/// What a VM uses right now (None: cannot be told).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Usage {
+    /// CPU time used since the VM started, in nanoseconds.
+    pub cpu_ns: Option<u64>,
+    /// Memory held, page cache included.
+    pub memory_used: Option<u64>,
+    /// Of that, the anonymous part: what only swap can take away.
+    pub memory_anon: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub disk_bytes: Option<u64>,
+}
+
 /// The size and shape of a VM to create or resume.
 #[derive(Clone, Debug)]
 pub struct StartSpec<'a> {
@@ -268,6 +281,10 @@ pub trait Backend {
             )),
             Err(e) => crate::output::warn(format!("stopping the containers of {vm}: {e:#}")),
         }
+    }
+    /// What the VM uses now; never wakes or starts it.
+    fn usage(&self, _vm: &str) -> Usage {
+        Usage::default()
     }
     /// Checks a VM spec and the runtime before anything is recorded or started.
     fn preflight(&self, _spec: &StartSpec<'_>) -> Result<()> {

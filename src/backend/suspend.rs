@@ -207,9 +207,9 @@ pub fn leased(state: &State, vm: &str) -> bool {
 /// The idle rule's memory between watcher passes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Activity {
-    /// The VM's CPU time at the last sample, and when that was taken (Unix seconds).
+    /// The VM's CPU time at the last sample, and when that was taken (Unix milliseconds).
     pub cpu_ns: Option<u64>,
-    pub sampled: u64,
+    pub sampled_ms: u64,
     /// The last time the VM was seen busy by any sign (Unix seconds).
     pub busy_at: u64,
 }

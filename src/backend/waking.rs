@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::suspend;
 use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::exec::Cmd;
 use crate::state::State;
-use super::suspend;
 
 pub struct Waking {
     inner: Box<dyn Backend>,
@@ -61,6 +61,9 @@ impl Backend for Waking {
             self.inner.stop_containers(vm, timeout);
         }
     }
+    fn usage(&self, vm: &str) -> super::Usage {
+        self.inner.usage(vm)
+    }
     fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
         self.inner.preflight(spec)
     }
@@ -101,7 +104,8 @@ impl Backend for Waking {
     }
     fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut> {
         self.wake(vm)?;
-        let _lease = suspend::lease(&self.state, vm);
+        // What the user runs keeps the VM awake; git-vmoat's own queries (status) do not.
+        let _lease = (io != Io::Capture).then(|| suspend::lease(&self.state, vm));
         self.inner.exec(vm, cwd, script, io)
     }
     fn docker(&self, vm: &str) -> Result<Cmd> {

@@ -20,8 +20,9 @@ pub(crate) enum Mode {
     IfNeeded,
 }
 
-/// Brings the VM to a provisioned, running state; returns its name.
-pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
+/// Brings the VM to a provisioned, running state; returns its name. `force`: start it even over
+/// the memory budget.
+pub(crate) fn provision(ctx: &Ctx, mode: Mode, force: bool) -> Result<String> {
     ctx.backend.ensure_installed()?;
     if !ctx.backend.shares_host_fs() {
         check_mount(ctx)?;
@@ -51,6 +52,11 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
             }
         }
         VmState::Missing => {
+            if let Err(e) = super::admission::admit(ctx, &vm, force) {
+                // Nothing was made: the name goes back.
+                let _ = ctx.give_back(&vm);
+                return Err(e);
+            }
             if ctx.backend.reserves_memory() {
                 ram_warning(ctx.cfg.memory);
             }
@@ -75,7 +81,11 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
                 output::duration(started.elapsed())
             ));
         }
+        VmState::Suspended => {
+            crate::backend::suspend::wake(&ctx.state, ctx.backend.as_ref(), &vm)?;
+        }
         other => {
+            super::admission::admit(ctx, &vm, force)?;
             output::info(format!("starting VM {vm} ({other})…"));
             ctx.backend.start(&vm, &spec, &state)?;
             output::info(format!(
@@ -160,8 +170,13 @@ fn check_mount(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The host's RAM in GiB (Linux /proc/meminfo, macOS sysctl).
+/// The host's RAM in GiB.
 pub(crate) fn host_ram_gib() -> Option<u64> {
+    host_ram_bytes().map(|b| b >> 30)
+}
+
+/// The host's RAM in bytes (Linux /proc/meminfo, macOS sysctl).
+pub(crate) fn host_ram_bytes() -> Option<u64> {
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
         let kb: u64 = text
             .lines()
@@ -170,7 +185,7 @@ pub(crate) fn host_ram_gib() -> Option<u64> {
             .nth(1)?
             .parse()
             .ok()?;
-        return Some(kb / 1024 / 1024);
+        return Some(kb * 1024);
     }
     let out = crate::exec::Cmd::new("sysctl")
         .args(["-n", "hw.memsize"])
@@ -180,7 +195,6 @@ pub(crate) fn host_ram_gib() -> Option<u64> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(|b| b >> 30)
 }
 
 fn ram_warning(memory_gib: u64) {

@@ -13,7 +13,7 @@ use crate::shell;
 
 use super::provision::{Mode, provision};
 
-pub(crate) fn up(ctx: &Ctx) -> Result<()> {
+pub(crate) fn up(ctx: &Ctx, force: bool) -> Result<()> {
     super::committed::warn_if_config_uncommitted(&ctx.wt);
     let Some(up_cmd) = ctx.cfg.up.clone() else {
         return Err(no_up_command());
@@ -26,7 +26,7 @@ pub(crate) fn up(ctx: &Ctx) -> Result<()> {
         "another `git vmoat up` is running for this worktree; waiting for it to finish…",
     )?;
     let started = Instant::now();
-    let vm = provision(ctx, Mode::IfNeeded)?;
+    let vm = provision(ctx, Mode::IfNeeded, force)?;
     if ctx.cfg.warm {
         // Never slower than cold: a failed copy is reported and up goes on.
         match crate::warm::warm(ctx, &vm, None) {

@@ -256,6 +256,18 @@ impl Backend for Netns {
         Ok(())
     }
 
+    fn usage(&self, vm: &str) -> super::Usage {
+        let id = self.id(vm);
+        let mem = cgroup::memory(&id);
+        super::Usage {
+            cpu_ns: cgroup::cpu_ns(&id),
+            memory_used: mem.map(|m| m.0),
+            memory_anon: mem.map(|m| m.1),
+            memory_limit: cgroup::memory_limit(&id),
+            disk_bytes: None,
+        }
+    }
+
     fn freeze(&self, vm: &str) -> Result<()> {
         cgroup::set_frozen(&self.id(vm), true)
     }
