@@ -309,6 +309,9 @@ pub trait Backend {
     fn freezes_processes(&self) -> bool {
         false
     }
+    /// The backend itself, without the waking layer (which must not wake a VM while it is
+    /// suspending or waking it).
+    fn unwrapped(&self) -> &dyn Backend;
     /// Whether the VM is frozen right now (for a backend whose `freeze` keeps processes).
     fn is_frozen(&self, _vm: &str) -> bool {
         false
@@ -408,6 +411,10 @@ impl Unavailable {
 }
 
 impl Backend for Unavailable {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     /// Not resolved: `auto` found nothing to run.
     fn kind(&self) -> BackendKind {
         BackendKind::Auto

@@ -86,6 +86,9 @@ impl Backend for Waking {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;
         self.inner.stop(vm)
     }
+    fn unwrapped(&self) -> &dyn Backend {
+        self.inner.unwrapped()
+    }
     fn freeze(&self, vm: &str) -> Result<()> {
         self.inner.freeze(vm)
     }

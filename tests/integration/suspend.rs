@@ -217,8 +217,53 @@ fn admission_refuses_over_budget_and_evicts_an_idle_vm_when_asked() {
     }
 }
 
+/// Colima, through the stand-in: suspend stops the VM (disk kept), resume starts it and the
+/// containers that ran; a suspended VM is shown as such, and `ssh` resumes it by itself.
+fn suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let fs = busybox_rootfs_once(&env);
+    let wt = env.worktree(&repo, &env.home.join("src").join("c"), "c");
+    env.write(&wt.join("www/index.html"), "page\n");
+    let up = format!(
+        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
+        fs.display()
+    );
+    env.write(
+        &wt.join("vmoat.toml"),
+        &format!("backend = \"colima\"\n[vm]\nmemory = 2\n[commands]\nup = {up:?}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n"),
+    );
+    env.vmoat(&wt, &["up"]).ok();
+    let vm = vm_name(&env, &wt);
+    env.clear_calls();
+    env.vmoat(&wt, &["suspend"]).ok();
+    assert!(
+        env.call_lines()
+            .iter()
+            .any(|c| c.ends_with(&format!("stop {vm}"))),
+        "{:?}",
+        env.call_lines()
+    );
+    assert_eq!(vm_state(&env, &wt), "Suspended");
+    env.clear_calls();
+    let r = env
+        .vmoat(&wt, &["ssh", "sh", "-c", "curl -sf http://127.0.0.1:8080/"])
+        .ok();
+    assert_eq!(r.stdout, "page\n", "the container runs again: {r:?}");
+    assert!(
+        env.call_lines()
+            .iter()
+            .any(|c| c.contains(&format!("start {vm}"))),
+        "{:?}",
+        env.call_lines()
+    );
+    assert_eq!(vm_state(&env, &wt), "Running");
+    env.vmoat(&wt, &["destroy", "-f"]).ok();
+}
+
 crate::tests! {
     suspend_freezes_every_process_of_the_worktree_and_only_those: StackNetns;
     the_idle_rule_suspends_an_idle_vm_but_never_one_running_a_test: StackNetns;
     admission_refuses_over_budget_and_evicts_an_idle_vm_when_asked: StackNetns;
+    suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers: StackColima;
 }

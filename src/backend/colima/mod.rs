@@ -257,6 +257,10 @@ fn macos_version() -> Option<(u64, u64)> {
 }
 
 impl Backend for Colima {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Colima
     }

@@ -19,8 +19,7 @@ impl Netns {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s
-            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             .is_err()
         {
             return false;
@@ -133,7 +132,9 @@ impl Netns {
 /// A `/_ping` reply of a daemon that is ready: status 200 and the body `OK`.
 fn ping_ok(reply: &str) -> bool {
     let status = reply.lines().next().unwrap_or("");
-    status.starts_with("HTTP/1.") && status.split(' ').nth(1) == Some("200") && reply.ends_with("OK")
+    status.starts_with("HTTP/1.")
+        && status.split(' ').nth(1) == Some("200")
+        && reply.ends_with("OK")
 }
 
 pub(super) fn signal(pid: u32, sig: rustix::process::Signal) {

@@ -132,6 +132,10 @@ impl Netns {
 }
 
 impl Backend for Netns {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Netns
     }
