@@ -8,6 +8,7 @@ pub mod fake;
 pub mod netns;
 mod netns_checks;
 pub mod suspend;
+pub mod usage;
 pub mod waking;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::Cmd;
+pub use usage::{DiskNeed, Usage};
 
 /// Which backend runs a worktree's VM: the `backend` key, `--backend`, and the backend each VM
 /// was made with in the registry (where it is always `colima` or `netns`).
@@ -312,6 +314,14 @@ pub trait Backend {
     /// Whether the VM is frozen right now (for a backend whose `freeze` keeps processes).
     fn is_frozen(&self, _vm: &str) -> bool {
         false
+    }
+    /// What the VM uses of the host now; it never wakes or starts the VM to find out.
+    fn usage(&self, _vm: &str) -> Usage {
+        Usage::default()
+    }
+    /// Where a new VM's disk would go and the free space it needs there (None: not known).
+    fn disk_need(&self) -> Option<DiskNeed> {
+        None
     }
     /// Deletes the VM and its data. No error when it does not exist.
     fn delete(&self, vm: &str) -> Result<()>;

@@ -98,6 +98,13 @@ impl Backend for Waking {
     fn is_frozen(&self, vm: &str) -> bool {
         self.inner.is_frozen(vm)
     }
+    fn usage(&self, vm: &str) -> super::Usage {
+        // Measured as it is: asking must not wake a suspended VM.
+        self.inner.usage(vm)
+    }
+    fn disk_need(&self) -> Option<super::DiskNeed> {
+        self.inner.disk_need()
+    }
     fn delete(&self, vm: &str) -> Result<()> {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;
         self.inner.delete(vm)
