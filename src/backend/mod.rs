@@ -319,6 +319,10 @@ pub trait Backend {
     fn usage(&self, _vm: &str) -> Usage {
         Usage::default()
     }
+    /// The VM's CPU time alone (what a rate needs, without `usage`'s walk of its disk).
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.usage(vm).cpu_ns
+    }
     /// Where a new VM's disk would go and the free space it needs there (None: not known).
     fn disk_need(&self) -> Option<DiskNeed> {
         None

@@ -102,6 +102,9 @@ impl Backend for Waking {
         // Measured as it is: asking must not wake a suspended VM.
         self.inner.usage(vm)
     }
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.inner.cpu_ns(vm)
+    }
     fn disk_need(&self) -> Option<super::DiskNeed> {
         self.inner.disk_need()
     }

@@ -136,9 +136,33 @@ impl Probe {
         Ok(rows)
     }
 
+    /// Each VM's CPU time alone: the first of two looks (its disk need not be walked twice).
+    fn cpu_rows(&mut self) -> Result<Vec<Row>> {
+        let mut rows = vec![];
+        for (vm, owner) in self.vms()? {
+            let cpu_ns = self.backend(owner.backend).and_then(|b| b.cpu_ns(&vm));
+            rows.push(Row {
+                vm,
+                backend: owner.backend,
+                state: String::new(),
+                worktree: owner.root,
+                cpu_percent: None,
+                usage: Usage {
+                    cpu_ns,
+                    ..Usage::default()
+                },
+                last_active: None,
+                idle_secs: None,
+                suspended_since: None,
+                tunnels: vec![],
+            });
+        }
+        Ok(rows)
+    }
+
     /// One snapshot: two looks `SAMPLE` apart, for the CPU rates.
     fn snapshot(mut self) -> Result<Snapshot> {
-        let first = self.rows()?;
+        let first = self.cpu_rows()?;
         let start = Instant::now();
         if !first.is_empty() {
             std::thread::sleep(SAMPLE);
@@ -151,7 +175,7 @@ impl Probe {
     fn live(mut self) -> Result<()> {
         let colored = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             && std::env::var("TERM").map_or(true, |t| t != "dumb");
-        let mut prev = self.rows()?;
+        let mut prev = self.cpu_rows()?;
         let mut at = Instant::now();
         let mut wait = SAMPLE;
         loop {

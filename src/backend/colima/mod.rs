@@ -411,6 +411,10 @@ impl Backend for Colima {
         self.measure(vm)
     }
 
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.vm_cpu_ns(vm)
+    }
+
     fn disk_need(&self) -> Option<super::DiskNeed> {
         Self::new_vm_disk()
     }

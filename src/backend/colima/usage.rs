@@ -23,19 +23,9 @@ impl Colima {
         let Ok(dir) = Self::instance_dir(vm) else {
             return Usage::default();
         };
-        let mut roots = vec![dir.clone()];
+        let mut roots = vec![dir];
         roots.extend(Self::data_disk_dir(vm));
-        // Lima's pid files: ha.pid (the host agent, which is the VM itself with vz),
-        // <vmType>.pid (qemu, krunkit) and <driver>.drv.pid (external drivers).
-        let pid_files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "pid"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cpu_ns = usage::pid_files_cpu_ns(&pid_files);
+        let cpu_ns = self.vm_cpu_ns(vm);
         // A running VM holds all the memory it was given; ask Colima only when Lima runs it.
         let memory = cpu_ns
             .and_then(|_| self.info(vm).ok())
@@ -48,6 +38,19 @@ impl Colima {
             memory_limit: memory,
             disk_bytes: usage::allocated_bytes(&roots),
         }
+    }
+
+    /// CPU time of the processes Lima's pid files name: ha.pid (the host agent, which is the
+    /// VM itself with vz), <vmType>.pid (qemu, krunkit) and <driver>.drv.pid (external drivers).
+    pub(super) fn vm_cpu_ns(&self, vm: &str) -> Option<u64> {
+        let dir = Self::instance_dir(vm).ok()?;
+        let pid_files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+            .collect();
+        usage::pid_files_cpu_ns(&pid_files)
     }
 
     pub(super) fn new_vm_disk() -> Option<DiskNeed> {

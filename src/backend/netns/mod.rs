@@ -302,6 +302,10 @@ impl Backend for Netns {
         }
     }
 
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        cgroup::cpu_ns(&self.id(vm))
+    }
+
     fn disk_need(&self) -> Option<DiskNeed> {
         Some(DiskNeed {
             dir: self.state.root().join(files::NETNS_DIR),
