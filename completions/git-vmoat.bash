@@ -1130,7 +1130,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__provision)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1350,7 +1350,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__up)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -68,12 +68,14 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -s h -l help -
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
 colima\t''
 netns\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
 colima\t''
 netns\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -407,8 +407,12 @@ impl Backend for Colima {
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")
     }
 
-    fn usage(&self, vm: &str) -> super::Usage {
+    fn live_usage(&self, vm: &str) -> super::Usage {
         self.measure(vm)
+    }
+
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        self.disk(vm)
     }
 
     fn cpu_ns(&self, vm: &str) -> Option<u64> {

@@ -19,14 +19,11 @@ impl Colima {
         Some(dir.parent()?.join("_disks").join(format!("colima-{vm}")))
     }
 
+    /// CPU and memory: a running VM holds all the memory it was given (to the host all of it
+    /// is the hypervisor's own, anonymous memory).
     pub(super) fn measure(&self, vm: &str) -> Usage {
-        let Ok(dir) = Self::instance_dir(vm) else {
-            return Usage::default();
-        };
-        let mut roots = vec![dir];
-        roots.extend(Self::data_disk_dir(vm));
         let cpu_ns = self.vm_cpu_ns(vm);
-        // A running VM holds all the memory it was given; ask Colima only when Lima runs it.
+        // Colima is asked only when Lima's processes run.
         let memory = cpu_ns
             .and_then(|_| self.info(vm).ok())
             .filter(|i| i.state == VmState::Running)
@@ -36,8 +33,15 @@ impl Colima {
             memory_used: memory,
             memory_anon: memory,
             memory_limit: memory,
-            disk_bytes: usage::allocated_bytes(&roots),
+            disk_bytes: None,
         }
+    }
+
+    /// The instance dir (its root disk) and the data disk, as allocated (the images are sparse).
+    pub(super) fn disk(&self, vm: &str) -> Option<u64> {
+        let mut roots = vec![Self::instance_dir(vm).ok()?];
+        roots.extend(Self::data_disk_dir(vm));
+        usage::allocated_bytes(&roots)
     }
 
     /// CPU time of the processes Lima's pid files name: ha.pid (the host agent, which is the

@@ -261,18 +261,6 @@ impl Backend for Netns {
         Ok(())
     }
 
-    fn usage(&self, vm: &str) -> super::Usage {
-        let id = self.id(vm);
-        let mem = cgroup::memory(&id);
-        super::Usage {
-            cpu_ns: cgroup::cpu_ns(&id),
-            memory_used: mem.map(|m| m.0),
-            memory_anon: mem.map(|m| m.1),
-            memory_limit: cgroup::memory_limit(&id),
-            disk_bytes: None,
-        }
-    }
-
     fn freeze(&self, vm: &str) -> Result<()> {
         cgroup::set_frozen(&self.id(vm), true)
     }
@@ -289,7 +277,7 @@ impl Backend for Netns {
         cgroup::is_frozen(&self.id(vm))
     }
 
-    fn usage(&self, vm: &str) -> Usage {
+    fn live_usage(&self, vm: &str) -> Usage {
         let id = self.id(vm);
         let memory = cgroup::memory(&id);
         Usage {
@@ -297,9 +285,13 @@ impl Backend for Netns {
             memory_used: memory.map(|m| m.0),
             memory_anon: memory.map(|m| m.1),
             memory_limit: cgroup::memory_limit(&id),
-            // The dockerd data root: images, containers, volumes.
-            disk_bytes: usage::allocated_bytes(&[self.data_dir(vm)]),
+            disk_bytes: None,
         }
+    }
+
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        // The dockerd data root: images, containers, volumes.
+        usage::allocated_bytes(&[self.data_dir(vm)])
     }
 
     fn cpu_ns(&self, vm: &str) -> Option<u64> {
