@@ -49,6 +49,11 @@ pub enum Command {
     Untunnel,
     /// Show the VM, its containers, health, tunnels and background job (--all: every VM of the repo).
     Status(StatusArgs),
+    /// Show what every VM uses (CPU, memory, disk), how long it has been idle, and its tunnels.
+    ///
+    /// Every VM of every repository that shares this state dir. On a terminal it redraws every
+    /// 2 s until Ctrl-C; elsewhere, or with --json, it prints one snapshot.
+    Top(JsonArgs),
     /// Open a shell in the VM, in the worktree, or run a command there (argv kept as is).
     Ssh(PassArgs),
     /// Stop the VM (closes tunnels; the disk is kept for the next `up`).

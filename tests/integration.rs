@@ -21,6 +21,7 @@ mod integration {
     pub mod safety;
     pub mod setup;
     pub mod suspend;
+    pub mod top;
     pub mod tunnels;
     pub mod ux;
 }
@@ -44,6 +45,7 @@ fn main() -> std::process::ExitCode {
         safety::tests(),
         setup::tests(),
         suspend::tests(),
+        top::tests(),
         tunnels::tests(),
         ux::tests(),
     ]

@@ -8,6 +8,7 @@ pub mod fake;
 pub mod netns;
 mod netns_checks;
 pub mod suspend;
+pub mod usage;
 pub mod waking;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::Cmd;
+pub use usage::{DiskNeed, Usage};
 
 /// Which backend runs a worktree's VM: the `backend` key, `--backend`, and the backend each VM
 /// was made with in the registry (where it is always `colima` or `netns`).
@@ -144,19 +146,6 @@ impl VmInfo {
     }
 }
 
-/// What a VM uses right now (None: cannot be told).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Usage {
-    /// CPU time used since the VM started, in nanoseconds.
-    pub cpu_ns: Option<u64>,
-    /// Memory held, page cache included.
-    pub memory_used: Option<u64>,
-    /// Of that, the anonymous part: what only swap can take away.
-    pub memory_anon: Option<u64>,
-    pub memory_limit: Option<u64>,
-    pub disk_bytes: Option<u64>,
-}
-
 /// The size and shape of a VM to create or resume.
 #[derive(Clone, Debug)]
 pub struct StartSpec<'a> {
@@ -282,10 +271,6 @@ pub trait Backend {
             Err(e) => crate::output::warn(format!("stopping the containers of {vm}: {e:#}")),
         }
     }
-    /// What the VM uses now; never wakes or starts it.
-    fn usage(&self, _vm: &str) -> Usage {
-        Usage::default()
-    }
     /// Checks a VM spec and the runtime before anything is recorded or started.
     fn preflight(&self, _spec: &StartSpec<'_>) -> Result<()> {
         Ok(())
@@ -315,6 +300,30 @@ pub trait Backend {
     /// Whether the VM is frozen right now (for a backend whose `freeze` keeps processes).
     fn is_frozen(&self, _vm: &str) -> bool {
         false
+    }
+    /// What the VM uses of the host now but its disk: cheap enough for every watcher pass.
+    /// Asking never wakes or starts the VM.
+    fn live_usage(&self, _vm: &str) -> Usage {
+        Usage::default()
+    }
+    /// Disk space the VM's files take on the host: a walk of them, slower than `live_usage`.
+    fn disk_bytes(&self, _vm: &str) -> Option<u64> {
+        None
+    }
+    /// Everything the VM uses of the host now, its disk included.
+    fn usage(&self, vm: &str) -> Usage {
+        Usage {
+            disk_bytes: self.disk_bytes(vm),
+            ..self.live_usage(vm)
+        }
+    }
+    /// The VM's CPU time alone (what a rate needs).
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.live_usage(vm).cpu_ns
+    }
+    /// Where a new VM's disk would go and the free space it needs there (None: not known).
+    fn disk_need(&self) -> Option<DiskNeed> {
+        None
     }
     /// Deletes the VM and its data. No error when it does not exist.
     fn delete(&self, vm: &str) -> Result<()>;

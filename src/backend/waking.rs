@@ -61,9 +61,6 @@ impl Backend for Waking {
             self.inner.stop_containers(vm, timeout);
         }
     }
-    fn usage(&self, vm: &str) -> super::Usage {
-        self.inner.usage(vm)
-    }
     fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
         self.inner.preflight(spec)
     }
@@ -100,6 +97,22 @@ impl Backend for Waking {
     }
     fn is_frozen(&self, vm: &str) -> bool {
         self.inner.is_frozen(vm)
+    }
+    // Measured as it is: asking must not wake a suspended VM.
+    fn live_usage(&self, vm: &str) -> super::Usage {
+        self.inner.live_usage(vm)
+    }
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        self.inner.disk_bytes(vm)
+    }
+    fn usage(&self, vm: &str) -> super::Usage {
+        self.inner.usage(vm)
+    }
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.inner.cpu_ns(vm)
+    }
+    fn disk_need(&self) -> Option<super::DiskNeed> {
+        self.inner.disk_need()
     }
     fn delete(&self, vm: &str) -> Result<()> {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;

@@ -26,6 +26,7 @@ mod ssh;
 mod status;
 mod suspend;
 mod test;
+mod top;
 mod trust;
 mod tunnel;
 mod untunnel;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Untunnel => untunnel::run(base()?),
         Command::Status(a) if a.all => status::run_all(&a),
         Command::Status(a) => status::run(base()?, &a),
+        Command::Top(a) => top::run(&a),
         Command::Hooks(c) => hooks::run(&c),
         Command::Completions { shell } => generate::print_completion(shell),
         Command::Setup(a) => setup::run(a.shell, a.dry_run),

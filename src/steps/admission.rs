@@ -33,7 +33,7 @@ pub(crate) struct Holder {
 /// may drop a frozen worktree's page cache whenever it needs the room).
 fn held(b: &dyn Backend, vm: &str) -> Option<(VmState, u64, u64)> {
     let info = b.info(vm).ok()?;
-    let usage = b.usage(vm);
+    let usage = b.live_usage(vm);
     let used = usage.memory_used.unwrap_or(0);
     let held = match (info.state, b.reserves_memory()) {
         (VmState::Running, true) => info.memory_bytes.unwrap_or(0),

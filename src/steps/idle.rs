@@ -36,7 +36,7 @@ fn sample(state: &State, b: &dyn Backend, vm: &str, now: SystemTime) -> u64 {
         }
         return act.busy_at;
     }
-    let cpu = b.usage(vm).cpu_ns;
+    let cpu = b.cpu_ns(vm);
     let busy = match (cpu, act.cpu_ns) {
         (Some(c), Some(prev)) => {
             let share = c.saturating_sub(prev) as f64 / (elapsed_ms as f64 * 1e6);
