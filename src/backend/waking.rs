@@ -57,7 +57,9 @@ impl Backend for Waking {
         self.inner.reserves_memory()
     }
     fn stop_containers(&self, vm: &str, timeout: Duration) {
-        if self.wake(vm).is_ok() {
+        // Never woken just to be stopped: a stopped VM has no containers running, and a frozen
+        // one's daemon stops them itself once `stop` thawed it.
+        if suspend::record(&self.state, vm).is_none() && !self.inner.is_frozen(vm) {
             self.inner.stop_containers(vm, timeout);
         }
     }

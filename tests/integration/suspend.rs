@@ -258,6 +258,16 @@ fn suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers() {
         env.call_lines()
     );
     assert_eq!(vm_state(&env, &wt), "Running");
+    // `down` of a suspended VM stops it for good, without starting it first.
+    env.vmoat(&wt, &["suspend"]).ok();
+    env.clear_calls();
+    env.vmoat(&wt, &["down"]).ok();
+    assert!(
+        !env.call_lines().iter().any(|c| c.contains(" start ")),
+        "{:?}",
+        env.call_lines()
+    );
+    assert_eq!(vm_state(&env, &wt), "Stopped");
     env.vmoat(&wt, &["destroy", "-f"]).ok();
 }
 
