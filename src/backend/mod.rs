@@ -7,6 +7,8 @@ mod colima_checks;
 pub mod fake;
 pub mod netns;
 mod netns_checks;
+pub mod rootless;
+mod rootless_checks;
 pub mod suspend;
 pub mod usage;
 pub mod waking;
@@ -21,25 +23,32 @@ use crate::exec::Cmd;
 pub use usage::{DiskNeed, Usage};
 
 /// Which backend runs a worktree's VM: the `backend` key, `--backend`, and the backend each VM
-/// was made with in the registry (where it is always `colima` or `netns`).
+/// was made with in the registry (where it is never `auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 #[value(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// Colima where installed, else netns where usable.
+    /// Colima where installed, else netns where usable (root), else rootless (a normal user).
     Auto,
     Colima,
     Netns,
+    Rootless,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Auto, BackendKind::Colima, BackendKind::Netns];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Auto,
+        BackendKind::Colima,
+        BackendKind::Netns,
+        BackendKind::Rootless,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Auto => "auto",
             BackendKind::Colima => "colima",
             BackendKind::Netns => "netns",
+            BackendKind::Rootless => "rootless",
         }
     }
 
@@ -51,7 +60,7 @@ impl BackendKind {
             .ok_or_else(|| {
                 crate::error::hint(
                     format!("unknown backend `{s}`"),
-                    "use auto, colima or netns",
+                    "use auto, colima, netns or rootless",
                 )
             })
     }
@@ -71,7 +80,7 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// Backend names accepted by `backend` / `--backend` (for config validation).
-pub const KINDS: [&str; 3] = ["auto", "colima", "netns"];
+pub const KINDS: [&str; 4] = ["auto", "colima", "netns", "rootless"];
 
 /// A VM's lifecycle state. The text forms (Display and serde) are those of status `--json`:
 /// Lima's own words for what it reports, `absent` for no VM.
@@ -356,23 +365,41 @@ pub trait Backend {
     fn forwarder_marker(&self, vm: &str) -> String;
 }
 
-/// The backend for `kind`; `auto` = colima where installed, else netns where usable.
+/// The backend for `kind`; `auto` = colima where installed, else netns where usable, else
+/// rootless where usable.
 pub fn select(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {
     let real = select_real(kind, state)?;
     Ok(Box::new(waking::Waking::new(real, state.clone())))
+}
+
+/// What `auto` runs without Colima: netns for root, rootless for a normal user; Err: why
+/// neither can run.
+fn auto_linux() -> std::result::Result<BackendKind, String> {
+    let Some(netns_why) = netns::Netns::unusable() else {
+        return Ok(BackendKind::Netns);
+    };
+    if rustix::process::geteuid().is_root() {
+        return Err(netns_why);
+    }
+    match rootless::unusable() {
+        None => Ok(BackendKind::Rootless),
+        Some(why) => Err(format!("{netns_why}; {why}")),
+    }
 }
 
 fn select_real(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Colima => Ok(Box::new(colima::Colima::new(state.clone()))),
         BackendKind::Netns => Ok(Box::new(netns::Netns::new(state.clone()))),
+        BackendKind::Rootless => Ok(Box::new(rootless::Rootless::new(state.clone()))),
         BackendKind::Auto => {
             if crate::exec::on_path("colima") {
                 return Ok(Box::new(colima::Colima::new(state.clone())));
             }
-            match netns::Netns::unusable() {
-                None => Ok(Box::new(netns::Netns::new(state.clone()))),
-                Some(why) => Err(Unavailable::new(&why, state.clone()).error()),
+            match auto_linux() {
+                Ok(BackendKind::Rootless) => Ok(Box::new(rootless::Rootless::new(state.clone()))),
+                Ok(_) => Ok(Box::new(netns::Netns::new(state.clone()))),
+                Err(why) => Err(Unavailable::new(&why, state.clone()).error()),
             }
         }
     }
@@ -385,7 +412,7 @@ pub fn select_without_vm(
 ) -> Result<Box<dyn Backend>> {
     if kind == BackendKind::Auto
         && !crate::exec::on_path("colima")
-        && let Some(why) = netns::Netns::unusable()
+        && let Err(why) = auto_linux()
     {
         return Ok(Box::new(Unavailable::new(&why, state.clone())));
     }
@@ -408,7 +435,7 @@ impl Unavailable {
             hint: if cfg!(target_os = "macos") {
                 "install Colima: `brew install colima docker`"
             } else {
-                "install Colima (https://colima.run/docs/installation/), or run as root with iproute2 and docker.io for the netns backend"
+                "install Colima (https://colima.run/docs/installation/), or rootlesskit, slirp4netns, uidmap and docker.io for the rootless backend (`git vmoat doctor` lists what is missing), or run as root for the netns backend"
             },
             state,
         }

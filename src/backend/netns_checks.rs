@@ -37,6 +37,6 @@ fn fix() -> &'static str {
     if rustix::process::geteuid().is_root() {
         "install what it names, or install Colima (https://colima.run/docs/installation/)"
     } else {
-        "install Colima (https://colima.run/docs/installation/) to run VMs as this user, or run git-vmoat as root (sudo) for the netns backend: there is no backend for a normal user without Colima"
+        "install Colima (https://colima.run/docs/installation/), or use the rootless backend as this user (see the rootless lines), or run git-vmoat as root (sudo) for the netns backend"
     }
 }

@@ -46,7 +46,11 @@ fn gather(backend_flag: Option<&str>) -> Result<DoctorReport> {
     // Outside a worktree (or with no usable backend): what --backend names, if anything.
     let chosen = chosen.or(backend_flag.filter(|f| *f != "auto"));
     let scope = Scope { chosen };
-    for kind in [BackendKind::Colima, BackendKind::Netns] {
+    for kind in [
+        BackendKind::Colima,
+        BackendKind::Netns,
+        BackendKind::Rootless,
+    ] {
         if let Ok(b) = crate::backend::select(kind, &state) {
             checks.extend(b.checks(&scope));
         }

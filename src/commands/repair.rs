@@ -127,7 +127,11 @@ fn candidates(state: &State, old: &Names, report: &mut RepairReport) -> Vec<Cand
         }
     }
     // VMs whose records in the state dir are lost still carry their owner with them.
-    for kind in [backend::BackendKind::Colima, backend::BackendKind::Netns] {
+    for kind in [
+        backend::BackendKind::Colima,
+        backend::BackendKind::Netns,
+        backend::BackendKind::Rootless,
+    ] {
         let Ok(b) = backend::select(kind, state) else {
             continue;
         };

@@ -110,7 +110,7 @@ pub const KEYS: &[KeyDef] = &[
     key("backend", "VM_BACKEND", Kind::Str)
         .default(KeyDefault::Str("auto"))
         .doc(
-            "VM backend: auto, colima or netns (Linux, root)",
+            "VM backend: auto, colima, netns (Linux, root) or rootless (Linux, a normal user)",
             "\"auto\"",
         )
         .check(Check::OneOf(&crate::backend::KINDS)),

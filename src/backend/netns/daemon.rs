@@ -14,19 +14,7 @@ impl Netns {
     /// Whether the daemon answers its API's `/_ping`: asked in-process, since a `docker`
     /// CLI per poll costs tens of milliseconds of CPU, which parallel starts compete for.
     pub(super) fn docker_ready(vm: &str) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::os::unix::net::UnixStream::connect(Self::socket(vm)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut reply = String::new();
-        let _ = s.take(4096).read_to_string(&mut reply);
-        ping_ok(&reply)
+        docker_ready_at(&Self::socket(vm))
     }
 
     pub(super) fn start_dockerd(&self, vm: &str, id: &str) -> Result<()> {
@@ -129,6 +117,23 @@ impl Netns {
     }
 }
 
+/// Whether the daemon behind `socket` answers its API's `/_ping` with `OK`.
+pub(crate) fn docker_ready_at(socket: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.take(4096).read_to_string(&mut reply);
+    ping_ok(&reply)
+}
+
 /// A `/_ping` reply of a daemon that is ready: status 200 and the body `OK`.
 fn ping_ok(reply: &str) -> bool {
     let status = reply.lines().next().unwrap_or("");
@@ -137,7 +142,7 @@ fn ping_ok(reply: &str) -> bool {
         && reply.ends_with("OK")
 }
 
-pub(super) fn signal(pid: u32, sig: rustix::process::Signal) {
+pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) {
     if let Some(p) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

@@ -17,7 +17,7 @@ use crate::output;
 use crate::shell;
 use crate::state::{State, files};
 
-mod daemon;
+pub(crate) mod daemon;
 mod net;
 mod strays;
 

@@ -1,0 +1,149 @@
+//! A rootless VM's processes, found without a cgroup: rootlesskit, its slirp4netns, and
+//! everything inside the user namespace rootlesskit made (dockerd, containers, commands).
+
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::backend::netns::daemon::signal;
+
+/// What `/proc/<pid>/stat` says of a process that matters here.
+struct Stat {
+    ppid: u32,
+    state: char,
+    /// utime + stime, in clock ticks.
+    ticks: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last `)`.
+    let rest: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let num = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(Stat {
+        state: rest.first()?.chars().next()?,
+        ppid: u32::try_from(num(1)?).ok()?,
+        ticks: num(11)? + num(12)?,
+    })
+}
+
+/// The inode of the user namespace `pid` is in.
+fn userns(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+    link.to_str()?
+        .strip_prefix("user:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// A tunnel's forwarder enters the VM's namespaces too, but lives apart from the VM: it must
+/// keep listening while the VM is suspended (its first connection wakes it).
+fn is_forwarder(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"__forward"))
+}
+
+/// Every process of the VM whose rootlesskit runs as `parent`: itself, its direct children
+/// (slirp4netns, its namespaced child), and everything in that child's user namespace.
+pub fn members(parent: u32, child: Option<u32>) -> Vec<u32> {
+    let me = std::process::id();
+    let Some(ns) = child.and_then(userns) else {
+        return if crate::exec::process_alive(parent) {
+            vec![parent]
+        } else {
+            vec![]
+        };
+    };
+    let mut out: Vec<u32> = all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|&p| {
+            p == parent
+                || stat(p).is_some_and(|s| s.ppid == parent)
+                || (userns(p) == Some(ns) && !is_forwarder(p))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// `VmRSS` of /proc/<pid>/status (in kB, whatever the page size).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether a process is stopped by a signal (suspended).
+pub fn is_stopped(pid: u32) -> bool {
+    stat(pid).is_some_and(|s| s.state == 'T')
+}
+
+/// Sends `sig` to each of `pids`.
+pub fn signal_all(pids: &[u32], sig: Signal) {
+    for &p in pids {
+        signal(p, sig);
+    }
+}
+
+/// Kills every process `find` gives until none is left; false when some would not die.
+pub fn kill_until_gone(find: impl Fn() -> Vec<u32>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = find();
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        // A stopped process dies of SIGKILL too; CONT lets a suspended one get there sooner.
+        signal_all(&pids, Signal::KILL);
+        signal_all(&pids, Signal::CONT);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CPU time of `pids` in nanoseconds (a sum over live processes: a process that exited takes
+/// its share with it, which the idle rule reads as a quiet interval at worst).
+pub fn cpu_ns(pids: &[u32]) -> Option<u64> {
+    let hz = 100; // USER_HZ, fixed at 100 in the kernel's /proc interface on Linux.
+    let ticks: u64 = pids.iter().filter_map(|&p| stat(p)).map(|s| s.ticks).sum();
+    (!pids.is_empty()).then(|| ticks * (1_000_000_000 / hz))
+}
+
+/// Resident memory of `pids`, in bytes (shared pages count once per process: an upper bound).
+pub fn rss_bytes(pids: &[u32]) -> Option<u64> {
+    let kib: u64 = pids.iter().filter_map(|&p| rss_kib(p)).sum();
+    (!pids.is_empty()).then_some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reads_as_running_in_its_own_user_namespace() {
+        let me = std::process::id();
+        let s = stat(me).expect("own stat");
+        assert_ne!(s.state, 'T');
+        assert!(userns(me).is_some());
+        assert!(!is_forwarder(me));
+        assert!(rss_bytes(&[me]).unwrap() > 0);
+        assert_eq!(cpu_ns(&[]), None);
+    }
+}
