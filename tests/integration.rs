@@ -18,6 +18,7 @@ mod integration {
     pub mod lifecycle;
     pub mod messages;
     pub mod netns;
+    pub mod rootless;
     pub mod safety;
     pub mod setup;
     pub mod suspend;
@@ -42,6 +43,7 @@ fn main() -> std::process::ExitCode {
         lifecycle::tests(),
         messages::tests(),
         netns::tests(),
+        rootless::tests(),
         safety::tests(),
         setup::tests(),
         suspend::tests(),

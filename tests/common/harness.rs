@@ -36,6 +36,9 @@ pub enum Need {
     TestUser,
     /// No real colima installed (a test of life without any backend).
     NoColima,
+    /// The rootless backend for a test user: root to make the user, rootlesskit, slirp4netns,
+    /// uidmap, dockerd, a tun device users may open, user namespaces, busybox and curl.
+    Rootless,
 }
 
 fn tool(t: &str, package: &str) -> Option<String> {
@@ -49,6 +52,35 @@ fn busybox() -> Option<String> {
         .iter()
         .all(|p| !Path::new(p).exists())
         .then(|| "busybox is not installed (apt install busybox-static)".to_string())
+}
+
+/// What the rootless backend needs of this machine that a test user would lack.
+fn rootless_missing() -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let sbin = |t: &str| which(t).is_some() || Path::new("/usr/sbin").join(t).exists();
+    [
+        ("rootlesskit", "rootlesskit"),
+        ("slirp4netns", "slirp4netns"),
+        ("newuidmap", "uidmap"),
+        ("nsenter", "util-linux"),
+        ("dockerd", "docker.io"),
+        ("docker-proxy", "docker.io"),
+        ("curl", "curl"),
+    ]
+    .into_iter()
+    .find(|(t, _)| !sbin(t))
+    .map(|(t, p)| format!("{t} is not installed (apt install {p})"))
+    .or_else(busybox)
+    .or_else(|| {
+        let mode = std::fs::metadata("/dev/net/tun").map_or(0, |m| m.permissions().mode());
+        (mode & 0o006 != 0o006)
+            .then(|| "/dev/net/tun is not open to users (chmod 0666 /dev/net/tun)".to_string())
+    })
+    .or_else(|| {
+        (std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+            .is_ok_and(|v| v.trim() == "0"))
+        .then(|| "unprivileged user namespaces are off (kernel.unprivileged_userns_clone)".into())
+    })
 }
 
 impl Need {
@@ -99,6 +131,7 @@ impl Need {
                         )
                     })
                 }),
+            Need::Rootless => Need::TestUser.missing().or_else(rootless_missing),
             Need::NoColima => {
                 which("colima").map(|c| format!("a real colima is on PATH ({})", c.display()))
             }

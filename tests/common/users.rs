@@ -27,7 +27,10 @@ impl TempUser {
             }
         }
         // Unique per test process; the pid keeps parallel runs of the suite apart.
-        let name = format!("vmt{}", std::process::id());
+        // A count apart two users of one test process (tests run in parallel threads).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("vmt{}x{n}", std::process::id());
         let out = Command::new("useradd")
             .args(["-M", "-s", "/bin/sh", "-d"])
             .arg(&env.home)
@@ -69,6 +72,29 @@ impl TempUser {
             .status()
             .unwrap();
         assert!(st.success(), "chown of the test's HOME");
+    }
+
+    /// Takes away the user's subordinate ids (what useradd gave), so the rootless backend
+    /// cannot run for them: a user with no backend at all.
+    pub fn without_subordinate_ids(&self) {
+        for (file, flag) in [
+            ("/etc/subuid", "--del-subuids"),
+            ("/etc/subgid", "--del-subgids"),
+        ] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for l in text.lines() {
+                let f: Vec<&str> = l.split(':').collect();
+                if f.len() == 3 && f[0] == self.name {
+                    let (first, count): (u64, u64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+                    let range = format!("{first}-{}", first + count - 1);
+                    let st = Command::new("usermod")
+                        .args([flag, &range, &self.name])
+                        .status()
+                        .unwrap();
+                    assert!(st.success(), "usermod {flag} {range}");
+                }
+            }
+        }
     }
 
     /// git-vmoat run as this user, with the hermetic environment and no Colima stand-in.

@@ -209,6 +209,8 @@ fn colima_missing_gives_an_install_hint_and_changes_nothing() {
 fn commands_that_need_no_vm_work_for_a_user_with_no_backend() {
     let env = Env::new();
     let user = TempUser::create(&env).expect("a test user");
+    // No subordinate ids: the rootless backend cannot run for this user either.
+    user.without_subordinate_ids();
     let repo = env.repo("shop");
     env.write(&repo.join(".gitignore"), ".env\n");
     env.git(&repo, &["add", ".gitignore"]);
