@@ -249,7 +249,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -267,7 +267,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -285,7 +285,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -303,7 +303,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -321,7 +321,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -339,7 +339,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -357,7 +357,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -375,7 +375,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -393,7 +393,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -415,7 +415,7 @@ _git__vmoat() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -923,7 +923,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -941,7 +941,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1029,7 +1029,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1047,7 +1047,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1065,7 +1065,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1083,7 +1083,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1101,7 +1101,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1119,7 +1119,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1137,7 +1137,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1155,7 +1155,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1173,7 +1173,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1195,7 +1195,7 @@ _git__vmoat() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1213,7 +1213,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1231,7 +1231,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1249,7 +1249,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1267,7 +1267,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1285,7 +1285,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1303,7 +1303,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1321,7 +1321,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1339,7 +1339,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1357,7 +1357,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1375,7 +1375,7 @@ _git__vmoat() {
             fi
             case "${prev}" in
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1397,7 +1397,7 @@ _git__vmoat() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1419,7 +1419,7 @@ _git__vmoat() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -24,9 +24,10 @@ function __fish_git_vmoat_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -58,116 +59,133 @@ complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -f -a "completions" -d
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -f -a "setup" -d 'Install completions for your shell and the man pages where it and `man` find them'
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -f -a "doctor" -d 'Check everything a first run needs, and say how to fix each gap'
 complete -c git-vmoat -n "__fish_git_vmoat_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -l from-conf -d 'Convert the (trusted) legacy vmoat.conf into vmoat.toml'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand provision" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand test" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand test" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand test" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand test" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand test" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -l from -d 'The sibling to copy from: a worktree path or a VM name (default: the main worktree\'s VM, then any other running one)' -r
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand warm" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -l json -d 'Print JSON instead of URLs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand tunnel" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand untunnel" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand untunnel" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand untunnel" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand untunnel" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand untunnel" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -l all -d 'Every VM of this repository, with its worktree; orphans marked'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand ssh" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand ssh" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand ssh" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand ssh" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand ssh" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand down" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand down" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand down" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand down" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand down" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -s f -l force -d 'Do not ask for confirmation'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand destroy" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand name" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -175,22 +193,25 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fis
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -f -a "uninstall" -d 'Remove the hook, restore the one it chained, and opt this repo out'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -f -a "status" -d 'Show where the hook goes and whether it is installed'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and not __fish_seen_subcommand_from install uninstall status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -l up -d 'Also start the stack (`up`), not only provision the VM'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from uninstall" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from uninstall" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from uninstall" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from uninstall" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from status" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from status" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from status" -l json -d 'Print JSON'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Also show every command git-vmoat runs'
@@ -199,96 +220,109 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_se
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the hook, restore the one it chained, and opt this repo out'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show where the hook goes and whether it is installed'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hooks; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -l dry-run -d 'Only say what would be copied'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand seed" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -s f -l follow -d 'Keep printing while the job runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -l interval -d 'Seconds between full reconciles (the safety net for lost events)' -r
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -l all -d 'Watch every repository that has VMs, not only this one'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -l install-service -d 'Write a systemd user unit (Linux) or launchd agent (macOS) that runs `watch --all`'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -l dry-run -d 'Only say what would be destroyed'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -l all -d 'Every repository git-vmoat has VMs for, not only this one (works outside a repository)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -l json -d 'Print JSON'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand gc" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand trust" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand trust" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand trust" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand trust" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand trust" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand version" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand version" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand version" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand version" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand version" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand completions" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand completions" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand completions" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand completions" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -l shell -d 'The shell to set up (default: the one $SHELL names)' -r -f -a "bash\t''
 zsh\t''
 fish\t''"
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -l dry-run -d 'Only say what would be done'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -l repair -d 'Set damaged state files aside and rebuild the registry from the VMs that exist'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -l out -r -F
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hook" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hook" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hook" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hook" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand hook" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable (root), else rootless (a normal user)'
 colima\t''
-netns\t''"
+netns\t''
+rootless\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -s h -l help -d 'Print help (see more with \'--help\')'

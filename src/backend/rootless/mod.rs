@@ -56,10 +56,7 @@ impl Rootless {
     /// one state dir. Short, so the sockets under its run dir stay within 108 bytes.
     fn id(&self, vm: &str) -> String {
         let root = self.state.root().to_string_lossy();
-        format!(
-            "{}",
-            crate::naming::short_hash(&format!("{root}\n{vm}"), 12)
-        )
+        crate::naming::short_hash(&format!("{root}\n{vm}"), 12)
     }
 
     fn data_dir(&self, vm: &str) -> PathBuf {
