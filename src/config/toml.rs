@@ -229,7 +229,7 @@ mod tests {
             ("[vm]\ntype = \"hyperv\"", "`vm.type` is `hyperv`"),
             (
                 "backend = \"docker\"",
-                "`backend` is `docker`; use auto, colima or netns",
+                "`backend` is `docker`; use auto, colima, netns or rootless",
             ),
             ("[vm]\nprefix = \"WT_\"", "not a usable VM name prefix"),
             ("[vm]\nmount = \"relative/dir\"", "must be an absolute path"),

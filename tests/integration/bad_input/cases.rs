@@ -284,7 +284,7 @@ fn backends() -> Vec<Case> {
             |e, w| toml(e, w, "backend = \"docker\"\n"),
             &["up"],
             1,
-            "`backend` is `docker`; use auto, colima or netns"
+            "`backend` is `docker`; use auto, colima, netns or rootless"
         ),
         case!(
             "unknown backend flag",
