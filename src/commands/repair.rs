@@ -23,6 +23,7 @@ fn state_files(state: &State) -> Vec<PathBuf> {
     for (dir, file) in [
         (files::VMS_DIR, None),
         (files::NETNS_DIR, Some(files::NETNS_META)),
+        (crate::backend::rootless::DIR, Some(files::NETNS_META)),
         (files::JOBS_DIR, None),
     ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {

@@ -116,6 +116,17 @@ impl TempUser {
 
 impl Drop for TempUser {
     fn drop(&mut self) {
+        // userdel refuses a user with processes: a failed test may leave its VMs running.
+        use std::os::unix::fs::MetadataExt;
+        // (uid 0 until the user's id was read: never signal root's processes.)
+        let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        for e in procs.filter(|_| self.uid != 0) {
+            let owned = std::fs::metadata(e.path()).is_ok_and(|m| m.uid() == self.uid);
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok();
+            if let (true, Some(p)) = (owned, pid.and_then(rustix::process::Pid::from_raw)) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
         let _ = Command::new("userdel")
             .args(["-r", &self.name])
             .stderr(std::process::Stdio::null())

@@ -179,14 +179,12 @@ impl Rootless {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        if let Some(parent) = self.parent_pid(vm) {
-            let child = self.child_pid(vm);
-            if !procs::kill_until_gone(|| procs::members(parent, child)) {
-                output::warn(format!(
-                    "some processes of {vm} would not die: {:?}",
-                    procs::members(parent, child)
-                ));
-            }
+        let (parent, child) = (self.parent_pid(vm), self.child_pid(vm));
+        if !procs::kill_until_gone(|| procs::members(parent, child)) {
+            output::warn(format!(
+                "some processes of {vm} would not die: {:?}",
+                procs::members(parent, child)
+            ));
         }
         let run = self.run_dir(vm);
         if run.exists() {

@@ -25,7 +25,7 @@ pub use gaps::unusable;
 pub(crate) use limits::{FIX as LIMITS_FIX, unenforced as limits_unenforced};
 
 /// The backend's VM data dirs, in the state dir.
-const DIR: &str = "rootless";
+pub const DIR: &str = "rootless";
 /// Free space a new VM needs where its data root goes (as netns).
 const NEW_VM_DISK: u64 = 1 << 30;
 
@@ -128,10 +128,7 @@ impl Rootless {
 
     /// Every process of the VM (rootlesskit, slirp4netns, dockerd, containers, commands).
     fn members(&self, vm: &str) -> Vec<u32> {
-        match self.parent_pid(vm) {
-            Some(parent) => procs::members(parent, self.child_pid(vm)),
-            None => vec![],
-        }
+        procs::members(self.parent_pid(vm), self.child_pid(vm))
     }
 
     /// The command prefix that enters the VM's user, network and mount namespaces.

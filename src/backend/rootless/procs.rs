@@ -54,23 +54,21 @@ fn is_forwarder(pid: u32) -> bool {
 }
 
 /// Every process of the VM whose rootlesskit runs as `parent`: itself, its direct children
-/// (slirp4netns, its namespaced child), and everything in that child's user namespace.
-pub fn members(parent: u32, child: Option<u32>) -> Vec<u32> {
+/// (slirp4netns, its namespaced child), and everything in that child's user namespace (which
+/// outlives a killed rootlesskit).
+pub fn members(parent: Option<u32>, child: Option<u32>) -> Vec<u32> {
     let me = std::process::id();
-    let Some(ns) = child.and_then(userns) else {
-        return if crate::exec::process_alive(parent) {
-            vec![parent]
-        } else {
-            vec![]
-        };
-    };
+    let ns = child.and_then(userns);
+    if parent.is_none() && ns.is_none() {
+        return vec![];
+    }
     let mut out: Vec<u32> = all_pids()
         .into_iter()
         .filter(|&p| p != me)
         .filter(|&p| {
-            p == parent
-                || stat(p).is_some_and(|s| s.ppid == parent)
-                || (userns(p) == Some(ns) && !is_forwarder(p))
+            Some(p) == parent
+                || (parent.is_some() && stat(p).map(|s| s.ppid) == parent)
+                || (ns.is_some() && userns(p) == ns && !is_forwarder(p))
         })
         .collect();
     out.sort_unstable();
