@@ -224,6 +224,16 @@ fn suspend_down_up_keep_data(a: &As, b_wt: &Path, pb: u16) {
     .ok();
     a.vmoat(b_wt, &["suspend"]).ok();
     assert_eq!(vm_state(a, b_wt), "Suspended");
+    // Frozen for real: its daemon is stopped, the other VMs' are not.
+    let dockerds: Vec<String> = live_processes(a.user.uid)
+        .into_iter()
+        .filter(|s| s.contains("(dockerd)"))
+        .collect();
+    let stopped = dockerds
+        .iter()
+        .filter(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('T'))
+        .count();
+    assert!(dockerds.len() >= 2 && stopped == 1, "{dockerds:#?}");
     let r = a.vmoat(b_wt, &["ssh", "docker", "ps", "-q"]).ok();
     assert!(!r.stdout.trim().is_empty(), "its container ran on: {r:?}");
     assert_eq!(vm_state(a, b_wt), "Running", "a command woke it");
