@@ -331,7 +331,27 @@ fn doctor_checks_the_rootless_backend() {
     );
 }
 
+/// Root asking for rootless gets why not and where to look, and nothing is made.
+fn rootless_as_root_is_refused_with_a_hint() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    env.write(
+        &repo.join("vmoat.toml"),
+        "backend = \"rootless\"\n[commands]\nup = \"true\"\n",
+    );
+    let r = env.vmoat_without_colima(&repo, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the rootless backend is for normal users")
+            && r.stderr.contains("hint: `git vmoat doctor`"),
+        "{r:?}"
+    );
+    assert!(!env.state_dir().join("rootless").exists(), "nothing made");
+}
+
 crate::tests! {
     rootless_vms_isolate_contain_and_leave_nothing: Rootless;
     doctor_checks_the_rootless_backend: Rootless;
+    rootless_as_root_is_refused_with_a_hint: Root;
 }
