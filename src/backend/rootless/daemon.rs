@@ -66,15 +66,16 @@ impl Rootless {
                 "vm.cpus and vm.memory are not enforced for {vm}: {why}"
             ));
         }
+        let run = self.new_run_dir(vm);
         crate::state::write_json(
             &data.join(files::NETNS_META),
             &Meta {
                 cpus: spec.cpus,
                 memory_gib: spec.memory_gib,
                 scoped: why_unlimited.is_none(),
+                run: Some(run.clone()),
             },
         )?;
-        let run = self.run_dir(vm);
         make_private_dir(&run)?;
         let child = self.spawn(vm, spec, why_unlimited.is_none())?;
         self.wait_ready(vm, child)

@@ -45,6 +45,10 @@ struct Meta {
     /// Started in a systemd user scope holding its limits (else none are enforced).
     #[serde(default)]
     scoped: bool,
+    /// Its runtime dir, as chosen when it started: a later command may run without the
+    /// `XDG_RUNTIME_DIR` that chose it.
+    #[serde(default)]
+    run: Option<PathBuf>,
 }
 
 impl Rootless {
@@ -70,10 +74,17 @@ impl Rootless {
             .flatten()
     }
 
-    /// The VM's runtime dir (sockets, exec root, pid files, rootlesskit's state): under
-    /// `$XDG_RUNTIME_DIR` where set, else under the state dir, else in a private dir of this
-    /// user in /tmp when the state dir's path is too long for a unix socket below it.
+    /// The VM's runtime dir: the one it started with, else where a start would put it.
     fn run_dir(&self, vm: &str) -> PathBuf {
+        self.meta(vm)
+            .and_then(|m| m.run)
+            .unwrap_or_else(|| self.new_run_dir(vm))
+    }
+
+    /// Where a start puts the VM's runtime dir (sockets, exec root, pid files, rootlesskit's
+    /// state): under `$XDG_RUNTIME_DIR` where set, else under the state dir, else in a private
+    /// dir of this user in /tmp when the state dir's path is too long for a unix socket below.
+    fn new_run_dir(&self, vm: &str) -> PathBuf {
         let id = self.id(vm);
         let fits = |base: &Path| {
             // The longest socket path dockerd makes below its exec root.
