@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::suspend;
 use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::exec::Cmd;
 use crate::state::State;
-use super::suspend;
 
 pub struct Waking {
     inner: Box<dyn Backend>,
@@ -22,7 +22,10 @@ impl Waking {
     }
 
     fn wake(&self, vm: &str) -> Result<()> {
-        suspend::wake(&self.state, self.inner.as_ref(), vm).map(|_| ())
+        suspend::wake(&self.state, self.inner.as_ref(), vm)?;
+        // Whatever a volume copy that died left in this VM is undone before it is used.
+        crate::data::guard::recover(&self.state, self.inner.as_ref(), vm);
+        Ok(())
     }
 }
 
