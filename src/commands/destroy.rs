@@ -68,7 +68,7 @@ fn say_data(backend: &dyn crate::backend::Backend, vm: &str) {
         && n > 0
     {
         output::warn(format!(
-            "{n} volume{} ({} of data, snapshots included) go{} with VM {vm}",
+            "{n} volume{} ({} of data) go{} with VM {vm}",
             if n == 1 { "" } else { "s" },
             crate::data::size(bytes),
             if n == 1 { "es" } else { "" }

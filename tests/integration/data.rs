@@ -1,0 +1,368 @@
+//! Volumes copied from a sibling worktree's VM (`warm.volumes`, `data clone`) and snapshots, on
+//! the netns backend: a real PostgreSQL copied while a client writes to it, siblings that lack
+//! the volume or are stopped or suspended, a copy killed halfway, a disk too small for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A PostgreSQL server image's root filesystem (tests/support/postgres-rootfs), built once
+/// per test run.
+fn postgres_tar() -> PathBuf {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = std::env::temp_dir().join(format!("vmoat-pg-{}.tar", std::process::id()));
+        let ok = std::process::Command::new(support_dir().join("postgres-rootfs"))
+            .arg(&tar)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building the PostgreSQL image");
+        tar
+    })
+    .clone()
+}
+
+fn vmoat_toml(up: &str, volumes: &str) -> String {
+    format!(
+        "backend = \"netns\"\n[commands]\nup = {}\n[warm]\nvolumes = {volumes}\n",
+        toml_str(up)
+    )
+}
+
+fn toml_str(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A worktree whose stack is PostgreSQL with its data in volume `pgdata`.
+fn pg_worktree(env: &Env, repo: &Path, name: &str) -> PathBuf {
+    let up = format!(
+        "docker image inspect pg >/dev/null 2>&1 || docker import -c 'USER postgres' -c 'CMD [\"/pg\"]' {} pg >/dev/null; \
+         docker rm -f db >/dev/null 2>&1; docker run -d --name db -p 5432:5432 -v pgdata:/data pg >/dev/null; {}",
+        postgres_tar().display(),
+        WAIT_PG
+    );
+    let wt = env.worktree(repo, &env.home.join("src").join(name), name);
+    env.write(&wt.join("vmoat.toml"), &vmoat_toml(&up, "[\"pgdata\"]"));
+    wt
+}
+
+const WAIT_PG: &str = "for i in $(seq 120); do psql -h 127.0.0.1 -U postgres -c 'select 1' >/dev/null 2>&1 && exit 0; sleep 0.5; done; docker logs db; exit 1";
+
+fn sql(env: &Env, wt: &Path, q: &str) -> String {
+    let r = env.vmoat(
+        wt,
+        &[
+            "ssh",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-tAc",
+            q,
+        ],
+    );
+    assert_eq!(r.code, 0, "{q}: {r:?}");
+    r.stdout.trim().to_string()
+}
+
+fn last(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A worktree B made while A's database takes inserts gets every row A committed before the
+/// copy, its server recovers cleanly; the two databases are apart from then on; A goes on.
+/// Then: a re-copy by stream, a snapshot restored after a destructive change, `ls`, `destroy`.
+fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let a = pg_worktree(&env, &repo, "first");
+    env.vmoat(&a, &["up"]).ok();
+    sql(&env, &a, "create table t (id int primary key)");
+    let file = env.tmp.path().join("last");
+    let loop_sql = format!(
+        "i=0; while :; do i=$((i+1)); psql -h 127.0.0.1 -U postgres -qc \"insert into t values ($i)\" >/dev/null 2>&1 && echo $i > {}; done",
+        file.display()
+    );
+    let writer = env
+        .cmd(bin(), &a)
+        .args(["ssh", "sh", "-c", &loop_sql])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.children.borrow_mut().push(writer);
+    assert!(wait_until(Duration::from_secs(30), || last(&file) >= 30));
+    let before = last(&file);
+
+    let b = pg_worktree(&env, &repo, "second");
+    let r = env.vmoat(&b, &["up"]).ok();
+    assert!(
+        r.stderr.contains("copied 1 volume") && r.stderr.contains("from wt-first"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("containers paused"), "{r:?}");
+    let after = last(&file);
+    let logs = env.vmoat(&b, &["ssh", "docker", "logs", "db"]);
+    let logs = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        !logs.contains("PANIC") && logs.contains("ready to accept connections"),
+        "{logs}"
+    );
+    let q = format!("select count(*) from t where id <= {before}");
+    assert_eq!(
+        sql(&env, &b, &q),
+        sql(&env, &a, &q),
+        "rows committed before the copy"
+    );
+    assert_ne!(sql(&env, &b, &q), "0");
+    sql(&env, &b, "insert into t values (-1)");
+    assert_eq!(sql(&env, &a, "select count(*) from t where id = -1"), "0");
+    assert!(
+        wait_until(Duration::from_secs(30), || last(&file) > after + 5),
+        "A's inserts go on after the copy"
+    );
+
+    // Again by stream, over B's own (its -1 row goes), the database restarted for it.
+    let r = env
+        .vmoat(&b, &["data", "clone", "--via", "stream", "--yes"])
+        .ok();
+    assert!(r.stderr.contains("(stream)"), "{r:?}");
+    env.vmoat(&b, &["ssh", "sh", "-c", WAIT_PG]).ok();
+    assert_eq!(sql(&env, &b, "select count(*) from t where id = -1"), "0");
+
+    let rows = sql(&env, &b, "select count(*) from t");
+    env.vmoat(&b, &["data", "snapshot", "before-drop"]).ok();
+    sql(&env, &b, "drop table t");
+    env.vmoat(&b, &["data", "restore", "before-drop"]).ok();
+    env.vmoat(&b, &["ssh", "sh", "-c", WAIT_PG]).ok();
+    assert_eq!(sql(&env, &b, "select count(*) from t"), rows);
+
+    let ls: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&b, &["data", "ls", "--json"]).ok().stdout).unwrap();
+    assert_eq!(ls["volumes"][0]["name"], "pgdata", "{ls}");
+    assert_eq!(
+        ls["volumes"][0]["from"]["from"], "snapshot before-drop",
+        "{ls}"
+    );
+    assert_eq!(ls["snapshots"][0]["name"], "before-drop", "{ls}");
+    let r = env.vmoat(&b, &["destroy", "-f"]).ok();
+    assert!(
+        r.stderr.contains("2 volumes (") && r.stderr.contains("go with VM"),
+        "{r:?}"
+    );
+}
+
+/// A busybox stack whose container writes its worktree's name into volume `appdata` once;
+/// with `big`, also that many MiB into volume `big`.
+fn bb_worktree(env: &Env, repo: &Path, name: &str, volumes: &str, big: Option<u32>) -> PathBuf {
+    let fs = env.tmp.path().join("rootfs");
+    if !fs.exists() {
+        busybox_rootfs(env);
+    }
+    let (mount, fill) = match big {
+        Some(mib) => (
+            "-v big:/big",
+            format!(
+                "[ -f /big/blob ] || busybox dd if=/dev/zero of=/big/blob bs=1M count={mib} 2>/dev/null;"
+            ),
+        ),
+        None => ("", String::new()),
+    };
+    let up = format!(
+        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; \
+         docker rm -f app >/dev/null 2>&1; docker run -d --name app -v appdata:/d {mount} bb sh -c '[ -f /d/origin ] || echo {name} > /d/origin; {fill} exec sleep 1d' >/dev/null",
+        fs.display()
+    );
+    let wt = env.worktree(repo, &env.home.join("src").join(name), name);
+    env.write(&wt.join("vmoat.toml"), &vmoat_toml(&up, volumes));
+    wt
+}
+
+fn origin(env: &Env, wt: &Path) -> String {
+    env.vmoat(wt, &["ssh", "docker", "exec", "app", "cat", "/d/origin"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+fn state_of(env: &Env, wt: &Path) -> String {
+    let s: serde_json::Value =
+        serde_json::from_str(&env.vmoat(wt, &["status", "--json"]).ok().stdout).unwrap();
+    s["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// A volume the sibling lacks is said and starts empty; a suspended sibling is woken to copy
+/// from, a stopped one started and stopped again.
+fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let want = "[\"appdata\", \"nope\"]";
+    let a = bb_worktree(&env, &repo, "first", want, None);
+    env.vmoat(&a, &["up"]).ok();
+    let b = bb_worktree(&env, &repo, "second", want, None);
+    let r = env.vmoat(&b, &["up"]).ok();
+    assert!(r.stderr.contains("has no volume nope"), "{r:?}");
+    assert_eq!(
+        origin(&env, &b),
+        "first",
+        "the copy came with the sibling's file"
+    );
+
+    env.vmoat(&a, &["suspend"]).ok();
+    env.vmoat(&b, &["down"]).ok();
+    let c = bb_worktree(&env, &repo, "third", want, None);
+    let r = env.vmoat(&c, &["up"]).ok();
+    assert!(
+        r.stderr.contains("suspended sibling wt-first wakes it"),
+        "{r:?}"
+    );
+    assert_eq!(origin(&env, &c), "first");
+    assert_eq!(state_of(&env, &a), "Running", "woken, in use");
+
+    for wt in [&a, &c] {
+        env.vmoat(wt, &["down"]).ok();
+    }
+    let d = bb_worktree(&env, &repo, "fourth", want, None);
+    let r = env.vmoat(&d, &["up"]).ok();
+    assert!(
+        r.stderr.contains("starting the stopped sibling wt-first"),
+        "{r:?}"
+    );
+    assert_eq!(origin(&env, &d), "first");
+    assert_eq!(state_of(&env, &a), "Stopped", "left as it was");
+}
+
+fn docker_in(env: &Env, vm: &str, args: &[&str]) -> String {
+    let sock = format!("unix:///run/git-vmoat/{}/docker.sock", netns_id(env, vm));
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", sock)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A sibling with a big volume, and a second worktree up without any copy.
+fn big_pair(env: &Env, mib: u32) -> (PathBuf, PathBuf) {
+    let repo = env.repo("proj");
+    let a = bb_worktree(env, &repo, "first", "[]", Some(mib));
+    env.vmoat(&a, &["up"]).ok();
+    let size = (u64::from(mib) << 20).to_string();
+    let stat = ["exec", "app", "busybox", "stat", "-c", "%s", "/big/blob"];
+    assert!(wait_until(Duration::from_secs(60), || docker_in(
+        env, "wt-first", &stat
+    ) == size));
+    let b = bb_worktree(env, &repo, "second", "[]", None);
+    env.vmoat(&b, &["up"]).ok();
+    (a, b)
+}
+
+fn has_volume(env: &Env, wt: &Path, name: &str) -> bool {
+    let ls: serde_json::Value =
+        serde_json::from_str(&env.vmoat(wt, &["data", "ls", "--json"]).ok().stdout).unwrap();
+    ls["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == name)
+}
+
+/// git-vmoat killed in the middle of a copy: the next command touching the sibling unpauses
+/// it, the next touching the new VM removes the half volume.
+fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let (a, b) = big_pair(&env, 600);
+    let mut copy = env
+        .cmd(bin(), &b)
+        .args(["data", "clone", "--via", "stream", "--yes", "big"])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let vms = env.state_dir().join("vms");
+    assert!(wait_until(Duration::from_secs(60), || {
+        vms.join("wt-first/data-paused.json").exists()
+            && vms.join("wt-second/data-partial.json").exists()
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    let pgid = rustix::process::Pid::from_raw(copy.id() as i32).unwrap();
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).unwrap();
+    copy.wait().unwrap();
+    assert_eq!(
+        docker_in(
+            &env,
+            "wt-first",
+            &["inspect", "-f", "{{.State.Paused}}", "app"]
+        ),
+        "true",
+        "killed while the sibling was paused"
+    );
+    let paused = env.vmoat(
+        &a,
+        &["ssh", "docker", "inspect", "-f", "{{.State.Paused}}", "app"],
+    );
+    assert_eq!(
+        paused.ok().stdout.trim(),
+        "false",
+        "unpaused by the next command"
+    );
+    assert!(!vms.join("wt-first/data-paused.json").exists());
+    assert!(!has_volume(&env, &b, "big"), "the half volume was removed");
+    assert!(!vms.join("wt-second/data-partial.json").exists());
+    assert_eq!(
+        docker_in(
+            &env,
+            "wt-second",
+            &["ps", "-aq", "--filter", "label=git-vmoat.copy"]
+        ),
+        ""
+    );
+}
+
+/// A copy that cannot fit is refused before anything is made or paused.
+fn a_disk_too_small_for_the_copy_is_refused_whole() {
+    let env = Env::new();
+    let (a, b) = big_pair(&env, 64);
+    // The new VM's volumes dir on a 16 MiB filesystem (its daemon makes new volumes there).
+    let vols = env.state_dir().join("netns/wt-second/docker/volumes");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&vols)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mounting a small tmpfs");
+    let r = env.vmoat(&b, &["data", "clone", "--yes", "big"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("too little") && r.stderr.contains("nothing was copied"),
+        "{r:?}"
+    );
+    assert!(!has_volume(&env, &b, "big"));
+    assert_eq!(
+        docker_in(
+            &env,
+            "wt-first",
+            &["inspect", "-f", "{{.State.Paused}}", "app"]
+        ),
+        "false"
+    );
+    assert!(has_volume(&env, &a, "big"));
+}
+
+crate::tests! {
+    a_new_worktree_gets_a_consistent_copy_of_its_siblings_database: StackNetns, Postgres;
+    siblings_that_lack_the_volume_or_sleep_still_give_theirs: StackNetns;
+    a_copy_killed_halfway_leaves_nothing_paused_or_half_made: StackNetns;
+    a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
+}
