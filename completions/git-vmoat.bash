@@ -28,6 +28,9 @@ _git__vmoat() {
             git__vmoat,config)
                 cmd="git__vmoat__subcmd__config"
                 ;;
+            git__vmoat,data)
+                cmd="git__vmoat__subcmd__data"
+                ;;
             git__vmoat,destroy)
                 cmd="git__vmoat__subcmd__destroy"
                 ;;
@@ -64,6 +67,9 @@ _git__vmoat() {
             git__vmoat,provision)
                 cmd="git__vmoat__subcmd__provision"
                 ;;
+            git__vmoat,resume)
+                cmd="git__vmoat__subcmd__resume"
+                ;;
             git__vmoat,seed)
                 cmd="git__vmoat__subcmd__seed"
                 ;;
@@ -75,6 +81,9 @@ _git__vmoat() {
                 ;;
             git__vmoat,status)
                 cmd="git__vmoat__subcmd__status"
+                ;;
+            git__vmoat,suspend)
+                cmd="git__vmoat__subcmd__suspend"
                 ;;
             git__vmoat,test)
                 cmd="git__vmoat__subcmd__test"
@@ -100,6 +109,42 @@ _git__vmoat() {
             git__vmoat,watch)
                 cmd="git__vmoat__subcmd__watch"
                 ;;
+            git__vmoat__subcmd__data,clone)
+                cmd="git__vmoat__subcmd__data__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__data,help)
+                cmd="git__vmoat__subcmd__data__subcmd__help"
+                ;;
+            git__vmoat__subcmd__data,ls)
+                cmd="git__vmoat__subcmd__data__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__data,restore)
+                cmd="git__vmoat__subcmd__data__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__data,rm)
+                cmd="git__vmoat__subcmd__data__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__data,snapshot)
+                cmd="git__vmoat__subcmd__data__subcmd__snapshot"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,clone)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,help)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__help"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,ls)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,restore)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,rm)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,snapshot)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__snapshot"
+                ;;
             git__vmoat__subcmd__help,__forward)
                 cmd="git__vmoat__subcmd__help__subcmd____forward"
                 ;;
@@ -111,6 +156,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,config)
                 cmd="git__vmoat__subcmd__help__subcmd__config"
+                ;;
+            git__vmoat__subcmd__help,data)
+                cmd="git__vmoat__subcmd__help__subcmd__data"
                 ;;
             git__vmoat__subcmd__help,destroy)
                 cmd="git__vmoat__subcmd__help__subcmd__destroy"
@@ -148,6 +196,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,provision)
                 cmd="git__vmoat__subcmd__help__subcmd__provision"
                 ;;
+            git__vmoat__subcmd__help,resume)
+                cmd="git__vmoat__subcmd__help__subcmd__resume"
+                ;;
             git__vmoat__subcmd__help,seed)
                 cmd="git__vmoat__subcmd__help__subcmd__seed"
                 ;;
@@ -159,6 +210,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,status)
                 cmd="git__vmoat__subcmd__help__subcmd__status"
+                ;;
+            git__vmoat__subcmd__help,suspend)
+                cmd="git__vmoat__subcmd__help__subcmd__suspend"
                 ;;
             git__vmoat__subcmd__help,test)
                 cmd="git__vmoat__subcmd__help__subcmd__test"
@@ -183,6 +237,21 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,watch)
                 cmd="git__vmoat__subcmd__help__subcmd__watch"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,clone)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,ls)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,restore)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,rm)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,snapshot)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__snapshot"
                 ;;
             git__vmoat__subcmd__help__subcmd__hooks,install)
                 cmd="git__vmoat__subcmd__help__subcmd__hooks__subcmd__install"
@@ -224,7 +293,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -298,6 +367,220 @@ _git__vmoat() {
         git__vmoat__subcmd__config)
             opts="-q -v -h --json --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data)
+            opts="-q -v -h --quiet --verbose --backend --help ls clone snapshot restore rm help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__clone)
+            opts="-y -q -v -h --from --yes --via --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --via)
+                    COMPREPLY=($(compgen -W "auto stream direct" -- "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help)
+            opts="ls clone snapshot restore rm help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__snapshot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__ls)
+            opts="-q -v -h --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__restore)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__rm)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__snapshot)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -408,7 +691,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +749,90 @@ _git__vmoat() {
         git__vmoat__subcmd__help__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data)
+            opts="ls clone snapshot restore rm"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__snapshot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -687,6 +1054,20 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__help__subcmd__seed)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -730,6 +1111,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__suspend)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1087,6 +1482,24 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__resume)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__seed)
             opts="-q -v -h --dry-run --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1147,6 +1560,24 @@ _git__vmoat() {
             ;;
         git__vmoat__subcmd__status)
             opts="-q -v -h --all --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__suspend)
+            opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -24,7 +24,7 @@ impl Waking {
     fn wake(&self, vm: &str) -> Result<()> {
         suspend::wake(&self.state, self.inner.as_ref(), vm)?;
         // Whatever a volume copy that died left in this VM is undone before it is used.
-        crate::data::guard::recover(&self.state, self.inner.as_ref(), vm);
+        super::copy_guard::recover(&self.state, self.inner.as_ref(), vm);
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
             None => reconcile::repos(&st).unwrap_or_default(),
         },
         |repo| {
-            crate::data::guard::recover_all(&state, &|vm| {
+            crate::backend::copy_guard::recover_all(&state, &|vm| {
                 let names = crate::registry::load(&state).ok()?;
                 crate::backend::select(names.get(vm)?.backend, &state).ok()
             });

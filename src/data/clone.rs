@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Volume, copy, guard};
+use super::{Volume, copy};
+use crate::backend::copy_guard as guard;
 use crate::backend::{self, Backend, VmState};
 use crate::context::Ctx;
 use crate::error::hint;
@@ -103,6 +104,10 @@ enum Found {
 /// Copies the volumes from the first sibling (main worktree's first, or `req.from`) that has
 /// any; a stopped one is started for the copy and stopped again, a suspended one is woken.
 pub fn clone(ctx: &Ctx, vm: &str, req: &Request<'_>) -> Result<Option<Report>> {
+    if !req.replace && has_them(ctx, vm, req.keys)? {
+        // Checked before any sibling is woken or started only to find nothing to copy.
+        return Ok(None);
+    }
     let names = crate::registry::load(&ctx.state)?;
     let siblings = crate::warm::siblings(&names, &ctx.wt_now(), vm, req.from)?;
     for name in siblings {
@@ -149,6 +154,16 @@ pub fn clone(ctx: &Ctx, vm: &str, req: &Request<'_>) -> Result<Option<Report>> {
         req.keys.join(", ")
     ));
     Ok(None)
+}
+
+/// Whether the VM has every volume asked for (for `all`: any volume of its stack at all).
+fn has_them(ctx: &Ctx, vm: &str, keys: &[String]) -> Result<bool> {
+    let mine = super::volumes(ctx.backend.as_ref(), vm)?;
+    Ok(if keys == ["all"] {
+        !super::snap::stack(&mine).is_empty()
+    } else {
+        keys.iter().all(|k| super::find(&mine, k).is_some())
+    })
 }
 
 /// A volume to copy: the sibling's, and the name and labels of the copy.
@@ -254,7 +269,8 @@ fn from_sibling(
     }))
 }
 
-/// Pauses the sibling's users of the volumes, copies each, unpauses (also on failure).
+/// Makes the new volumes (and the containers a stream needs), then pauses the sibling's users
+/// of the volumes only for the file copies themselves, and unpauses (also on failure).
 fn copy_all(
     ctx: &Ctx,
     vm: &str,
@@ -264,32 +280,59 @@ fn copy_all(
     direct: bool,
 ) -> Result<(Vec<Copied>, Duration, usize)> {
     let mut making = guard::making(&ctx.state, ctx.backend.as_ref(), vm)?;
+    let mut ready = vec![];
+    for item in items {
+        ready.push(prepare(ctx, vm, sibling, b, item, direct, &mut making)?);
+    }
     let sources: Vec<String> = items.iter().map(|i| i.src.name.clone()).collect();
     let paused = guard::pause(&ctx.state, b, sibling, &sources)?;
     let count = paused.containers.len();
+    for r in &ready {
+        match &r.holders {
+            Some((from, to)) => {
+                copy::stream(from, to)?;
+            }
+            None => copy::replace_in_vm(
+                ctx.backend.as_ref(),
+                vm,
+                &r.item.src.mountpoint,
+                &r.dest.mountpoint,
+            )?,
+        }
+    }
+    let held = paused.release();
     let mut copied = vec![];
-    for item in items {
-        copy_one(ctx, vm, sibling, b, item, direct, &mut making)?;
+    for r in ready {
+        let item = r.item;
+        settle(ctx, vm, r, &mut making)?;
         copied.push(Copied {
             source: item.src.name.clone(),
             target: item.target.clone(),
             bytes: item.bytes,
         });
     }
-    Ok((copied, paused.release(), count))
+    Ok((copied, held, count))
 }
 
-/// Copies one volume: into a new volume of the target's name, or (when the VM has it) into a
-/// new one beside it whose files then replace the old ones.
-fn copy_one(
-    ctx: &Ctx,
+/// A new volume ready to receive a copy.
+struct Ready<'a> {
+    item: &'a Item,
+    /// The new volume: the target's name, or (when the VM has that) one beside it.
+    dest: Volume,
+    existing: Option<Volume>,
+    /// For a stream: containers mounting the source and the new volume.
+    holders: Option<(copy::Holder<'a>, copy::Holder<'a>)>,
+}
+
+fn prepare<'a>(
+    ctx: &'a Ctx,
     vm: &str,
     sibling: &str,
-    b: &dyn Backend,
-    item: &Item,
+    b: &'a dyn Backend,
+    item: &'a Item,
     direct: bool,
     making: &mut guard::Making<'_>,
-) -> Result<()> {
+) -> Result<Ready<'a>> {
     let mine = ctx.backend.as_ref();
     let existing = super::volumes(mine, vm)?
         .into_iter()
@@ -304,18 +347,31 @@ fn copy_one(
     }
     making.start(&name)?;
     let dest = super::create(mine, vm, &name, &labels)?;
-    if direct {
-        copy::replace_in_vm(mine, vm, &item.src.mountpoint, &dest.mountpoint)?;
+    let holders = if direct {
+        None
     } else {
-        let from = copy::Holder::new(b, sibling, &item.src.name)?;
-        let to = copy::Holder::new(mine, vm, &name)?;
-        copy::stream(&from, &to)?;
+        Some((
+            copy::Holder::new(b, sibling, &item.src.name)?,
+            copy::Holder::new(mine, vm, &name)?,
+        ))
+    };
+    Ok(Ready {
+        item,
+        dest,
+        existing,
+        holders,
+    })
+}
+
+/// Puts a finished copy in place (over the old files, when the VM had the volume).
+fn settle(ctx: &Ctx, vm: &str, r: Ready<'_>, making: &mut guard::Making<'_>) -> Result<()> {
+    let mine = ctx.backend.as_ref();
+    drop(r.holders);
+    if let Some(old) = &r.existing {
+        copy::move_in_vm(mine, vm, &r.dest.mountpoint, &old.mountpoint)?;
+        super::remove(mine, vm, &r.dest.name)?;
     }
-    if let Some(old) = existing {
-        copy::move_in_vm(mine, vm, &dest.mountpoint, &old.mountpoint)?;
-        super::remove(mine, vm, &name)?;
-    }
-    making.finish(&name)
+    making.finish(&r.dest.name)
 }
 
 /// Whether to copy directly: both VMs' files are on this machine's filesystem.
@@ -425,4 +481,30 @@ fn compose_project(ctx: &Ctx, vm: &str) -> Option<String> {
         .filter(|o| o.code == 0)?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v["name"].as_str().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_says_what_how_big_from_where_and_how_long_paused() {
+        let r = Report {
+            from: "wt-main".into(),
+            copied: vec![Copied {
+                source: "main_pgdata".into(),
+                target: "feat_pgdata".into(),
+                bytes: 3 << 20,
+            }],
+            how: "stream",
+            seconds: 1.26,
+            paused: Duration::from_millis(1100),
+            paused_containers: 1,
+            missing: vec![],
+        };
+        assert_eq!(
+            r.line(),
+            "copied 1 volume (3.0 MiB) from wt-main in 1.3s (stream), its containers paused 1.1s (1 container): feat_pgdata (from main_pgdata)"
+        );
+    }
 }

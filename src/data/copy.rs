@@ -8,14 +8,13 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
+use crate::backend::copy_guard::COPY_LABEL;
 use crate::backend::{Backend, Io};
 use crate::exec::Cmd;
 use crate::shell::quote;
 
 /// The image the copy containers are made from: an empty one, imported from an empty archive.
 pub const SCRATCH: &str = "git-vmoat/scratch:1";
-/// The label every copy container carries (its value: our pid), so leftovers can be found.
-pub const COPY_LABEL: &str = "git-vmoat.copy";
 
 /// Makes `SCRATCH` in a daemon unless it has it.
 fn ensure_scratch(docker: Cmd, again: Cmd) -> Result<()> {

@@ -4,7 +4,6 @@
 
 pub mod clone;
 pub mod copy;
-pub mod guard;
 pub mod snap;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Volume, copy, guard};
+use super::{Volume, copy};
+use crate::backend::copy_guard as guard;
 use crate::context::Ctx;
 use crate::error::hint;
 

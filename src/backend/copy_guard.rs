@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::copy::COPY_LABEL;
-use crate::backend::Backend;
+use super::Backend;
 use crate::output;
 use crate::state::{Lock, State, files};
+
+/// The label every container a copy makes carries (its value: the copying process's pid), so
+/// leftovers of a copy that died can be found.
+pub const COPY_LABEL: &str = "git-vmoat.copy";
 
 #[derive(Serialize, Deserialize, Default)]
 struct PauseRecord {
