@@ -32,6 +32,14 @@ fn vmoat_toml(up: &str, volumes: &str) -> String {
     )
 }
 
+/// `bb_worktree` on the Colima backend (the stand-in).
+fn on_colima(wt: PathBuf) -> PathBuf {
+    let toml = wt.join("vmoat.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("\"netns\"", "\"colima\"")).unwrap();
+    wt
+}
+
 fn toml_str(s: &str) -> String {
     format!("{s:?}")
 }
@@ -240,6 +248,38 @@ fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
     assert_eq!(state_of(&env, &a), "Stopped", "left as it was");
 }
 
+/// Between two Colima VMs the files stream through the host; snapshots work there too.
+fn volumes_stream_between_colima_vms_and_snapshot_there() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let want = "\"all\"";
+    let a = on_colima(bb_worktree(&env, &repo, "first", want, None));
+    env.vmoat(&a, &["up"]).ok();
+    let b = on_colima(bb_worktree(&env, &repo, "second", want, None));
+    let r = env.vmoat(&b, &["up"]).ok();
+    assert!(
+        r.stderr.contains("(stream)") && r.stderr.contains("appdata"),
+        "{r:?}"
+    );
+    assert_eq!(origin(&env, &b), "first");
+    env.vmoat(&b, &["data", "snapshot", "s1"]).ok();
+    env.vmoat(
+        &b,
+        &[
+            "ssh",
+            "docker",
+            "exec",
+            "app",
+            "sh",
+            "-c",
+            "echo changed > /d/origin",
+        ],
+    )
+    .ok();
+    env.vmoat(&b, &["data", "restore", "s1"]).ok();
+    assert_eq!(origin(&env, &b), "first", "restored");
+}
+
 fn docker_in(env: &Env, vm: &str, args: &[&str]) -> String {
     let sock = format!("unix:///run/git-vmoat/{}/docker.sock", netns_id(env, vm));
     let out = std::process::Command::new("docker")
@@ -365,4 +405,5 @@ crate::tests! {
     siblings_that_lack_the_volume_or_sleep_still_give_theirs: StackNetns;
     a_copy_killed_halfway_leaves_nothing_paused_or_half_made: StackNetns;
     a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
+    volumes_stream_between_colima_vms_and_snapshot_there: StackColima;
 }
