@@ -150,8 +150,13 @@ pub fn clone(ctx: &Ctx, vm: &str, req: &Request<'_>) -> Result<Option<Report>> {
         }
     }
     output::info(format!(
-        "no sibling VM has the volumes {}; they start empty",
-        req.keys.join(", ")
+        "no sibling VM has the volumes {}{}",
+        req.keys.join(", "),
+        if req.replace {
+            ""
+        } else {
+            "; they start empty"
+        }
     ));
     Ok(None)
 }

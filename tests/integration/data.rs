@@ -132,6 +132,12 @@ fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
     assert_ne!(sql(&env, &b, &q), "0");
     sql(&env, &b, "insert into t values (-1)");
     assert_eq!(sql(&env, &a, "select count(*) from t where id = -1"), "0");
+    env.vmoat(&b, &["up"]).ok();
+    assert_eq!(
+        sql(&env, &b, "select count(*) from t where id = -1"),
+        "1",
+        "a volume the VM has is never overwritten by up"
+    );
     assert!(
         wait_until(Duration::from_secs(30), || last(&file) > after + 5),
         "A's inserts go on after the copy"
