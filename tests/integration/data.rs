@@ -182,9 +182,12 @@ fn bb_worktree(env: &Env, repo: &Path, name: &str, volumes: &str, big: Option<u3
     }
     let (mount, fill) = match big {
         Some(mib) => (
-            "-v big:/big",
+            "-v big:/big -v sparse:/sparse",
+            // `sparse` holds a file of that size with no blocks: it takes no room until a
+            // stream (a tar) writes it out whole.
             format!(
-                "[ -f /big/blob ] || busybox dd if=/dev/zero of=/big/blob bs=1M count={mib} 2>/dev/null;"
+                "[ -f /big/blob ] || busybox dd if=/dev/zero of=/big/blob bs=1M count={mib} 2>/dev/null; \
+                 [ -f /sparse/blob ] || busybox dd if=/dev/zero of=/sparse/blob bs=1M seek={mib} count=0 2>/dev/null;"
             ),
         ),
         None => ("", String::new()),
@@ -375,7 +378,8 @@ fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
     );
 }
 
-/// A copy that cannot fit is refused before anything is made or paused.
+/// A copy that cannot fit is refused before anything is made or paused; one that fills the
+/// disk anyway is undone whole.
 fn a_disk_too_small_for_the_copy_is_refused_whole() {
     let env = Env::new();
     let (a, b) = big_pair(&env, 64);
@@ -404,6 +408,18 @@ fn a_disk_too_small_for_the_copy_is_refused_whole() {
         "false"
     );
     assert!(has_volume(&env, &a, "big"));
+
+    // One that looks small enough (sparse) but fills the disk while streaming: the error says
+    // so, the sibling is unpaused, the half copy is gone.
+    let r = env.vmoat(&b, &["data", "clone", "--yes", "--via", "stream", "sparse"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("ran out of disk space") && r.stderr.contains("half copy was removed"),
+        "{r:?}"
+    );
+    assert!(!has_volume(&env, &b, "sparse"));
+    let paused = ["inspect", "-f", "{{.State.Paused}}", "app"];
+    assert_eq!(docker_in(&env, "wt-first", &paused), "false");
 }
 
 crate::tests! {
