@@ -525,7 +525,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__data__subcmd__ls)
-            opts="-q -v -h --json --quiet --verbose --backend --help"
+            opts="-q -v -h --all --json --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

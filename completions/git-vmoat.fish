@@ -157,6 +157,7 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and not __fish
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and __fish_seen_subcommand_from ls" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
 colima\t''
 netns\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and __fish_seen_subcommand_from ls" -l all -d 'Every VM of this repository (those not running are listed, not started to measure)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and __fish_seen_subcommand_from ls" -l json -d 'Print JSON (a stable schema with a "version" field)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand data; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Also show every command git-vmoat runs'

@@ -263,7 +263,7 @@ pub enum GenerateKind {
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// List the VM's volumes, their sizes and where each came from, and its snapshots.
-    Ls(JsonArgs),
+    Ls(DataLsArgs),
     /// Copy volumes from a sibling worktree's VM again, over this VM's (default: warm.volumes).
     ///
     /// This worktree's containers that use them are stopped for the copy and started again;
@@ -275,6 +275,16 @@ pub enum DataCommand {
     Restore { name: String },
     /// Delete snapshot NAME.
     Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DataLsArgs {
+    /// Every VM of this repository (those not running are listed, not started to measure).
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (a stable schema with a "version" field).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,22 +4,21 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::backend::VmState;
-use crate::cli::{DataCloneArgs, DataCommand};
+use crate::cli::{DataCloneArgs, DataCommand, DataLsArgs};
 use crate::context::Ctx;
 use crate::data::{self, clone, snap};
 use crate::error::hint;
 use crate::output;
 
 pub fn run(ctx: &Ctx, cmd: &DataCommand) -> Result<()> {
-    let vm = vm(ctx)?;
     match cmd {
-        DataCommand::Ls(a) => ls(ctx, &vm, a.json),
-        DataCommand::Clone(a) => clone_again(ctx, &vm, a),
+        DataCommand::Ls(a) => ls(ctx, a),
+        DataCommand::Clone(a) => clone_again(ctx, &vm(ctx)?, a),
         DataCommand::Snapshot { name } => {
-            let (vols, bytes, paused) = snap::snapshot(ctx, &vm, name)?;
+            let (vols, bytes, paused) = snap::snapshot(ctx, &vm(ctx)?, name)?;
             output::info(format!(
                 "snapshot {name}: {} ({}), its containers paused {:.1}s",
                 vols.join(", "),
@@ -29,12 +28,12 @@ pub fn run(ctx: &Ctx, cmd: &DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Restore { name } => {
-            let vols = snap::restore(ctx, &vm, name)?;
+            let vols = snap::restore(ctx, &vm(ctx)?, name)?;
             output::info(format!("restored {} from snapshot {name}", vols.join(", ")));
             Ok(())
         }
         DataCommand::Rm { name } => {
-            let n = snap::remove(ctx, &vm, name)?;
+            let n = snap::remove(ctx, &vm(ctx)?, name)?;
             output::info(format!(
                 "removed snapshot {name} ({n} volume{})",
                 if n == 1 { "" } else { "s" }
@@ -60,8 +59,8 @@ fn vm(ctx: &Ctx) -> Result<String> {
     }
 }
 
-fn ls(ctx: &Ctx, vm: &str, as_json: bool) -> Result<()> {
-    let b = ctx.backend.as_ref();
+/// One VM's volumes and snapshots, with sizes and origins (the `ls --json` entry).
+fn listing(ctx: &Ctx, b: &dyn crate::backend::Backend, vm: &str) -> Result<Value> {
     let all = data::volumes(b, vm)?;
     let dirs: Vec<String> = all.iter().map(|v| v.mountpoint.clone()).collect();
     let sizes: std::collections::HashMap<String, u64> = all
@@ -70,52 +69,96 @@ fn ls(ctx: &Ctx, vm: &str, as_json: bool) -> Result<()> {
         .zip(data::copy::sizes(b, vm, &dirs))
         .collect();
     let origins = data::origins(&ctx.state, vm);
-    let stack = snap::stack(&all);
-    let snaps = snap::of(&all);
-    if as_json {
-        let volumes: Vec<_> = stack
-            .iter()
-            .map(|v| json!({"name": v.name, "bytes": sizes[&v.name], "from": origins.get(&v.name)}))
-            .collect();
-        let snapshots: Vec<_> = snaps
-            .iter()
-            .map(|(name, vols)| {
-                let vols: Vec<_> = vols
-                    .iter()
-                    .map(|(of, v)| json!({"of": of, "volume": v.name, "bytes": sizes[&v.name]}))
-                    .collect();
-                json!({"name": name, "volumes": vols})
-            })
-            .collect();
-        return output::json(&json!({
-            "version": output::JSON_VERSION,
-            "vm": vm,
-            "volumes": volumes,
-            "snapshots": snapshots,
-        }));
+    let volumes: Vec<_> = snap::stack(&all)
+        .iter()
+        .map(|v| json!({"name": v.name, "bytes": sizes[&v.name], "from": origins.get(&v.name)}))
+        .collect();
+    let snapshots: Vec<_> = snap::of(&all)
+        .iter()
+        .map(|(name, vols)| {
+            let vols: Vec<_> = vols
+                .iter()
+                .map(|(of, v)| json!({"of": of, "volume": v.name, "bytes": sizes[&v.name]}))
+                .collect();
+            json!({"name": name, "volumes": vols})
+        })
+        .collect();
+    Ok(json!({"vm": vm, "state": "Running", "volumes": volumes, "snapshots": snapshots}))
+}
+
+/// `ls`: this VM's volumes; with `--all`, every VM of the repository (those not running are
+/// listed with their state, not started or woken to be measured).
+fn ls(ctx: &Ctx, a: &DataLsArgs) -> Result<()> {
+    let vms = if a.all {
+        let names = crate::registry::load(&ctx.state)?;
+        let mut list = vec![];
+        for (vm, owner) in crate::registry::of_repo(&names, &ctx.wt_now()) {
+            let b = crate::backend::select(owner.backend, &ctx.state)?;
+            let state = b.info(&vm).map_or(VmState::Unknown, |i| i.state);
+            list.push(if state == VmState::Running {
+                listing(ctx, b.as_ref(), &vm)?
+            } else {
+                json!({"vm": vm, "state": state, "volumes": [], "snapshots": []})
+            });
+        }
+        list
+    } else {
+        vec![listing(ctx, ctx.backend.as_ref(), &vm(ctx)?)?]
+    };
+    if a.json {
+        let mut doc = if a.all {
+            json!({ "vms": vms })
+        } else {
+            vms.into_iter().next().unwrap_or_default()
+        };
+        doc["version"] = json!(output::JSON_VERSION);
+        return output::json(&doc);
     }
-    let mut lines = vec![format!("{:<32} {:>10}  FROM", "VOLUME", "SIZE")];
-    for v in &stack {
-        let from = origins
-            .get(&v.name)
-            .map_or("-".to_string(), |o| format!("{} ({})", o.from, o.volume));
-        lines.push(format!(
-            "{:<32} {:>10}  {from}",
-            v.name,
-            data::size(sizes[&v.name])
-        ));
-    }
-    for (name, vols) in &snaps {
-        let total: u64 = vols.iter().map(|(_, v)| sizes[&v.name]).sum();
-        let of: Vec<&str> = vols.iter().map(|(of, _)| of.as_str()).collect();
-        lines.push(format!(
-            "{:<32} {:>10}  snapshot of {}",
-            format!("snapshot {name}"),
-            data::size(total),
-            of.join(", ")
-        ));
+    let mut lines = vec![format!(
+        "{:<20} {:<32} {:>10}  FROM",
+        "VM", "VOLUME", "SIZE"
+    )];
+    for l in &vms {
+        lines.extend(table_rows(l));
     }
     output::data(lines.join("\n"))
+}
+
+fn table_rows(l: &Value) -> Vec<String> {
+    let vm = l["vm"].as_str().unwrap_or_default();
+    let row = |what: &str, bytes: u64, from: &str| {
+        format!("{vm:<20} {what:<32} {:>10}  {from}", data::size(bytes))
+    };
+    if l["state"] != "Running" {
+        return vec![format!(
+            "{vm:<20} ({}: not running, not measured)",
+            l["state"].as_str().unwrap_or("unknown")
+        )];
+    }
+    let mut out = vec![];
+    for v in l["volumes"].as_array().into_iter().flatten() {
+        let from = match &v["from"] {
+            Value::Null => "-".to_string(),
+            o => format!(
+                "{} ({})",
+                o["from"].as_str().unwrap_or_default(),
+                o["volume"].as_str().unwrap_or_default()
+            ),
+        };
+        out.push(row(
+            v["name"].as_str().unwrap_or_default(),
+            v["bytes"].as_u64().unwrap_or(0),
+            &from,
+        ));
+    }
+    for s in l["snapshots"].as_array().into_iter().flatten() {
+        let vols = s["volumes"].as_array().cloned().unwrap_or_default();
+        let total: u64 = vols.iter().filter_map(|v| v["bytes"].as_u64()).sum();
+        let of: Vec<&str> = vols.iter().filter_map(|v| v["of"].as_str()).collect();
+        let name = format!("snapshot {}", s["name"].as_str().unwrap_or_default());
+        out.push(row(&name, total, &format!("copy of {}", of.join(", "))));
+    }
+    out
 }
 
 fn clone_again(ctx: &Ctx, vm: &str, a: &DataCloneArgs) -> Result<()> {

@@ -166,6 +166,27 @@ fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
         "{ls}"
     );
     assert_eq!(ls["snapshots"][0]["name"], "before-drop", "{ls}");
+    let all: serde_json::Value = serde_json::from_str(
+        &env.vmoat(&b, &["data", "ls", "--all", "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let vms: Vec<&str> = all["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["volumes"][0]["name"] == "pgdata")
+        .filter_map(|v| v["vm"].as_str())
+        .collect();
+    assert_eq!(vms, ["wt-first", "wt-second"], "{all}");
+    let table = env.vmoat(&b, &["data", "ls"]).ok().stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("snapshot before-drop") && l.contains("copy of pgdata")),
+        "{table}"
+    );
     let r = env.vmoat(&b, &["destroy", "-f"]).ok();
     assert!(
         r.stderr.contains("2 volumes (") && r.stderr.contains("go with VM"),
