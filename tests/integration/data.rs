@@ -345,14 +345,12 @@ fn has_volume(env: &Env, wt: &Path, name: &str) -> bool {
         .any(|v| v["name"] == name)
 }
 
-/// git-vmoat killed in the middle of a copy: the next command touching the sibling unpauses
-/// it, the next touching the new VM removes the half volume.
-fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
+/// Starts `data clone` of `big` in `b` and kills it (with its children) mid-copy, while the
+/// sibling is paused.
+fn kill_mid_copy(env: &Env, b: &Path) {
     use std::os::unix::process::CommandExt;
-    let env = Env::new();
-    let (a, b) = big_pair(&env, 600);
     let mut copy = env
-        .cmd(bin(), &b)
+        .cmd(bin(), b)
         .args(["data", "clone", "--via", "stream", "--yes", "big"])
         .process_group(0)
         .stdout(std::process::Stdio::null())
@@ -369,33 +367,58 @@ fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
     rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).unwrap();
     copy.wait().unwrap();
     assert_eq!(
-        docker_in(
-            &env,
-            "wt-first",
-            &["inspect", "-f", "{{.State.Paused}}", "app"]
-        ),
+        docker_in(env, "wt-first", &PAUSED),
         "true",
         "killed while the sibling was paused"
     );
-    let paused = env.vmoat(
+}
+
+const PAUSED: [&str; 4] = ["inspect", "-f", "{{.State.Paused}}", "app"];
+
+/// Nothing of a dead copy is left in either VM (records, half volume, copy containers).
+fn nothing_left(env: &Env) -> bool {
+    let vms = env.state_dir().join("vms");
+    docker_in(env, "wt-first", &PAUSED) == "false"
+        && !vms.join("wt-first/data-paused.json").exists()
+        && !vms.join("wt-second/data-partial.json").exists()
+        && !docker_in(env, "wt-second", &["volume", "ls", "-q"])
+            .lines()
+            .any(|v| v == "big")
+        && docker_in(
+            env,
+            "wt-second",
+            &["ps", "-aq", "--filter", "label=git-vmoat.copy"],
+        )
+        .is_empty()
+}
+
+/// git-vmoat killed in the middle of a copy: the next command touching the sibling unpauses
+/// it, the next touching the new VM removes the half volume; or the watcher does both.
+fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
+    let env = Env::new();
+    let (a, b) = big_pair(&env, 600);
+    kill_mid_copy(&env, &b);
+    let r = env.vmoat(
         &a,
-        &["ssh", "docker", "inspect", "-f", "{{.State.Paused}}", "app"],
+        &["ssh", "docker"]
+            .iter()
+            .chain(&PAUSED)
+            .copied()
+            .collect::<Vec<_>>(),
     );
     assert_eq!(
-        paused.ok().stdout.trim(),
+        r.ok().stdout.trim(),
         "false",
         "unpaused by the next command"
     );
-    assert!(!vms.join("wt-first/data-paused.json").exists());
     assert!(!has_volume(&env, &b, "big"), "the half volume was removed");
-    assert!(!vms.join("wt-second/data-partial.json").exists());
-    assert_eq!(
-        docker_in(
-            &env,
-            "wt-second",
-            &["ps", "-aq", "--filter", "label=git-vmoat.copy"]
-        ),
-        ""
+    assert!(nothing_left(&env));
+
+    kill_mid_copy(&env, &b);
+    let _watcher = Watcher::start(&env, &a, &["--interval", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || nothing_left(&env)),
+        "the watcher undoes it too"
     );
 }
 
