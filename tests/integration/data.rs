@@ -8,18 +8,27 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// A PostgreSQL server image's root filesystem (tests/support/postgres-rootfs), built once
-/// per test run.
+/// A PostgreSQL server image's root filesystem (tests/support/postgres-rootfs), built once and
+/// kept in the temp dir for later runs, under a name that changes with the script.
 fn postgres_tar() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let tar = std::env::temp_dir().join(format!("vmoat-pg-{}.tar", std::process::id()));
-        let ok = std::process::Command::new(support_dir().join("postgres-rootfs"))
-            .arg(&tar)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building the PostgreSQL image");
+        use sha2::Digest;
+        let script = support_dir().join("postgres-rootfs");
+        let h = sha2::Sha256::digest(std::fs::read(&script).unwrap());
+        let hex: String = h.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let tar = std::env::temp_dir().join(format!("vmoat-pg-{hex}.tar"));
+        if !tar.exists() {
+            // Built aside and renamed: a concurrent run never sees half an archive.
+            let part = tar.with_extension(format!("part-{}", std::process::id()));
+            let ok = std::process::Command::new(&script)
+                .arg(&part)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "building the PostgreSQL image");
+            std::fs::rename(&part, &tar).unwrap();
+        }
         tar
     })
     .clone()
