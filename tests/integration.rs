@@ -21,6 +21,8 @@ mod integration {
     pub mod netns;
     pub mod safety;
     pub mod setup;
+    pub mod suspend;
+    pub mod top;
     pub mod tunnels;
     pub mod ux;
 }
@@ -44,6 +46,8 @@ fn main() -> std::process::ExitCode {
         netns::tests(),
         safety::tests(),
         setup::tests(),
+        suspend::tests(),
+        top::tests(),
         tunnels::tests(),
         ux::tests(),
     ]

@@ -152,35 +152,38 @@ fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
         "A's inserts go on after the copy"
     );
 
+    recopy_snapshot_list_destroy(&env, &b);
+}
+
+/// B copied again by stream, over its own data; a snapshot restored after a destructive
+/// change; `data ls`; `destroy` says what goes.
+fn recopy_snapshot_list_destroy(env: &Env, b: &Path) {
     // Again by stream, over B's own (its -1 row goes), the database restarted for it.
     let r = env
-        .vmoat(&b, &["data", "clone", "--via", "stream", "--yes"])
+        .vmoat(b, &["data", "clone", "--via", "stream", "--yes"])
         .ok();
     assert!(r.stderr.contains("(stream)"), "{r:?}");
-    env.vmoat(&b, &["ssh", "sh", "-c", WAIT_PG]).ok();
-    assert_eq!(sql(&env, &b, "select count(*) from t where id = -1"), "0");
+    env.vmoat(b, &["ssh", "sh", "-c", WAIT_PG]).ok();
+    assert_eq!(sql(env, b, "select count(*) from t where id = -1"), "0");
 
-    let rows = sql(&env, &b, "select count(*) from t");
-    env.vmoat(&b, &["data", "snapshot", "before-drop"]).ok();
-    sql(&env, &b, "drop table t");
-    env.vmoat(&b, &["data", "restore", "before-drop"]).ok();
-    env.vmoat(&b, &["ssh", "sh", "-c", WAIT_PG]).ok();
-    assert_eq!(sql(&env, &b, "select count(*) from t"), rows);
+    let rows = sql(env, b, "select count(*) from t");
+    env.vmoat(b, &["data", "snapshot", "before-drop"]).ok();
+    sql(env, b, "drop table t");
+    env.vmoat(b, &["data", "restore", "before-drop"]).ok();
+    env.vmoat(b, &["ssh", "sh", "-c", WAIT_PG]).ok();
+    assert_eq!(sql(env, b, "select count(*) from t"), rows);
 
     let ls: serde_json::Value =
-        serde_json::from_str(&env.vmoat(&b, &["data", "ls", "--json"]).ok().stdout).unwrap();
+        serde_json::from_str(&env.vmoat(b, &["data", "ls", "--json"]).ok().stdout).unwrap();
     assert_eq!(ls["volumes"][0]["name"], "pgdata", "{ls}");
     assert_eq!(
         ls["volumes"][0]["from"]["from"], "snapshot before-drop",
         "{ls}"
     );
     assert_eq!(ls["snapshots"][0]["name"], "before-drop", "{ls}");
-    let all: serde_json::Value = serde_json::from_str(
-        &env.vmoat(&b, &["data", "ls", "--all", "--json"])
-            .ok()
-            .stdout,
-    )
-    .unwrap();
+    let all: serde_json::Value =
+        serde_json::from_str(&env.vmoat(b, &["data", "ls", "--all", "--json"]).ok().stdout)
+            .unwrap();
     let vms: Vec<&str> = all["vms"]
         .as_array()
         .unwrap()
@@ -189,14 +192,14 @@ fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
         .filter_map(|v| v["vm"].as_str())
         .collect();
     assert_eq!(vms, ["wt-first", "wt-second"], "{all}");
-    let table = env.vmoat(&b, &["data", "ls"]).ok().stdout;
+    let table = env.vmoat(b, &["data", "ls"]).ok().stdout;
     assert!(
         table
             .lines()
             .any(|l| l.contains("snapshot before-drop") && l.contains("copy of pgdata")),
         "{table}"
     );
-    let r = env.vmoat(&b, &["destroy", "-f"]).ok();
+    let r = env.vmoat(b, &["destroy", "-f"]).ok();
     assert!(
         r.stderr.contains("2 volumes (") && r.stderr.contains("go with VM"),
         "{r:?}"
