@@ -28,6 +28,9 @@ _git__vmoat() {
             git__vmoat,config)
                 cmd="git__vmoat__subcmd__config"
                 ;;
+            git__vmoat,data)
+                cmd="git__vmoat__subcmd__data"
+                ;;
             git__vmoat,destroy)
                 cmd="git__vmoat__subcmd__destroy"
                 ;;
@@ -109,6 +112,42 @@ _git__vmoat() {
             git__vmoat,watch)
                 cmd="git__vmoat__subcmd__watch"
                 ;;
+            git__vmoat__subcmd__data,clone)
+                cmd="git__vmoat__subcmd__data__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__data,help)
+                cmd="git__vmoat__subcmd__data__subcmd__help"
+                ;;
+            git__vmoat__subcmd__data,ls)
+                cmd="git__vmoat__subcmd__data__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__data,restore)
+                cmd="git__vmoat__subcmd__data__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__data,rm)
+                cmd="git__vmoat__subcmd__data__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__data,snapshot)
+                cmd="git__vmoat__subcmd__data__subcmd__snapshot"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,clone)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,help)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__help"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,ls)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,restore)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,rm)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__data__subcmd__help,snapshot)
+                cmd="git__vmoat__subcmd__data__subcmd__help__subcmd__snapshot"
+                ;;
             git__vmoat__subcmd__help,__forward)
                 cmd="git__vmoat__subcmd__help__subcmd____forward"
                 ;;
@@ -120,6 +159,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,config)
                 cmd="git__vmoat__subcmd__help__subcmd__config"
+                ;;
+            git__vmoat__subcmd__help,data)
+                cmd="git__vmoat__subcmd__help__subcmd__data"
                 ;;
             git__vmoat__subcmd__help,destroy)
                 cmd="git__vmoat__subcmd__help__subcmd__destroy"
@@ -202,6 +244,21 @@ _git__vmoat() {
             git__vmoat__subcmd__help,watch)
                 cmd="git__vmoat__subcmd__help__subcmd__watch"
                 ;;
+            git__vmoat__subcmd__help__subcmd__data,clone)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__clone"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,ls)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__ls"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,restore)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__restore"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,rm)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__rm"
+                ;;
+            git__vmoat__subcmd__help__subcmd__data,snapshot)
+                cmd="git__vmoat__subcmd__help__subcmd__data__subcmd__snapshot"
+                ;;
             git__vmoat__subcmd__help__subcmd__hooks,install)
                 cmd="git__vmoat__subcmd__help__subcmd__hooks__subcmd__install"
                 ;;
@@ -242,7 +299,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status top ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -316,6 +373,220 @@ _git__vmoat() {
         git__vmoat__subcmd__config)
             opts="-q -v -h --json --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data)
+            opts="-q -v -h --quiet --verbose --backend --help ls clone snapshot restore rm help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__clone)
+            opts="-y -q -v -h --from --yes --via --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --via)
+                    COMPREPLY=($(compgen -W "auto stream direct" -- "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help)
+            opts="ls clone snapshot restore rm help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__help__subcmd__snapshot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__ls)
+            opts="-q -v -h --all --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__restore)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__rm)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__data__subcmd__snapshot)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -426,7 +697,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status top ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +755,90 @@ _git__vmoat() {
         git__vmoat__subcmd__help__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data)
+            opts="ls clone snapshot restore rm"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__data__subcmd__snapshot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -67,6 +67,9 @@ pub enum Command {
     Resume,
     /// Delete the VM and its data (closes tunnels). Worktree files are never touched.
     Destroy(DestroyArgs),
+    /// The stack's volumes: list them, copy them again from a sibling, snapshot and restore.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Print this worktree's VM name.
     Name(JsonArgs),
     /// Show the effective configuration and where each value comes from.
@@ -267,6 +270,59 @@ pub enum Shell {
 pub enum GenerateKind {
     Completions,
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// List the VM's volumes, their sizes and where each came from, and its snapshots.
+    Ls(DataLsArgs),
+    /// Copy volumes from a sibling worktree's VM again, over this VM's (default: warm.volumes).
+    ///
+    /// This worktree's containers that use them are stopped for the copy and started again;
+    /// the sibling's are paused for it.
+    Clone(DataCloneArgs),
+    /// Keep a copy of every volume of this VM as snapshot NAME (e.g. before a migration).
+    Snapshot { name: String },
+    /// Put snapshot NAME back over the volumes (their containers are stopped and started again).
+    Restore { name: String },
+    /// Delete snapshot NAME.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DataLsArgs {
+    /// Every VM of this repository (those not running are listed, not started to measure).
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (a stable schema with a "version" field).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DataCloneArgs {
+    /// Volumes (names or compose keys; `all`: every one the sibling's containers mount).
+    pub volumes: Vec<String>,
+    /// The sibling to copy from: a worktree path or a VM name (default: the main worktree's).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Do not ask before replacing this VM's volumes.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// How the files travel between the VMs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub via: Via,
+}
+
+/// How a volume's files travel between two VMs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Direct where both VMs' files are on this machine (netns), else stream.
+    Auto,
+    /// `docker cp` out of one daemon into the other, through this process.
+    Stream,
+    /// A file copy from one data root to the other (netns only; reflinked where possible).
+    Direct,
 }
 
 #[derive(Debug, Args)]

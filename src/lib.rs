@@ -10,6 +10,7 @@ pub mod commands;
 pub(crate) mod config;
 pub(crate) mod consent;
 pub(crate) mod context;
+pub(crate) mod data;
 pub(crate) mod detect;
 pub mod error;
 pub(crate) mod exec;

@@ -42,6 +42,12 @@ pub mod files {
     pub const ACTIVITY: &str = "activity.json";
     /// In a VM's dir: one file per git-vmoat process running a command in the VM (named by pid).
     pub const BUSY_DIR: &str = "busy";
+    /// In a VM's dir: the containers a volume copy paused there (unpaused again if it died).
+    pub const DATA_PAUSED: &str = "data-paused.json";
+    /// In a VM's dir: the volumes a copy into it was making (removed again if it died).
+    pub const DATA_PARTIAL: &str = "data-partial.json";
+    /// In a VM's dir: where each of its volumes came from.
+    pub const DATA_ORIGIN: &str = "data.json";
 }
 
 /// Where git-vmoat keeps what it knows between runs.
@@ -103,6 +109,26 @@ impl State {
     /// starts the VM, and which the wake inside it must not wait for).
     pub fn lock_wake(&self, vm: &str) -> Result<Lock> {
         self.lock(&format!("wake-{}", vm_lock_name(vm)))
+    }
+
+    /// Held while volumes are copied out of a VM (its containers paused): one copy at a time.
+    pub fn lock_data_source(&self, vm: &str) -> Result<Lock> {
+        self.lock(&format!("data-src-{}", vm_lock_name(vm)))
+    }
+
+    /// `lock_data_source` when it is free (None: a copy is running).
+    pub fn try_lock_data_source(&self, vm: &str) -> Result<Option<Lock>> {
+        self.try_lock(&format!("data-src-{}", vm_lock_name(vm)))
+    }
+
+    /// Held while volumes are made in a VM by a copy.
+    pub fn lock_data_target(&self, vm: &str) -> Result<Lock> {
+        self.lock(&format!("data-dst-{}", vm_lock_name(vm)))
+    }
+
+    /// `lock_data_target` when it is free (None: a copy is running).
+    pub fn try_lock_data_target(&self, vm: &str) -> Result<Option<Lock>> {
+        self.try_lock(&format!("data-dst-{}", vm_lock_name(vm)))
     }
 
     pub fn lock_ports(&self) -> Result<Lock> {

@@ -124,7 +124,7 @@ pub fn warm(ctx: &Ctx, vm: &str, from: Option<&str>) -> Result<Option<Report>> {
 /// The repository's other VMs that may be copied from: the main worktree's first (the one most
 /// likely to have everything), then by name; only the one `from` names (a VM name or worktree
 /// path) when given.
-fn siblings(
+pub(crate) fn siblings(
     names: &Names,
     wt: &crate::repo::Worktree,
     vm: &str,

@@ -10,6 +10,7 @@ mod integration {
     pub mod basics;
     pub mod colima;
     pub mod config;
+    pub mod data;
     pub mod docs;
     pub mod e2e;
     pub mod faults;
@@ -35,6 +36,7 @@ fn main() -> std::process::ExitCode {
         basics::tests(),
         colima::tests(),
         config::tests(),
+        data::tests(),
         docs::tests(),
         e2e::tests(),
         faults::tests(),

@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod colima;
 mod colima_checks;
+pub mod copy_guard;
 #[cfg(test)]
 pub mod fake;
 pub mod netns;

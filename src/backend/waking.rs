@@ -22,7 +22,10 @@ impl Waking {
     }
 
     fn wake(&self, vm: &str) -> Result<()> {
-        suspend::wake(&self.state, self.inner.as_ref(), vm).map(|_| ())
+        suspend::wake(&self.state, self.inner.as_ref(), vm)?;
+        // Whatever a volume copy that died left in this VM is undone before it is used.
+        super::copy_guard::recover(&self.state, self.inner.as_ref(), vm);
+        Ok(())
     }
 }
 

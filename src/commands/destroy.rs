@@ -36,6 +36,9 @@ pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
             "this worktree has uncommitted changes; they stay on disk, but data the VM holds (database volumes) goes with it",
         );
     }
+    if exists {
+        say_data(backend.as_ref(), &vm);
+    }
     if ask {
         confirm(&vm)?;
     }
@@ -53,6 +56,24 @@ pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
         "destroyed {vm}; the worktree's files are untouched"
     ));
     Ok(())
+}
+
+/// Says how much volume data goes with the VM (when it is running: a stopped or suspended
+/// one is not started only to measure it).
+fn say_data(backend: &dyn crate::backend::Backend, vm: &str) {
+    if !backend.info(vm).is_ok_and(|i| i.state == VmState::Running) {
+        return;
+    }
+    if let Some((n, bytes)) = crate::data::holdings(backend, vm)
+        && n > 0
+    {
+        output::warn(format!(
+            "{n} volume{} ({} of data) go{} with VM {vm}",
+            if n == 1 { "" } else { "s" },
+            crate::data::size(bytes),
+            if n == 1 { "es" } else { "" }
+        ));
+    }
 }
 
 /// Asks on the terminal (the caller checked there is one).

@@ -7,6 +7,7 @@
 //! stand-in where none can run, so they work before Colima is installed.
 
 mod config;
+mod data;
 mod destroy;
 mod doctor;
 mod down;
@@ -81,5 +82,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Suspend => suspend::run(base()?),
         Command::Resume => suspend::resume(base()?),
         Command::Destroy(a) => destroy::run(base()?, &a),
+        Command::Data(c) => data::run(&vm()?, &c),
     }
 }

@@ -45,6 +45,10 @@ pub fn run(args: &WatchArgs) -> Result<()> {
             None => reconcile::repos(&st).unwrap_or_default(),
         },
         |repo| {
+            crate::backend::copy_guard::recover_all(&state, &|vm| {
+                let names = crate::registry::load(&state).ok()?;
+                crate::backend::select(names.get(vm)?.backend, &state).ok()
+            });
             if let Err(e) = collect(&state, repo, true, Reclaim::Watcher) {
                 output::warn(format!("reconciling {}: {e:#}", repo.display()));
             }

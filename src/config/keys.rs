@@ -222,6 +222,12 @@ pub const KEYS: &[KeyDef] = &[
             "images to copy (default: `docker compose config --images`)",
             "[\"myapp-web\", \"postgres:16\"]",
         ),
+    key("warm.volumes", "WARM_VOLUMES", Kind::StrList)
+        .default(KeyDefault::Empty)
+        .doc(
+            "volumes to copy from a sibling's VM before up (\"all\": those its containers mount)",
+            "[\"pgdata\"]",
+        ),
 ];
 
 pub fn key_def(key: &str) -> Option<&'static KeyDef> {

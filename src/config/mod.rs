@@ -76,6 +76,8 @@ pub struct Config {
     pub ports: Vec<u16>,
     pub warm: bool,
     pub warm_images: Vec<String>,
+    /// Volumes copied from a sibling before `up`; `["all"]`: every one its containers mount.
+    pub warm_volumes: Vec<String>,
     /// Every key that has a value, with its source.
     pub values: BTreeMap<&'static str, (Val, Source)>,
     /// The config files that were read.
@@ -299,6 +301,7 @@ impl Config {
             ports: get.ports("tunnel.ports"),
             warm: get.bool("warm.enabled"),
             warm_images: get.list("warm.images"),
+            warm_volumes: get.list("warm.volumes"),
             values,
             files,
         })

@@ -43,7 +43,14 @@ pub(super) fn toml_entries(path: &Path, text: &str) -> Result<Vec<Result<(&'stat
                 continue;
             };
             for (k2, v2) in inner {
-                out.push(toml_value(&file, &format!("{k}.{k2}"), v2));
+                let key = format!("{k}.{k2}");
+                if key == "warm.volumes" && v2.as_str() == Some("all") {
+                    // `warm.volumes = "all"` is short for `["all"]`.
+                    let all = toml::Value::Array(vec![v2.clone()]);
+                    out.push(toml_value(&file, &key, &all));
+                    continue;
+                }
+                out.push(toml_value(&file, &key, v2));
             }
         } else if v.is_table() && key_def(k).is_none() {
             out.push(Err(unknown_table(&file, k, &sections)));

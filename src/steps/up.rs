@@ -35,6 +35,9 @@ pub(crate) fn up(ctx: &Ctx, force: bool) -> Result<()> {
             Err(e) => output::warn(format!("warm start failed, starting cold: {e:#}")),
         }
     }
+    if ctx.cfg.warm && !ctx.cfg.warm_volumes.is_empty() {
+        warm_volumes(ctx, &vm);
+    }
     output::info(format!("running `{up_cmd}` in {vm}…"));
     let out = ctx
         .backend
@@ -56,6 +59,27 @@ pub(crate) fn up(ctx: &Ctx, force: bool) -> Result<()> {
         output::duration(started.elapsed())
     ));
     Ok(())
+}
+
+/// Copies `warm.volumes` from a sibling; a failure is reported and up goes on with empty ones.
+fn warm_volumes(ctx: &Ctx, vm: &str) {
+    match crate::data::warm(ctx, vm) {
+        Ok(Some(r)) => {
+            output::info(r.line());
+            if !r.missing.is_empty() {
+                output::warn(format!(
+                    "{} has no volume {}; {} start empty",
+                    r.from,
+                    r.missing.join(", "),
+                    if r.missing.len() == 1 { "it" } else { "they" }
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => output::warn(format!(
+            "copying volumes from a sibling failed, they start empty: {e:#}"
+        )),
+    }
 }
 
 fn no_up_command() -> anyhow::Error {

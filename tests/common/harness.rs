@@ -23,6 +23,8 @@ pub enum Need {
     StackColima,
     /// Root (mounting a small tmpfs).
     Root,
+    /// Debian's PostgreSQL server and client (a real database image is built from them).
+    Postgres,
     Man,
     /// util-linux `script`, for a real pseudo-terminal.
     Script,
@@ -105,6 +107,15 @@ impl Need {
             Need::Root => (!rustix::process::geteuid().is_root())
                 .then(|| "needs root".to_string())
                 .or_else(|| tool("mount", "mount")),
+            Need::Postgres => std::fs::read_dir("/usr/lib/postgresql")
+                .ok()
+                .and_then(|d| {
+                    d.flatten()
+                        .find(|e| e.path().join("bin/postgres").is_file())
+                })
+                .is_none()
+                .then(|| "PostgreSQL is not installed (apt install postgresql)".to_string())
+                .or_else(|| tool("psql", "postgresql-client")),
             Need::Man => tool("man", "man-db"),
             Need::Script => tool("script", "util-linux"),
             Need::GitBashCompletion => [

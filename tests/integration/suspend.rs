@@ -180,7 +180,11 @@ fn the_idle_rule_suspends_an_idle_vm_but_never_one_running_a_test() {
     );
     assert_eq!(vm_state(&env, &a), "Suspended");
     drop(w);
+    // A suspended VM is destroyed whole: frozen processes are thawed to die.
+    let id = netns_id(&env, &vm);
     env.vmoat(&a, &["destroy", "-f"]).ok();
+    assert!(pids_in("memory", &id).is_empty() && pids_in("freezer", &id).is_empty());
+    assert!(!Path::new("/run/netns").join(&id).exists());
 }
 
 /// Fills the page cache of the worktree's cgroup with a 600 MiB file: a running VM holds it, a
