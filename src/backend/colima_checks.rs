@@ -42,10 +42,10 @@ fn colima_check(version: Option<&str>) -> Check {
             ),
             "upgrade Colima (`brew upgrade colima`)",
         ),
-        // Not a blocker where the netns backend can run the VMs instead.
+        // Not a blocker where the netns or rootless backend can run the VMs instead.
         None => Check::new(
             "colima",
-            if Netns::unusable().is_none() {
+            if Netns::unusable().is_none() || super::rootless::unusable().is_none() {
                 Level::Warn
             } else {
                 Level::Fail
@@ -54,7 +54,7 @@ fn colima_check(version: Option<&str>) -> Check {
             if cfg!(target_os = "macos") {
                 "brew install colima docker"
             } else {
-                "install Colima (https://colima.run/docs/installation/), or use the netns backend"
+                "install Colima (https://colima.run/docs/installation/), or use the rootless backend (a normal user) or the netns backend (root)"
             },
         ),
     }

@@ -10,8 +10,10 @@ pub(crate) fn checks(_scope: &Scope<'_>) -> Vec<Check> {
     let colima = crate::check::version_of("colima", &["version"]).is_some();
     let mut out = vec![match &why {
         None => Check::ok("netns backend", "usable (root, iproute2, dockerd, cgroups)"),
-        // Not a gap where Colima runs the VMs: the line only says why netns is not offered.
-        Some(why) if colima || !cfg!(target_os = "linux") => {
+        // Not a gap where Colima or rootless runs the VMs: the line only says why netns is not offered.
+        Some(why)
+            if colima || !cfg!(target_os = "linux") || super::rootless::unusable().is_none() =>
+        {
             Check::ok("netns backend", format!("not used: {why}"))
         }
         Some(why) => Check::new("netns backend", Level::Warn, why.clone(), fix()),

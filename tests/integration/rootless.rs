@@ -295,6 +295,12 @@ fn doctor_checks_the_rootless_backend() {
     let j: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
     let checks = j["checks"].as_array().unwrap();
     let find = |name: &str| checks.iter().find(|c| c["name"] == name).cloned();
+    assert_eq!(j["ok"], true, "nothing blocks up: {j}");
+    assert_eq!(
+        find("netns backend").map(|c| c["status"].clone()),
+        Some("ok".into()),
+        "netns is only not used here"
+    );
     let backend = find("rootless backend").expect("a rootless line");
     assert_eq!(backend["status"], "ok", "{backend}");
     let limits = find("rootless limits").expect("a limits line");
