@@ -11,19 +11,15 @@ use crate::backend::netns::daemon::signal;
 struct Stat {
     ppid: u32,
     state: char,
-    /// utime + stime, in clock ticks.
-    ticks: u64,
 }
 
 fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last `)`.
     let rest: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
-    let num = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
     Some(Stat {
         state: rest.first()?.chars().next()?,
-        ppid: u32::try_from(num(1)?).ok()?,
-        ticks: num(11)? + num(12)?,
+        ppid: rest.get(1)?.parse().ok()?,
     })
 }
 
@@ -119,9 +115,11 @@ pub fn kill_until_gone(find: impl Fn() -> Vec<u32>) -> bool {
 /// CPU time of `pids` in nanoseconds (a sum over live processes: a process that exited takes
 /// its share with it, which the idle rule reads as a quiet interval at worst).
 pub fn cpu_ns(pids: &[u32]) -> Option<u64> {
-    let hz = 100; // USER_HZ, fixed at 100 in the kernel's /proc interface on Linux.
-    let ticks: u64 = pids.iter().filter_map(|&p| stat(p)).map(|s| s.ticks).sum();
-    (!pids.is_empty()).then(|| ticks * (1_000_000_000 / hz))
+    let times: Vec<u64> = pids
+        .iter()
+        .filter_map(|&p| crate::backend::usage::process_cpu_ns(p))
+        .collect();
+    (!times.is_empty()).then(|| times.iter().sum())
 }
 
 /// Resident memory of `pids`, in bytes (shared pages count once per process: an upper bound).
