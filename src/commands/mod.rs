@@ -1,5 +1,6 @@
 //! One module per subcommand, each with `run`; this module only dispatches. No command module
-//! imports another: what several share lives below them in `crate::steps`.
+//! imports another (what several share lives below them in `crate::steps`), except `mcp`: it
+//! serves the other commands' reports to agents, so it is a front end like this dispatcher.
 //!
 //! What a command may touch is decided here, by what it is handed: nothing (it finds its own
 //! way, like `hooks` or `gc --all`), a [`Base`] (worktree and state: no config, no backend), or
@@ -17,6 +18,7 @@ mod hooks;
 mod init;
 mod job;
 mod logs;
+mod mcp;
 mod name;
 mod provision;
 mod repair;
@@ -52,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => init::run(&a),
         Command::Trust => trust::run(),
         Command::Version => version::run(),
+        Command::Mcp => mcp::run(flag),
         Command::Name(a) => name::run(base()?, &a),
         Command::Config(a) => config::run(&base()?, &a),
         Command::Provision => provision::run(&vm()?),
