@@ -16,6 +16,7 @@ mod integration {
     pub mod gc;
     pub mod git_side;
     pub mod lifecycle;
+    pub mod mcp;
     pub mod messages;
     pub mod netns;
     pub mod safety;
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
         gc::tests(),
         git_side::tests(),
         lifecycle::tests(),
+        mcp::tests(),
         messages::tests(),
         netns::tests(),
         safety::tests(),
