@@ -58,11 +58,17 @@ _git__vmoat() {
             git__vmoat,logs)
                 cmd="git__vmoat__subcmd__logs"
                 ;;
+            git__vmoat,mcp)
+                cmd="git__vmoat__subcmd__mcp"
+                ;;
             git__vmoat,name)
                 cmd="git__vmoat__subcmd__name"
                 ;;
             git__vmoat,provision)
                 cmd="git__vmoat__subcmd__provision"
+                ;;
+            git__vmoat,resume)
+                cmd="git__vmoat__subcmd__resume"
                 ;;
             git__vmoat,seed)
                 cmd="git__vmoat__subcmd__seed"
@@ -75,6 +81,9 @@ _git__vmoat() {
                 ;;
             git__vmoat,status)
                 cmd="git__vmoat__subcmd__status"
+                ;;
+            git__vmoat,suspend)
+                cmd="git__vmoat__subcmd__suspend"
                 ;;
             git__vmoat,test)
                 cmd="git__vmoat__subcmd__test"
@@ -142,11 +151,17 @@ _git__vmoat() {
             git__vmoat__subcmd__help,logs)
                 cmd="git__vmoat__subcmd__help__subcmd__logs"
                 ;;
+            git__vmoat__subcmd__help,mcp)
+                cmd="git__vmoat__subcmd__help__subcmd__mcp"
+                ;;
             git__vmoat__subcmd__help,name)
                 cmd="git__vmoat__subcmd__help__subcmd__name"
                 ;;
             git__vmoat__subcmd__help,provision)
                 cmd="git__vmoat__subcmd__help__subcmd__provision"
+                ;;
+            git__vmoat__subcmd__help,resume)
+                cmd="git__vmoat__subcmd__help__subcmd__resume"
                 ;;
             git__vmoat__subcmd__help,seed)
                 cmd="git__vmoat__subcmd__help__subcmd__seed"
@@ -159,6 +174,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,status)
                 cmd="git__vmoat__subcmd__help__subcmd__status"
+                ;;
+            git__vmoat__subcmd__help,suspend)
+                cmd="git__vmoat__subcmd__help__subcmd__suspend"
                 ;;
             git__vmoat__subcmd__help,test)
                 cmd="git__vmoat__subcmd__help__subcmd__test"
@@ -224,7 +242,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust mcp version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -408,7 +426,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust mcp version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -659,6 +677,20 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__help__subcmd__mcp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__help__subcmd__name)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -674,6 +706,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__provision)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -730,6 +776,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__suspend)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1051,6 +1111,24 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__mcp)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__name)
             opts="-q -v -h --json --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1070,6 +1148,24 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__provision)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__resume)
             opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1147,6 +1243,24 @@ _git__vmoat() {
             ;;
         git__vmoat__subcmd__status)
             opts="-q -v -h --all --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__suspend)
+            opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

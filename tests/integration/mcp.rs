@@ -162,7 +162,7 @@ fn an_agent_drives_a_netns_stack_through_the_python_sdk() {
             {"tool": "tunnel", "args": {"worktree": wt}},
             {"tool": "logs", "args": {"worktree": wt}},
             {"tool": "worktrees"},
-            {"tool": "status", "args": {"worktree": "src/agent"}},
+            {"tool": "status", "args": {"worktree": "../agent"}},
         ]),
     );
     // `up` returns at once with a handle; waiting on it ends with the stack up and healthy.
