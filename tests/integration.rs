@@ -5,6 +5,7 @@
 mod common;
 
 mod integration {
+    pub mod agent_worktrees;
     pub mod approval;
     pub mod bad_input;
     pub mod basics;
@@ -28,6 +29,7 @@ mod integration {
 fn main() -> std::process::ExitCode {
     use integration::*;
     let all = [
+        agent_worktrees::tests(),
         approval::tests(),
         bad_input::tests(),
         basics::tests(),
