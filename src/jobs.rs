@@ -109,9 +109,14 @@ fn spawn_as(state: &State, wt: &Worktree, up: bool, backend: Option<&str>) -> Re
     cmd = cmd.arg("__job").env(KEY_ENV, key(wt));
     // Set either way: a job started from inside another's up command must not inherit it.
     cmd = cmd.env(UP_ENV, if up { "1" } else { "" });
-    let child = cmd.current_dir(&wt.root).spawn_detached(&log)?;
+    let mut child = cmd.current_dir(&wt.root).spawn_detached(&log)?;
+    let pid = child.id();
+    if up {
+        // The server that asked lives on: reap the job when it ends (no zombie left behind).
+        std::thread::spawn(move || child.wait());
+    }
     let job = Job {
-        pid: child.id(),
+        pid,
         worktree: wt.root.clone(),
         state: JobState::Running,
         started: now(),

@@ -14,9 +14,12 @@ use rmcp::ServiceExt;
 use crate::backend::BackendKind;
 
 pub fn run(flag: Option<BackendKind>) -> Result<()> {
-    // The protocol owns stdout. Keep it on a descriptor of its own and point fd 1 at stderr,
-    // so no message, and no process started on the way, can write into the protocol stream.
-    let protocol = std::io::stdout().as_fd().try_clone_to_owned()?;
+    // The protocol owns stdin and stdout. Keep them on descriptors of their own, point fd 0 at
+    // /dev/null and fd 1 at stderr, so no message, and no process started on the way, can
+    // write into the protocol stream or read from it.
+    let input = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let output = std::io::stdout().as_fd().try_clone_to_owned()?;
+    rustix::stdio::dup2_stdin(std::fs::File::open("/dev/null")?)?;
     rustix::stdio::dup2_stdout(std::io::stderr())?;
     let tools = tools::Tools::new(flag)?;
     crate::output::info(format!("MCP server for {} on stdio", tools.cwd().display()));
@@ -24,10 +27,9 @@ pub fn run(flag: Option<BackendKind>) -> Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let out = tokio::fs::File::from_std(std::fs::File::from(protocol));
-        let service = server::Server::new(tools)
-            .serve((tokio::io::stdin(), out))
-            .await?;
+        let input = tokio::fs::File::from_std(std::fs::File::from(input));
+        let output = tokio::fs::File::from_std(std::fs::File::from(output));
+        let service = server::Server::new(tools).serve((input, output)).await?;
         service.waiting().await?;
         anyhow::Ok(())
     });

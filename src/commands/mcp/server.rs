@@ -170,13 +170,12 @@ impl Server {
         let Ok((report, handle)) = status else {
             return Ok(tool_error(&anyhow::anyhow!("the tool stopped")));
         };
-        Ok(match &handle.job.error {
-            Some(e) if handle.job.effective_state() != crate::jobs::JobState::Ok => {
-                let hint = "the job's log is in `log_tail` (more with the `logs` tool); fix the cause and call `up` again";
-                error_result(e, Some(hint), report)
-            }
-            _ => CallToolResult::structured(report),
-        })
+        if handle.job.effective_state() == crate::jobs::JobState::Ok {
+            return Ok(CallToolResult::structured(report));
+        }
+        let error = handle.job.error.as_deref().unwrap_or("the job died");
+        let hint = "the job's log is in `log_tail` (more with the `logs` tool); fix the cause and call `up` again";
+        Ok(error_result(error, Some(hint), report))
     }
 
     #[tool(
