@@ -31,6 +31,9 @@ pub struct Job {
     pub finished: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Asked for by an agent (the MCP server's `up`): runs `up` whatever `vmoat.auto` says.
+    #[serde(default)]
+    pub up: bool,
 }
 
 impl Job {
@@ -122,6 +125,7 @@ fn spawn_as(state: &State, wt: &Worktree, up: bool, backend: Option<&str>) -> Re
         started: now(),
         finished: None,
         error: None,
+        up,
     };
     write(state, wt, &job)?;
     Ok(job)

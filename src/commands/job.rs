@@ -27,6 +27,7 @@ pub fn run(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
     // The worktree may be removed while the job runs; every tool it starts (colima, ssh, git)
     // must still work then, so nothing may depend on the worktree as the current directory.
     std::env::set_current_dir("/")?;
+    let requested = std::env::var_os(jobs::UP_ENV).is_some_and(|v| v == "1");
     let mut record = jobs::read(&state, &wt)?.unwrap_or(Job {
         pid: std::process::id(),
         worktree: wt.root.clone(),
@@ -34,11 +35,11 @@ pub fn run(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
         started: jobs::now(),
         finished: None,
         error: None,
+        up: requested,
     });
     record.pid = std::process::id();
     jobs::write(&state, &wt, &record)?;
     output::info(format!("job for {} started", wt.root.display()));
-    let requested = std::env::var_os(jobs::UP_ENV).is_some_and(|v| v == "1");
     if !crate::consent::check_auto(&wt, &state, requested)? {
         return Ok(()); // not approved: recorded as needs-approval, nothing of the project ran
     }

@@ -97,8 +97,15 @@ impl Tools {
         }
         let running =
             jobs::read(&ctx.state, &ctx.wt)?.filter(|j| j.effective_state() == JobState::Running);
+        let auto_up = crate::hooks::AutoMode::of(&ctx.wt.root)? == Some(crate::hooks::AutoMode::Up);
         let (job, reused) = match running {
-            Some(j) => (j, true),
+            Some(j) if j.up || auto_up => (j, true),
+            Some(_) => {
+                return Err(hint(
+                    "this worktree's background job (seeding and provisioning the new worktree) is still running",
+                    "call `up` again once it is done (`status` or `logs` show it)",
+                ));
+            }
             None => {
                 let flag = self.flag.map(|k| k.to_string());
                 (jobs::spawn_up(&ctx.state, &ctx.wt, flag.as_deref())?, false)
