@@ -1,6 +1,6 @@
 //! `mcp`: a Model Context Protocol server on stdio, so coding agents drive git-vmoat with
-//! tools instead of parsing its output. The async runtime exists only here: every other
-//! command starts without one.
+//! tools instead of parsing its output. It runs in `git-vmoat-mcp` only (`exec` hands over to
+//! it): the async runtime and the SDK are not even in the binary every other command starts.
 
 mod server;
 mod tools;
@@ -12,8 +12,36 @@ use anyhow::Result;
 use rmcp::ServiceExt;
 
 use crate::backend::BackendKind;
+use crate::error::hint;
 
-pub fn run(flag: Option<BackendKind>) -> Result<()> {
+/// `git vmoat mcp` in `git-vmoat`: becomes `git-vmoat-mcp` (beside it, else on PATH) with the
+/// same arguments.
+pub fn exec(_: Option<BackendKind>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe()?;
+    let beside = me.with_file_name(SERVER);
+    let program = if beside.exists() {
+        beside
+    } else {
+        SERVER.into()
+    };
+    let err = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(hint(
+        format!("cannot start the MCP server `{}`: {err}", program.display()),
+        format!(
+            "{SERVER} is installed with git-vmoat (`cargo install --locked --path .`): put it beside {} or on PATH",
+            me.display()
+        ),
+    ))
+}
+
+/// The binary that serves MCP.
+const SERVER: &str = "git-vmoat-mcp";
+
+/// `git vmoat mcp` in `git-vmoat-mcp`: serves until the client closes stdin.
+pub fn serve(flag: Option<BackendKind>) -> Result<()> {
     // The protocol owns stdin and stdout. Keep them on descriptors of their own, point fd 0 at
     // /dev/null and fd 1 at stderr, so no message, and no process started on the way, can
     // write into the protocol stream or read from it.

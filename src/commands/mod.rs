@@ -41,7 +41,12 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::context::{Base, Ctx};
 
-pub fn run(cli: Cli) -> Result<()> {
+/// How `mcp` runs: handed over to `git-vmoat-mcp`, or served in this process (in that binary).
+pub type Mcp = fn(Option<crate::backend::BackendKind>) -> Result<()>;
+
+pub use mcp::{exec as mcp_exec, serve as mcp_serve};
+
+pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
     let flag = cli.backend;
     // Commands that make or use a VM: config (trusted) and the backend.
     let vm = || Ctx::load(flag);
@@ -54,7 +59,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => init::run(&a),
         Command::Trust => trust::run(),
         Command::Version => version::run(),
-        Command::Mcp => mcp::run(flag),
+        Command::Mcp => mcp(flag),
         Command::Name(a) => name::run(base()?, &a),
         Command::Config(a) => config::run(&base()?, &a),
         Command::Provision => provision::run(&vm()?),

@@ -338,7 +338,30 @@ fn the_plugin_registers_the_server() {
     }
 }
 
+/// `git vmoat mcp` hands over to `git-vmoat-mcp`; without it, it says how to get it.
+fn without_its_server_binary_mcp_says_how_to_install_it() {
+    let env = Env::new();
+    let dir = env.tmp.path().join("alone");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(bin(), dir.join("git-vmoat")).unwrap();
+    let out = env
+        .cmd(dir.join("git-vmoat"), &env.home)
+        .arg("mcp")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot start the MCP server `git-vmoat-mcp`")
+            && stderr.contains("hint:")
+            && out.stdout.is_empty(),
+        "{stderr}"
+    );
+}
+
 crate::tests! {
+    without_its_server_binary_mcp_says_how_to_install_it;
     an_agent_drives_a_netns_stack_through_the_python_sdk: Netns, McpPython;
     the_mcp_inspector_lists_the_tools_and_calls_status: McpInspector, Ssh;
     the_plugin_registers_the_server: McpPython, Ssh;
