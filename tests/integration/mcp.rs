@@ -344,12 +344,23 @@ fn without_its_server_binary_mcp_says_how_to_install_it() {
     let dir = env.tmp.path().join("alone");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(bin(), dir.join("git-vmoat")).unwrap();
-    let out = env
-        .cmd(dir.join("git-vmoat"), &env.home)
-        .arg("mcp")
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    // A test running in parallel may fork while the copy is still open for writing: retry.
+    let out = (0..100)
+        .find_map(|_| {
+            let r = env
+                .cmd(dir.join("git-vmoat"), &env.home)
+                .arg("mcp")
+                .env("PATH", "/usr/bin:/bin")
+                .output();
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                r => Some(r.unwrap()),
+            }
+        })
+        .expect("the copy stayed busy");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
