@@ -87,6 +87,11 @@ pub enum Command {
     Gc(GcArgs),
     /// Approve what this worktree runs by itself (commands, files, mount), legacy config included.
     Trust,
+    /// Serve this repository's VMs to coding agents: a Model Context Protocol server on stdio.
+    ///
+    /// Tools: worktrees, status, up, logs, test, exec, tunnel, down, destroy. It runs nothing a
+    /// person has not approved (`git vmoat trust`), and never approves anything itself.
+    Mcp,
     /// Print git-vmoat's version.
     Version,
     /// Print the shell completion script (bash, zsh or fish), for `git-vmoat` and `git vmoat`.

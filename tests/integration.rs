@@ -5,6 +5,7 @@
 mod common;
 
 mod integration {
+    pub mod agent_worktrees;
     pub mod approval;
     pub mod bad_input;
     pub mod basics;
@@ -17,6 +18,7 @@ mod integration {
     pub mod gc;
     pub mod git_side;
     pub mod lifecycle;
+    pub mod mcp;
     pub mod messages;
     pub mod netns;
     pub mod safety;
@@ -30,6 +32,7 @@ mod integration {
 fn main() -> std::process::ExitCode {
     use integration::*;
     let all = [
+        agent_worktrees::tests(),
         approval::tests(),
         bad_input::tests(),
         basics::tests(),
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         gc::tests(),
         git_side::tests(),
         lifecycle::tests(),
+        mcp::tests(),
         messages::tests(),
         netns::tests(),
         safety::tests(),

@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use super::{isolation_unavailable, netns_unavailable, ssh_unavailable, which};
+use super::{
+    isolation_unavailable, mcp_inspector_unavailable, mcp_python_unavailable, netns_unavailable,
+    ssh_unavailable, which,
+};
 
 /// Something a test needs from the machine it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,10 @@ pub enum Need {
     TestUser,
     /// No real colima installed (a test of life without any backend).
     NoColima,
+    /// The official Python MCP SDK (PyPI `mcp`), for tests/support/mcp_client.py.
+    McpPython,
+    /// The MCP Inspector's command line (npm `@modelcontextprotocol/inspector`).
+    McpInspector,
 }
 
 fn tool(t: &str, package: &str) -> Option<String> {
@@ -113,6 +120,8 @@ impl Need {
             Need::NoColima => {
                 which("colima").map(|c| format!("a real colima is on PATH ({})", c.display()))
             }
+            Need::McpPython => mcp_python_unavailable(),
+            Need::McpInspector => mcp_inspector_unavailable(),
         }
     }
 }
