@@ -13,6 +13,7 @@ pub(crate) mod context;
 pub(crate) mod detect;
 pub mod error;
 pub(crate) mod exec;
+pub(crate) mod forward;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod gendocs;

@@ -67,7 +67,6 @@ impl State {
         Ok(Self { root })
     }
 
-    #[cfg(test)]
     pub fn at(root: PathBuf) -> Self {
         Self { root }
     }

@@ -167,7 +167,8 @@ fn forwarders(env: &Env, vm: &str) -> Vec<u32> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            (argv.iter().any(|a| a == marker) && argv.iter().any(|a| a == "-L")).then_some(pid)
+            (argv.iter().any(|a| a == marker) && argv.iter().any(|a| a == "__forward"))
+                .then_some(pid)
         })
         .collect()
 }

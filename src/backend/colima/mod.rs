@@ -482,25 +482,19 @@ impl Backend for Colima {
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
-        let cfg = self.ssh_config(vm)?;
-        // Its own connection: riding Colima's multiplexed master makes the client exit at once
-        // and leaves the forward owned by the master, out of our reach.
-        Ok(Cmd::new("ssh").arg("-F").arg(cfg).args([
-            "-NT",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "ControlPath=none",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "ServerAliveInterval=30",
-            "-o",
-            "LogLevel=ERROR",
-            "-L",
-            &format!("127.0.0.1:{host}:127.0.0.1:{guest}"),
-            &format!("colima-{vm}"),
-        ]))
+        // Our own forwarder: it outlives the VM (a suspend stops it) and wakes it on connect.
+        let marker = self.forwarder_marker(vm);
+        crate::forward::command(&self.state, BackendKind::Colima, vm, &marker, host, guest)
+    }
+}
+
+impl Colima {
+    /// What a tunnel connection runs `ssh -F CONFIG -W … HOST` with: Lima's own ssh config of
+    /// the instance, rewritten by every start (its port changes), so it is never stale after a
+    /// wake; its ControlMaster is the one our commands ride too.
+    pub fn tunnel_ssh(vm: &str) -> Result<(PathBuf, String)> {
+        let dir = Self::instance_dir(vm)?;
+        Ok((dir.join("ssh.config"), format!("lima-colima-{vm}")))
     }
 }
 
