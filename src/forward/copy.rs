@@ -91,8 +91,9 @@ fn retry(mut f: impl FnMut() -> rustix::io::Result<usize>) -> io::Result<usize> 
 
 /// Moves bytes both ways between `client` and `up` until both directions have ended. When one
 /// side ends its writing the other is told (shutdown of writes, or the child's stdin closed);
-/// an error in either direction closes both sides.
-pub fn bridge(client: TcpStream, up: Upstream, tick: &(dyn Fn() + Sync)) {
+/// an error in either direction closes both sides. True when a child upstream failed without
+/// a byte of answer (ssh could not reach the VM: its config may be stale).
+pub fn bridge(client: TcpStream, up: Upstream, tick: &(dyn Fn() + Sync)) -> bool {
     let _ = client.set_nodelay(true);
     match up {
         Upstream::Tcp(up) => {
@@ -101,6 +102,7 @@ pub fn bridge(client: TcpStream, up: Upstream, tick: &(dyn Fn() + Sync)) {
                 s.spawn(|| one_way(&client, &up, tick));
                 one_way(&up, &client, tick);
             });
+            false
         }
         Upstream::Child(child) => bridge_child(&client, child, tick),
     }
@@ -117,13 +119,14 @@ fn one_way(from: &TcpStream, to: &TcpStream, tick: &dyn Fn()) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-fn bridge_child(client: &TcpStream, mut child: Child, tick: &(dyn Fn() + Sync)) {
+fn bridge_child(client: &TcpStream, mut child: Child, tick: &(dyn Fn() + Sync)) -> bool {
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
         let _ = child.wait();
-        return;
+        return false;
     };
     let pid = child.id();
+    let mut answered = false;
     std::thread::scope(|s| {
         s.spawn(|| {
             let stdin: ChildStdin = stdin;
@@ -134,17 +137,19 @@ fn bridge_child(client: &TcpStream, mut child: Child, tick: &(dyn Fn() + Sync)) 
             // Dropping stdin is the child's end of input (ssh passes the half-close on).
         });
         let stdout: ChildStdout = stdout;
-        match copy(stdout.as_fd(), client.as_fd(), tick) {
-            Ok(_) => {
-                let _ = client.shutdown(Shutdown::Write);
-            }
-            Err(_) => {
-                let _ = client.shutdown(Shutdown::Both);
-                end_child(pid);
-            }
+        let got = copy(stdout.as_fd(), client.as_fd(), tick);
+        if let Ok(n) = got {
+            answered = n > 0;
+            let _ = client.shutdown(Shutdown::Write);
+        } else {
+            answered = true;
+            let _ = client.shutdown(Shutdown::Both);
+            end_child(pid);
         }
     });
-    let _ = child.wait();
+    // ssh exits 255 for its own errors (no route, refused, auth), anything else is the
+    // connection's own end.
+    !answered && child.wait().ok().and_then(|s| s.code()) == Some(255)
 }
 
 fn end_child(pid: u32) {

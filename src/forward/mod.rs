@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::backend::colima::Colima;
 use crate::backend::{BackendKind, suspend};
 use crate::exec::Cmd;
 use crate::state::State;
@@ -71,8 +72,12 @@ pub struct Args<'a> {
 enum Route {
     /// From inside the VM's network namespace, which this process has entered.
     Netns,
-    /// `ssh -F <config> -W 127.0.0.1:G <host>`, riding Lima's multiplexed master.
-    Ssh { config: PathBuf, host: String },
+    /// `ssh -F <config> -W 127.0.0.1:G <host>`, riding the VM's multiplexed master; the
+    /// config is fetched again (None) after a wake or when ssh could not reach the VM.
+    Ssh {
+        colima: Colima,
+        target: Mutex<Option<(PathBuf, String)>>,
+    },
 }
 
 struct Forwarder {
@@ -102,8 +107,13 @@ pub fn run(a: &Args<'_>) -> Result<()> {
             Route::Netns
         }
         BackendKind::Colima => {
-            let (config, host) = crate::backend::colima::Colima::tunnel_ssh(a.vm)?;
-            Route::Ssh { config, host }
+            let colima = Colima::new(state.clone());
+            // Fetched now, while the VM is known to run; a failure is retried per connection.
+            let target = colima.tunnel_ssh(a.vm).ok();
+            Route::Ssh {
+                colima,
+                target: Mutex::new(target),
+            }
         }
         BackendKind::Auto => bail!("a forwarder needs a concrete backend (netns or colima)"),
     };
@@ -145,7 +155,11 @@ impl Forwarder {
             return;
         }
         match self.connect() {
-            Ok(up) => copy::bridge(client, up, &|| self.mark()),
+            Ok(up) => {
+                if copy::bridge(client, up, &|| self.mark()) {
+                    self.forget_ssh_target();
+                }
+            }
             Err(e) => crate::output::warn(format!("{e:#}")),
         }
     }
@@ -161,8 +175,31 @@ impl Forwarder {
             return Ok(());
         }
         let backend = crate::backend::select(self.kind, &self.state)?;
-        suspend::wake(&self.state, backend.as_ref(), &self.vm)?;
-        Ok(())
+        let woke = suspend::wake(&self.state, backend.as_ref(), &self.vm);
+        // A started VM has a new ssh port.
+        self.forget_ssh_target();
+        woke.map(|_| ())
+    }
+
+    fn forget_ssh_target(&self) {
+        if let Route::Ssh { target, .. } = &self.route {
+            *target.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// The ssh config and host for a connection, fetched again when forgotten.
+    fn ssh_target(
+        &self,
+        colima: &Colima,
+        target: &Mutex<Option<(PathBuf, String)>>,
+    ) -> Result<(PathBuf, String)> {
+        let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = t.as_ref() {
+            return Ok(t.clone());
+        }
+        let fresh = colima.tunnel_ssh(&self.vm)?;
+        *t = Some(fresh.clone());
+        Ok(fresh)
     }
 
     fn connect(&self) -> Result<Upstream> {
@@ -173,13 +210,14 @@ impl Forwarder {
                     .with_context(|| format!("connecting to port {} in the VM", self.guest))?;
                 Ok(Upstream::Tcp(up))
             }
-            Route::Ssh { config, host } => {
+            Route::Ssh { colima, target } => {
+                let (config, host) = self.ssh_target(colima, target)?;
                 let child = Cmd::new("ssh")
                     .arg("-F")
-                    .arg(config)
+                    .arg(&config)
                     .args(["-o", "LogLevel=ERROR", "-W"])
                     .arg(format!("127.0.0.1:{}", self.guest))
-                    .arg(host)
+                    .arg(&host)
                     .stdin_piped()
                     .spawn_with(std::process::Stdio::piped(), std::process::Stdio::inherit())
                     .context("starting ssh for a tunnel connection")?;

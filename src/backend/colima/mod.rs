@@ -21,6 +21,8 @@ use parse::{parse_list, parse_version, pick_entry};
 
 /// The VM's ssh config, in its runtime dir.
 const SSH_CONFIG: &str = "ssh_config";
+/// The forwarder's own copy of it, refreshed when the VM may have started again.
+const TUNNEL_SSH_CONFIG: &str = "tunnel_ssh_config";
 /// The owner record kept in the VM's Lima instance dir.
 const OWNER_MARK: &str = "git-vmoat-owner.json";
 
@@ -489,12 +491,23 @@ impl Backend for Colima {
 }
 
 impl Colima {
-    /// What a tunnel connection runs `ssh -F CONFIG -W … HOST` with: Lima's own ssh config of
-    /// the instance, rewritten by every start (its port changes), so it is never stale after a
-    /// wake; its ControlMaster is the one our commands ride too.
-    pub fn tunnel_ssh(vm: &str) -> Result<(PathBuf, String)> {
-        let dir = Self::instance_dir(vm)?;
-        Ok((dir.join("ssh.config"), format!("lima-colima-{vm}")))
+    /// Fetches the VM's current ssh config for the tunnel forwarder into a file of its own
+    /// (written whole, then renamed: a connection never reads half of it); returns the file and
+    /// the host to name with `ssh -F FILE … HOST`. Its port changes on every start.
+    pub fn tunnel_ssh(&self, vm: &str) -> Result<(PathBuf, String)> {
+        let out = self
+            .colima()
+            .arg("ssh-config")
+            .arg(vm)
+            .checked()
+            .map_err(|e| e.context(format!("reading the ssh config of VM {vm}")))?;
+        let dir = self.state.vm_dir(vm)?;
+        let path = dir.join(TUNNEL_SSH_CONFIG);
+        let tmp = dir.join(format!(".{TUNNEL_SSH_CONFIG}.tmp"));
+        std::fs::write(&tmp, &out.stdout)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok((path, format!("colima-{vm}")))
     }
 }
 
