@@ -21,6 +21,7 @@ mod integration {
     pub mod safety;
     pub mod setup;
     pub mod tunnels;
+    pub mod tunnels_wake;
     pub mod ux;
 }
 
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
         safety::tests(),
         setup::tests(),
         tunnels::tests(),
+        tunnels_wake::tests(),
         ux::tests(),
     ]
     .into_iter()

@@ -14,7 +14,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::backend::colima::Colima;
-use crate::backend::{BackendKind, suspend};
+use crate::backend::netns::Netns;
+use crate::backend::{Backend, BackendKind, suspend};
 use crate::exec::Cmd;
 use crate::state::State;
 use copy::Upstream;
@@ -174,7 +175,12 @@ impl Forwarder {
         if suspend::record(&self.state, &self.vm).is_none() {
             return Ok(());
         }
-        let backend = crate::backend::select(self.kind, &self.state)?;
+        // The backend itself, not the waking wrapper commands get: wake uses it to start the
+        // containers again, and the wrapper would wait for the wake lock held here.
+        let backend: Box<dyn Backend> = match self.kind {
+            BackendKind::Netns => Box::new(Netns::new(self.state.clone())),
+            _ => Box::new(Colima::new(self.state.clone())),
+        };
         let woke = suspend::wake(&self.state, backend.as_ref(), &self.vm);
         // A started VM has a new ssh port.
         self.forget_ssh_target();
