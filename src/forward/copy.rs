@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::process::{Child, ChildStdin, ChildStdout};
 
 /// Bytes moved per step: what one pipe holds once enlarged.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 
 /// What the client's connection is bridged to.
 pub enum Upstream {
@@ -98,6 +98,9 @@ pub fn bridge(client: TcpStream, up: Upstream, tick: &(dyn Fn() + Sync)) -> bool
     match up {
         Upstream::Tcp(up) => {
             let _ = up.set_nodelay(true);
+            #[cfg(target_os = "linux")]
+            super::relay::relay(&client, &up, tick);
+            #[cfg(not(target_os = "linux"))]
             std::thread::scope(|s| {
                 s.spawn(|| one_way(&client, &up, tick));
                 one_way(&up, &client, tick);
@@ -108,8 +111,9 @@ pub fn bridge(client: TcpStream, up: Upstream, tick: &(dyn Fn() + Sync)) -> bool
     }
 }
 
-/// One direction: on a clean end `to`'s writing is shut; on an error both sockets are closed
+/// One direction (a thread each where no single-thread relay exists): on a clean end `to`'s writing is shut; on an error both sockets are closed
 /// (so the other direction's copy ends too).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 fn one_way(from: &TcpStream, to: &TcpStream, tick: &dyn Fn()) {
     if copy(from.as_fd(), to.as_fd(), tick).is_err() {
         let _ = from.shutdown(Shutdown::Both);

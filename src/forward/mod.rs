@@ -4,6 +4,8 @@
 //! forwarder outlives a VM that is stopped and started again.
 
 mod copy;
+#[cfg(target_os = "linux")]
+mod relay;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
