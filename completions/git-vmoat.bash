@@ -64,6 +64,9 @@ _git__vmoat() {
             git__vmoat,provision)
                 cmd="git__vmoat__subcmd__provision"
                 ;;
+            git__vmoat,resume)
+                cmd="git__vmoat__subcmd__resume"
+                ;;
             git__vmoat,seed)
                 cmd="git__vmoat__subcmd__seed"
                 ;;
@@ -75,6 +78,9 @@ _git__vmoat() {
                 ;;
             git__vmoat,status)
                 cmd="git__vmoat__subcmd__status"
+                ;;
+            git__vmoat,suspend)
+                cmd="git__vmoat__subcmd__suspend"
                 ;;
             git__vmoat,test)
                 cmd="git__vmoat__subcmd__test"
@@ -148,6 +154,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,provision)
                 cmd="git__vmoat__subcmd__help__subcmd__provision"
                 ;;
+            git__vmoat__subcmd__help,resume)
+                cmd="git__vmoat__subcmd__help__subcmd__resume"
+                ;;
             git__vmoat__subcmd__help,seed)
                 cmd="git__vmoat__subcmd__help__subcmd__seed"
                 ;;
@@ -159,6 +168,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,status)
                 cmd="git__vmoat__subcmd__help__subcmd__status"
+                ;;
+            git__vmoat__subcmd__help,suspend)
+                cmd="git__vmoat__subcmd__help__subcmd__suspend"
                 ;;
             git__vmoat__subcmd__help,test)
                 cmd="git__vmoat__subcmd__help__subcmd__test"
@@ -224,7 +236,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,12 +254,24 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd____forward)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --state --vm --kind --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
                     return 0
@@ -408,7 +432,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status ssh down destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -687,6 +711,20 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__help__subcmd__seed)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -730,6 +768,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__suspend)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1087,6 +1139,24 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__resume)
+            opts="-q -v -h --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__seed)
             opts="-q -v -h --dry-run --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1147,6 +1217,24 @@ _git__vmoat() {
             ;;
         git__vmoat__subcmd__status)
             opts="-q -v -h --all --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__suspend)
+            opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

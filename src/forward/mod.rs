@@ -25,30 +25,6 @@ use copy::Upstream;
 /// How often at most a connection's traffic is noted for the idle rule.
 const MARK_EVERY_SECS: u64 = 5;
 
-/// The command that runs a forwarder. The marker and the `127.0.0.1:H:127.0.0.1:G` spec are
-/// plain arguments: teardown and `Tunnel::alive` find forwarders by them.
-pub fn command(
-    state: &State,
-    kind: BackendKind,
-    vm: &str,
-    marker: &str,
-    host: u16,
-    guest: u16,
-) -> Result<Cmd> {
-    let me = std::env::current_exe().context("finding git-vmoat's own path")?;
-    Ok(Cmd::new(me)
-        .arg("__forward")
-        .arg("--state")
-        .arg(state.root())
-        .args(["--vm", vm, "--kind", kind.as_str(), marker])
-        .arg(spec(host, guest)))
-}
-
-/// A forward's spec, as ssh's `-L` writes it.
-pub fn spec(host: u16, guest: u16) -> String {
-    format!("127.0.0.1:{host}:127.0.0.1:{guest}")
-}
-
 /// The host and guest ports of a `127.0.0.1:H:127.0.0.1:G` spec.
 pub fn parse_spec(spec: &str) -> Result<(u16, u16)> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -103,7 +79,7 @@ pub fn run(a: &Args<'_>) -> Result<()> {
     // Loopback only: a tunnel is for this machine, never for its network.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, host))
         .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?;
-    let state = State::at(a.state.to_path_buf());
+    let state = State::from_root(a.state.to_path_buf());
     let route = match a.kind {
         BackendKind::Netns => {
             enter_netns(Path::new(a.marker))?;
@@ -257,7 +233,10 @@ mod tests {
 
     #[test]
     fn specs_are_parsed_and_bad_ones_refused() {
-        assert_eq!(parse_spec(&spec(8080, 80)).unwrap(), (8080, 80));
+        assert_eq!(
+            parse_spec("127.0.0.1:8080:127.0.0.1:80").unwrap(),
+            (8080, 80)
+        );
         for bad in [
             "",
             "127.0.0.1:8080",

@@ -486,7 +486,7 @@ impl Backend for Colima {
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
         // Our own forwarder: it outlives the VM (a suspend stops it) and wakes it on connect.
         let marker = self.forwarder_marker(vm);
-        crate::forward::command(&self.state, BackendKind::Colima, vm, &marker, host, guest)
+        super::forwarder(&self.state, BackendKind::Colima, vm, &marker, (host, guest))
     }
 }
 

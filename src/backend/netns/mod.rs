@@ -346,6 +346,6 @@ impl Backend for Netns {
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
         let marker = self.forwarder_marker(vm);
-        crate::forward::command(&self.state, BackendKind::Netns, vm, &marker, host, guest)
+        super::forwarder(&self.state, BackendKind::Netns, vm, &marker, (host, guest))
     }
 }

@@ -1,5 +1,5 @@
 //! The namespace's network: its slirp4netns uplink, and the veth and firewall rules earlier
-//! versions left. (The tunnel forwarder that connects inside is `crate::forward`.)
+//! versions left. (The tunnel forwarder that connects inside is the `forward` module.)
 
 use std::time::{Duration, Instant};
 
