@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::suspend;
 use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::exec::Cmd;
 use crate::state::State;
+use super::suspend;
 
 pub struct Waking {
     inner: Box<dyn Backend>,
