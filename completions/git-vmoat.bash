@@ -85,6 +85,9 @@ _git__vmoat() {
             git__vmoat,test)
                 cmd="git__vmoat__subcmd__test"
                 ;;
+            git__vmoat,top)
+                cmd="git__vmoat__subcmd__top"
+                ;;
             git__vmoat,trust)
                 cmd="git__vmoat__subcmd__trust"
                 ;;
@@ -175,6 +178,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,test)
                 cmd="git__vmoat__subcmd__help__subcmd__test"
                 ;;
+            git__vmoat__subcmd__help,top)
+                cmd="git__vmoat__subcmd__help__subcmd__top"
+                ;;
             git__vmoat__subcmd__help,trust)
                 cmd="git__vmoat__subcmd__help__subcmd__trust"
                 ;;
@@ -236,7 +242,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status top ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -432,7 +438,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status top ssh down suspend resume destroy name config hooks seed logs watch gc trust version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -809,6 +815,20 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__help__subcmd__trust)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1122,7 +1142,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__provision)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1269,6 +1289,24 @@ _git__vmoat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        git__vmoat__subcmd__top)
+            opts="-q -v -h --json --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         git__vmoat__subcmd__trust)
             opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1324,7 +1362,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__up)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -36,9 +36,9 @@ pub enum Command {
     /// Write a commented vmoat.toml for this project (with the detected up command).
     Init(InitArgs),
     /// Create or start this worktree's VM and provision it (apt packages, script, seeds).
-    Provision,
+    Provision(StartArgs),
     /// Provision, start the stack (commands.up) in the VM, and wait until it is healthy.
-    Up,
+    Up(StartArgs),
     /// Run the tests (commands.test) in the VM; extra arguments are passed on.
     Test(PassArgs),
     /// Copy the stack's images from a sibling worktree's VM (done by `up` unless warm = false).
@@ -49,6 +49,11 @@ pub enum Command {
     Untunnel,
     /// Show the VM, its containers, health, tunnels and background job (--all: every VM of the repo).
     Status(StatusArgs),
+    /// Show what every VM uses (CPU, memory, disk), how long it has been idle, and its tunnels.
+    ///
+    /// Every VM of every repository that shares this state dir. On a terminal it redraws every
+    /// 2 s until Ctrl-C; elsewhere, or with --json, it prints one snapshot.
+    Top(JsonArgs),
     /// Open a shell in the VM, in the worktree, or run a command there (argv kept as is).
     Ssh(PassArgs),
     /// Stop the VM (closes tunnels; the disk is kept for the next `up`).
@@ -124,6 +129,13 @@ pub enum Command {
         /// 127.0.0.1:HOST:127.0.0.1:GUEST
         spec: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Start the VM even when the running VMs and it exceed the memory budget (vm.budget).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

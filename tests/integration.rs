@@ -20,6 +20,8 @@ mod integration {
     pub mod netns;
     pub mod safety;
     pub mod setup;
+    pub mod suspend;
+    pub mod top;
     pub mod tunnels;
     pub mod tunnels_wake;
     pub mod ux;
@@ -43,6 +45,8 @@ fn main() -> std::process::ExitCode {
         netns::tests(),
         safety::tests(),
         setup::tests(),
+        suspend::tests(),
+        top::tests(),
         tunnels::tests(),
         tunnels_wake::tests(),
         ux::tests(),

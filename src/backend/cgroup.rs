@@ -106,8 +106,10 @@ pub fn set_frozen(vm: &str, frozen: bool) -> Result<()> {
         let ok = match done {
             Some(want) => std::fs::read_to_string(dir.join(file)).is_ok_and(|s| s.trim() == want),
             // cgroup.events says `frozen 1` once every process is stopped.
-            None => std::fs::read_to_string(dir.join("cgroup.events"))
-                .is_ok_and(|s| s.lines().any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })),
+            None => std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
+            }),
         };
         if ok {
             return Ok(());
@@ -167,7 +169,10 @@ pub fn memory(vm: &str) -> Option<(u64, u64)> {
         return Some((used, field("anon").unwrap_or(used)));
     }
     let used = read("memory.usage_in_bytes")?.trim().parse().ok()?;
-    Some((used, field("total_rss").or_else(|| field("rss")).unwrap_or(used)))
+    Some((
+        used,
+        field("total_rss").or_else(|| field("rss")).unwrap_or(used),
+    ))
 }
 
 /// The memory limit of the worktree's cgroup, in bytes.

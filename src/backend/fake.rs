@@ -98,6 +98,10 @@ impl Fake {
 }
 
 impl Backend for Fake {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     fn kind(&self) -> BackendKind {
         self.kind
     }

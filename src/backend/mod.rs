@@ -8,6 +8,7 @@ pub mod fake;
 pub mod netns;
 mod netns_checks;
 pub mod suspend;
+pub mod usage;
 pub mod waking;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::Cmd;
+pub use usage::{DiskNeed, Usage};
 
 /// Which backend runs a worktree's VM: the `backend` key, `--backend`, and the backend each VM
 /// was made with in the registry (where it is always `colima` or `netns`).
@@ -292,9 +294,36 @@ pub trait Backend {
     fn freezes_processes(&self) -> bool {
         false
     }
+    /// The backend itself, without the waking layer (which must not wake a VM while it is
+    /// suspending or waking it).
+    fn unwrapped(&self) -> &dyn Backend;
     /// Whether the VM is frozen right now (for a backend whose `freeze` keeps processes).
     fn is_frozen(&self, _vm: &str) -> bool {
         false
+    }
+    /// What the VM uses of the host now but its disk: cheap enough for every watcher pass.
+    /// Asking never wakes or starts the VM.
+    fn live_usage(&self, _vm: &str) -> Usage {
+        Usage::default()
+    }
+    /// Disk space the VM's files take on the host: a walk of them, slower than `live_usage`.
+    fn disk_bytes(&self, _vm: &str) -> Option<u64> {
+        None
+    }
+    /// Everything the VM uses of the host now, its disk included.
+    fn usage(&self, vm: &str) -> Usage {
+        Usage {
+            disk_bytes: self.disk_bytes(vm),
+            ..self.live_usage(vm)
+        }
+    }
+    /// The VM's CPU time alone (what a rate needs).
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.live_usage(vm).cpu_ns
+    }
+    /// Where a new VM's disk would go and the free space it needs there (None: not known).
+    fn disk_need(&self) -> Option<DiskNeed> {
+        None
     }
     /// Deletes the VM and its data. No error when it does not exist.
     fn delete(&self, vm: &str) -> Result<()>;
@@ -411,6 +440,10 @@ impl Unavailable {
 }
 
 impl Backend for Unavailable {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     /// Not resolved: `auto` found nothing to run.
     fn kind(&self) -> BackendKind {
         BackendKind::Auto

@@ -43,6 +43,7 @@ pub fn record(state: &State, vm: &str) -> Option<Record> {
 /// Suspends a running VM: freezes it (netns) or stops it keeping its disk (Colima), noting
 /// which containers ran so they run again on wake. No-op when it is suspended already.
 pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> Result<()> {
+    let backend = backend.unwrapped();
     let _lock = state.lock_wake(vm)?;
     if record(state, vm).is_some() {
         return Ok(());
@@ -71,6 +72,7 @@ pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> 
 /// Wakes a suspended VM (thaws it, or starts it and its containers again); false when it was
 /// not suspended. Costs one failed `open` when it is not.
 pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
+    let backend = backend.unwrapped();
     if !path(state, vm).exists() && !backend.is_frozen(vm) {
         return Ok(false);
     }
@@ -109,6 +111,7 @@ pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
 /// Before a suspended VM is stopped or deleted: thaws a frozen one (a frozen process cannot
 /// die) and drops the record; a VM the backend stopped stays stopped.
 pub fn settle(state: &State, backend: &dyn Backend, vm: &str) -> Result<()> {
+    let backend = backend.unwrapped();
     let Ok(_lock) = state.lock_wake(vm) else {
         return Ok(());
     };
@@ -207,9 +210,9 @@ pub fn leased(state: &State, vm: &str) -> bool {
 /// The idle rule's memory between watcher passes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Activity {
-    /// The VM's CPU time at the last sample, and when that was taken (Unix seconds).
+    /// The VM's CPU time at the last sample, and when that was taken (Unix milliseconds).
     pub cpu_ns: Option<u64>,
-    pub sampled: u64,
+    pub sampled_ms: u64,
     /// The last time the VM was seen busy by any sign (Unix seconds).
     pub busy_at: u64,
 }

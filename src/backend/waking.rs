@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::suspend;
 use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
 use crate::exec::Cmd;
 use crate::state::State;
-use super::suspend;
 
 pub struct Waking {
     inner: Box<dyn Backend>,
@@ -57,7 +57,9 @@ impl Backend for Waking {
         self.inner.reserves_memory()
     }
     fn stop_containers(&self, vm: &str, timeout: Duration) {
-        if self.wake(vm).is_ok() {
+        // Never woken just to be stopped: a stopped VM has no containers running, and a frozen
+        // one's daemon stops them itself once `stop` thawed it.
+        if suspend::record(&self.state, vm).is_none() && !self.inner.is_frozen(vm) {
             self.inner.stop_containers(vm, timeout);
         }
     }
@@ -83,6 +85,9 @@ impl Backend for Waking {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;
         self.inner.stop(vm)
     }
+    fn unwrapped(&self) -> &dyn Backend {
+        self.inner.unwrapped()
+    }
     fn freeze(&self, vm: &str) -> Result<()> {
         self.inner.freeze(vm)
     }
@@ -95,13 +100,30 @@ impl Backend for Waking {
     fn is_frozen(&self, vm: &str) -> bool {
         self.inner.is_frozen(vm)
     }
+    // Measured as it is: asking must not wake a suspended VM.
+    fn live_usage(&self, vm: &str) -> super::Usage {
+        self.inner.live_usage(vm)
+    }
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        self.inner.disk_bytes(vm)
+    }
+    fn usage(&self, vm: &str) -> super::Usage {
+        self.inner.usage(vm)
+    }
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.inner.cpu_ns(vm)
+    }
+    fn disk_need(&self) -> Option<super::DiskNeed> {
+        self.inner.disk_need()
+    }
     fn delete(&self, vm: &str) -> Result<()> {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;
         self.inner.delete(vm)
     }
     fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut> {
         self.wake(vm)?;
-        let _lease = suspend::lease(&self.state, vm);
+        // What the user runs keeps the VM awake; git-vmoat's own queries (status) do not.
+        let _lease = (io != Io::Capture).then(|| suspend::lease(&self.state, vm));
         self.inner.exec(vm, cwd, script, io)
     }
     fn docker(&self, vm: &str) -> Result<Cmd> {

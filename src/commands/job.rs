@@ -73,7 +73,7 @@ fn work(
     let ctx = Base::at(wt.clone(), state.clone(), backend_flag).full()?;
     steps::seed::seed_worktree(&ctx, false)?;
     if auto == crate::hooks::AutoMode::Up {
-        steps::up::up(&ctx)?;
+        steps::up::up(&ctx, false)?;
         // The stack is meant to be reachable the moment it is up: tunnel it too.
         match steps::tunnel::open(&ctx, vec![]) {
             Ok((vm, opened)) => steps::tunnel::report(&vm, &opened),
@@ -83,7 +83,7 @@ fn work(
             }
         }
     } else {
-        steps::provision::provision(&ctx, steps::provision::Mode::IfNeeded).map(drop)
+        steps::provision::provision(&ctx, steps::provision::Mode::IfNeeded, false).map(drop)
     }
 }
 

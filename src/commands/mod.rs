@@ -26,6 +26,7 @@ mod ssh;
 mod status;
 mod suspend;
 mod test;
+mod top;
 mod trust;
 mod tunnel;
 mod untunnel;
@@ -66,8 +67,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Version => version::run(),
         Command::Name(a) => name::run(base()?, &a),
         Command::Config(a) => config::run(&base()?, &a),
-        Command::Provision => provision::run(&vm()?),
-        Command::Up => up::run(&vm()?),
+        Command::Provision(a) => provision::run(&vm()?, &a),
+        Command::Up(a) => up::run(&vm()?, &a),
         Command::Warm(a) => warm::run(&vm()?, &a),
         Command::Test(a) => test::run(&vm()?, &a),
         Command::Ssh(a) => ssh::run(&vm()?, &a),
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Untunnel => untunnel::run(base()?),
         Command::Status(a) if a.all => status::run_all(&a),
         Command::Status(a) => status::run(base()?, &a),
+        Command::Top(a) => top::run(&a),
         Command::Hooks(c) => hooks::run(&c),
         Command::Completions { shell } => generate::print_completion(shell),
         Command::Setup(a) => setup::run(a.shell, a.dry_run),

@@ -5,6 +5,6 @@ use anyhow::Result;
 use crate::context::Ctx;
 use crate::steps::provision::{Mode, provision};
 
-pub fn run(ctx: &Ctx) -> Result<()> {
-    provision(ctx, Mode::Always).map(drop)
+pub fn run(ctx: &Ctx, a: &crate::cli::StartArgs) -> Result<()> {
+    provision(ctx, Mode::Always, a.force).map(drop)
 }

@@ -5,8 +5,8 @@ use anyhow::Result;
 use crate::context::Ctx;
 use crate::output;
 
-pub fn run(ctx: &Ctx) -> Result<()> {
-    crate::steps::up::up(ctx)?;
+pub fn run(ctx: &Ctx, a: &crate::cli::StartArgs) -> Result<()> {
+    crate::steps::up::up(ctx, a.force)?;
     output::info(
         "next: `git vmoat tunnel` (ports to localhost), `git vmoat test`, `git vmoat ssh`, `git vmoat down` / `destroy`",
     );

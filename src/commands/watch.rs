@@ -48,6 +48,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
             if let Err(e) = collect(&state, repo, true, Reclaim::Watcher) {
                 output::warn(format!("reconciling {}: {e:#}", repo.display()));
             }
+            crate::steps::idle::suspend_idle(&state, repo);
         },
     )
 }

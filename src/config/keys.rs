@@ -49,6 +49,8 @@ pub enum Check {
     AptNames,
     /// An http(s) URL.
     HttpUrl,
+    /// A duration (`90s`, `30m`, `2h`, `1d`) or `never`.
+    Duration,
 }
 
 /// One configuration key.
@@ -145,6 +147,31 @@ pub const KEYS: &[KeyDef] = &[
         .doc(
             "seconds `down` gives running containers to stop before killing them",
             "5",
+        ),
+    key("vm.suspend-after", "VM_SUSPEND_AFTER", Kind::Str)
+        .default(KeyDefault::Str("30m"))
+        .doc(
+            "idle time (no CPU use, command, tunnel traffic or file change) after which the watcher suspends the VM: 90s, 30m, 2h; \"never\"",
+            "\"30m\"",
+        )
+        .check(Check::Duration),
+    key("vm.budget", "VM_BUDGET", uint(0, 65536))
+        .default(KeyDefault::UInt(0))
+        .doc(
+            "GiB of RAM all running VMs together may hold; 0: this machine's RAM minus vm.reserve",
+            "16",
+        ),
+    key("vm.reserve", "VM_RESERVE", uint(0, 65536))
+        .default(KeyDefault::UInt(2))
+        .doc(
+            "GiB of RAM kept for the host when vm.budget is 0",
+            "4",
+        ),
+    key("vm.evict", "VM_EVICT", Kind::Bool)
+        .default(KeyDefault::Bool(false))
+        .doc(
+            "over budget, suspend the least recently active idle VM instead of refusing",
+            "true",
         ),
     key("provision.apt", "PROVISION_APT", Kind::StrList)
         .default(KeyDefault::Empty)
@@ -304,9 +331,30 @@ impl Check {
             {
                 Err(format!("is `{u}`; it must start with http:// or https://"))
             }
+            (Check::Duration, Val::Str(d)) if parse_duration(d).is_none() => Err(format!(
+                "is `{d}`; use a number with a unit (90s, 30m, 2h, 1d) or \"never\""
+            )),
             _ => Ok(()),
         }
     }
+}
+
+/// `90s`, `30m`, `2h`, `1d` → Some(Some(d)); `never` or `0` → Some(None); else None.
+pub fn parse_duration(s: &str) -> Option<Option<std::time::Duration>> {
+    let s = s.trim();
+    if s == "never" || s == "0" {
+        return Some(None);
+    }
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        'd' => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Some(std::time::Duration::from_secs(secs)))
 }
 
 /// "a, b or c".

@@ -59,6 +59,13 @@ pub struct Config {
     pub mount: PathBuf,
     /// Seconds containers get to stop before they are killed (`down`).
     pub stop_timeout: u64,
+    /// Idle time after which the watcher suspends the VM (None: never).
+    pub suspend_after: Option<std::time::Duration>,
+    /// GiB all running VMs may hold (0: host RAM minus `reserve`).
+    pub budget: u64,
+    pub reserve: u64,
+    /// Over budget, suspend an idle VM rather than refuse.
+    pub evict: bool,
     pub apt: Vec<String>,
     pub script: Option<String>,
     pub seed: Vec<String>,
@@ -275,6 +282,13 @@ impl Config {
                 home,
             ),
             stop_timeout: get.uint("vm.stop-timeout"),
+            suspend_after: get
+                .str("vm.suspend-after")
+                .and_then(|s| keys::parse_duration(&s))
+                .flatten(),
+            budget: get.uint("vm.budget"),
+            reserve: get.uint("vm.reserve"),
+            evict: get.bool("vm.evict"),
             apt: get.list("provision.apt"),
             script: get.str("provision.script"),
             seed: get.list("provision.seed"),

@@ -2,7 +2,9 @@
 //! orphans). They sit below `commands/`: a command calls steps, a step never calls a command,
 //! so no command module imports another.
 
+pub(crate) mod admission;
 pub(crate) mod committed;
+pub(crate) mod idle;
 pub(crate) mod provision;
 pub(crate) mod reclaim;
 pub(crate) mod seed;
@@ -18,7 +20,11 @@ use crate::context::Ctx;
 pub(crate) fn running_vm(ctx: &Ctx) -> Result<String> {
     ctx.backend.ensure_installed()?;
     let vm = ctx.vm_name()?;
-    let state = ctx.backend.info(&vm)?.state;
+    let mut state = ctx.backend.info(&vm)?.state;
+    if state == VmState::Suspended {
+        crate::backend::suspend::wake(&ctx.state, ctx.backend.as_ref(), &vm)?;
+        state = ctx.backend.info(&vm)?.state;
+    }
     if state != VmState::Running {
         return Err(not_running(&vm, &state));
     }

@@ -1,16 +1,20 @@
 //! Provisioning, shared by `provision`, `up` and the background job: create or start the VM,
 //! install packages, run the provision script, seed files.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::backend::usage::{self, human_bytes};
 use crate::backend::{Io, StartSpec, VmState};
 use crate::context::Ctx;
 use crate::error::hint;
 use crate::output;
+use crate::registry;
 use crate::shell;
+use crate::state::State;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -20,8 +24,9 @@ pub(crate) enum Mode {
     IfNeeded,
 }
 
-/// Brings the VM to a provisioned, running state; returns its name.
-pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
+/// Brings the VM to a provisioned, running state; returns its name. `force`: start it even over
+/// the memory budget.
+pub(crate) fn provision(ctx: &Ctx, mode: Mode, force: bool) -> Result<String> {
     ctx.backend.ensure_installed()?;
     if !ctx.backend.shares_host_fs() {
         check_mount(ctx)?;
@@ -36,6 +41,18 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     };
     // Everything that can be checked is checked before anything is recorded or started.
     ctx.backend.preflight(&spec)?;
+    // A worktree with no VM recorded is about to get one: room for it first, then the name.
+    let recorded = registry::find(&registry::load(&ctx.state)?, &ctx.wt_now()).is_some();
+    if !recorded && let Err(e) = check_disk(ctx) {
+        // Unless the VM exists unrecorded (a rebuilt registry): it needs no new room.
+        let exists = ctx
+            .vm_name()
+            .and_then(|n| ctx.backend.info(&n))
+            .is_ok_and(|i| i.state != VmState::Missing);
+        if !exists {
+            return Err(e);
+        }
+    }
     let vm = ctx.claim_vm_name()?;
     // One provisioning per VM at a time: a second `up` waits here, then finds it done.
     let _vm_lock = ctx.state.lock_vm(&vm)?;
@@ -50,32 +67,12 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
                 output::warn(note);
             }
         }
-        VmState::Missing => {
-            if ctx.backend.reserves_memory() {
-                ram_warning(ctx.cfg.memory);
-            }
-            let _ = std::fs::remove_file(&stamp_path);
-            output::info(format!(
-                "creating {}…",
-                ctx.backend.describe_new(&vm, &spec)
-            ));
-            if let Err(e) = ctx.backend.start(&vm, &spec, &state) {
-                // Nothing was made: give the name back, leave no trace.
-                if ctx
-                    .backend
-                    .info(&vm)
-                    .is_ok_and(|i| i.state == VmState::Missing)
-                {
-                    let _ = ctx.give_back(&vm);
-                }
-                return Err(e);
-            }
-            output::info(format!(
-                "VM {vm} created in {}",
-                output::duration(started.elapsed())
-            ));
+        VmState::Missing => create(ctx, &vm, &spec, recorded, &stamp_path, force)?,
+        VmState::Suspended => {
+            crate::backend::suspend::wake(&ctx.state, ctx.backend.as_ref(), &vm)?;
         }
         other => {
+            super::admission::admit(ctx, &vm, force)?;
             output::info(format!("starting VM {vm} ({other})…"));
             ctx.backend.start(&vm, &spec, &state)?;
             output::info(format!(
@@ -96,6 +93,100 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode) -> Result<String> {
     }
     seed_files(ctx)?;
     Ok(vm)
+}
+
+/// Makes the VM (recorded or not, it does not exist); a failure leaves no trace of it.
+fn create(
+    ctx: &Ctx,
+    vm: &str,
+    spec: &StartSpec<'_>,
+    recorded: bool,
+    stamp_path: &Path,
+    force: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let admitted = if recorded { check_disk(ctx) } else { Ok(()) }
+        .and_then(|()| super::admission::admit(ctx, vm, force));
+    if let Err(e) = admitted {
+        // Nothing was made: the name goes back.
+        let _ = ctx.give_back(vm);
+        return Err(e);
+    }
+    if ctx.backend.reserves_memory() {
+        ram_warning(ctx.cfg.memory);
+    }
+    let _ = std::fs::remove_file(stamp_path);
+    output::info(format!("creating {}…", ctx.backend.describe_new(vm, spec)));
+    if let Err(e) = ctx.backend.start(vm, spec, &VmState::Missing) {
+        // Nothing was made: give the name back, leave no trace.
+        if ctx
+            .backend
+            .info(vm)
+            .is_ok_and(|i| i.state == VmState::Missing)
+        {
+            let _ = ctx.give_back(vm);
+        }
+        return Err(e);
+    }
+    output::info(format!(
+        "VM {vm} created in {}",
+        output::duration(started.elapsed())
+    ));
+    Ok(())
+}
+
+/// Refuses to make a VM where its disk would not fit: a VM that fills the disk midway is left
+/// broken (a half-written Lima disk, a dockerd that cannot write), and so is all else there.
+fn check_disk(ctx: &Ctx) -> Result<()> {
+    let Some(need) = ctx.backend.disk_need() else {
+        return Ok(());
+    };
+    let Some(free) = usage::free_bytes(&need.dir) else {
+        return Ok(());
+    };
+    if free >= need.bytes {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "not enough free disk space for a new VM: {} has {} free, and a new {} VM needs {}",
+        need.dir.display(),
+        human_bytes(free),
+        ctx.backend.name(),
+        human_bytes(need.bytes)
+    );
+    let biggest = biggest_vms(&ctx.state, 5);
+    if !biggest.is_empty() {
+        msg.push_str("\nthe biggest VMs of this state dir:");
+        for (vm, bytes, root) in biggest {
+            msg.push_str(&format!(
+                "\n  {vm:<24} {:>10}  {}",
+                human_bytes(bytes),
+                root.display()
+            ));
+        }
+    }
+    Err(hint(
+        msg,
+        "free some space, then retry: `git vmoat destroy` in the worktree of a VM you no longer need, `git vmoat gc` for VMs whose worktree is gone",
+    ))
+}
+
+/// The VMs of this state dir that take the most disk, biggest first: (name, bytes, worktree).
+fn biggest_vms(state: &State, n: usize) -> Vec<(String, u64, PathBuf)> {
+    let Ok(names) = registry::load(state) else {
+        return vec![];
+    };
+    let mut out: Vec<(String, u64, PathBuf)> = names
+        .into_iter()
+        .filter_map(|(vm, owner)| {
+            let b = crate::backend::select(owner.backend, state).ok()?;
+            let bytes = b.usage(&vm).disk_bytes?;
+            Some((vm, bytes, owner.root))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(n);
+    out
 }
 
 /// What to tell the user when a running VM's size differs from the config: a running VM keeps
@@ -160,8 +251,13 @@ fn check_mount(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The host's RAM in GiB (Linux /proc/meminfo, macOS sysctl).
+/// The host's RAM in GiB.
 pub(crate) fn host_ram_gib() -> Option<u64> {
+    host_ram_bytes().map(|b| b >> 30)
+}
+
+/// The host's RAM in bytes (Linux /proc/meminfo, macOS sysctl).
+pub(crate) fn host_ram_bytes() -> Option<u64> {
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
         let kb: u64 = text
             .lines()
@@ -170,7 +266,7 @@ pub(crate) fn host_ram_gib() -> Option<u64> {
             .nth(1)?
             .parse()
             .ok()?;
-        return Some(kb / 1024 / 1024);
+        return Some(kb * 1024);
     }
     let out = crate::exec::Cmd::new("sysctl")
         .args(["-n", "hw.memsize"])
@@ -180,7 +276,6 @@ pub(crate) fn host_ram_gib() -> Option<u64> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(|b| b >> 30)
 }
 
 fn ram_warning(memory_gib: u64) {

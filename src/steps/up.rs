@@ -13,7 +13,7 @@ use crate::shell;
 
 use super::provision::{Mode, provision};
 
-pub(crate) fn up(ctx: &Ctx) -> Result<()> {
+pub(crate) fn up(ctx: &Ctx, force: bool) -> Result<()> {
     super::committed::warn_if_config_uncommitted(&ctx.wt);
     let Some(up_cmd) = ctx.cfg.up.clone() else {
         return Err(no_up_command());
@@ -26,7 +26,7 @@ pub(crate) fn up(ctx: &Ctx) -> Result<()> {
         "another `git vmoat up` is running for this worktree; waiting for it to finish…",
     )?;
     let started = Instant::now();
-    let vm = provision(ctx, Mode::IfNeeded)?;
+    let vm = provision(ctx, Mode::IfNeeded, force)?;
     if ctx.cfg.warm {
         // Never slower than cold: a failed copy is reported and up goes on.
         match crate::warm::warm(ctx, &vm, None) {
@@ -106,8 +106,10 @@ pub(crate) fn probe_answer(out: &str) -> String {
 
 /// How often the health wait says it is still waiting when it cannot rewrite a live line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
-/// How often the health URL is polled.
+/// How often the health URL is polled once the stack has been slow for a while; the first
+/// polls come quicker (from `FIRST_POLL`, doubling), as most stacks answer within a second.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+const FIRST_POLL: Duration = Duration::from_millis(100);
 
 fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()> {
     let start = Instant::now();
@@ -125,6 +127,7 @@ fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()>
             output::duration(timeout)
         )
     };
+    let mut next_pause = FIRST_POLL;
     loop {
         let out = ctx
             .backend
@@ -152,7 +155,8 @@ fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()>
                 ),
             ));
         }
-        let pause = POLL_EVERY.min(timeout - elapsed);
+        let pause = next_pause.min(timeout - elapsed);
+        next_pause = (next_pause * 2).min(POLL_EVERY);
         if live {
             // The elapsed time ticks every second between polls.
             let until = Instant::now() + pause;

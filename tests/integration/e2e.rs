@@ -20,7 +20,7 @@ fn stack_config(backend: &str, rootfs: &Path, serve: &str, health_timeout: u64) 
         rootfs.display()
     );
     format!(
-        "backend = {backend:?}\n[commands]\nup = {}\ntest = \"curl -sf -o /dev/null http://127.0.0.1:8080/ && exit\"\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = {health_timeout}\n",
+        "backend = {backend:?}\n[vm]\nmemory = 2\n[commands]\nup = {}\ntest = \"curl -sf -o /dev/null http://127.0.0.1:8080/ && exit\"\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = {health_timeout}\n",
         toml_str(&up)
     )
 }
@@ -364,7 +364,7 @@ fn warm_start(backend: &str) {
             fs.display()
         );
         format!(
-            "backend = {backend:?}\n[commands]\nup = {}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n[warm]\nenabled = {warm}\nimages = [\"app\"]\n",
+            "backend = {backend:?}\n[vm]\nmemory = 2\n[commands]\nup = {}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n[warm]\nenabled = {warm}\nimages = [\"app\"]\n",
             toml_str(&up)
         )
     };

@@ -15,6 +15,7 @@ use crate::shell;
 use crate::state::State;
 
 mod parse;
+mod usage;
 
 pub use parse::show_version;
 use parse::{parse_list, parse_version, pick_entry};
@@ -259,6 +260,10 @@ fn macos_version() -> Option<(u64, u64)> {
 }
 
 impl Backend for Colima {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Colima
     }
@@ -406,6 +411,22 @@ impl Backend for Colima {
         self.forget_ssh_config(vm);
         let _global = self.state.lock_colima()?;
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")
+    }
+
+    fn live_usage(&self, vm: &str) -> super::Usage {
+        self.measure(vm)
+    }
+
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        self.disk(vm)
+    }
+
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        self.vm_cpu_ns(vm)
+    }
+
+    fn disk_need(&self) -> Option<super::DiskNeed> {
+        Self::new_vm_disk()
     }
 
     fn delete(&self, vm: &str) -> Result<()> {

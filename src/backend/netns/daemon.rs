@@ -11,15 +11,22 @@ use crate::exec::{self, Cmd};
 use crate::output;
 
 impl Netns {
+    /// Whether the daemon answers its API's `/_ping`: asked in-process, since a `docker`
+    /// CLI per poll costs tens of milliseconds of CPU, which parallel starts compete for.
     pub(super) fn docker_ready(vm: &str) -> bool {
-        Cmd::new("docker")
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", Self::socket(vm).display()),
-            )
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(Self::socket(vm)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut reply = String::new();
+        let _ = s.take(4096).read_to_string(&mut reply);
+        ping_ok(&reply)
     }
 
     pub(super) fn start_dockerd(&self, vm: &str, id: &str) -> Result<()> {
@@ -68,7 +75,7 @@ impl Netns {
                     log.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -120,6 +127,14 @@ impl Netns {
         }
         Ok(())
     }
+}
+
+/// A `/_ping` reply of a daemon that is ready: status 200 and the body `OK`.
+fn ping_ok(reply: &str) -> bool {
+    let status = reply.lines().next().unwrap_or("");
+    status.starts_with("HTTP/1.")
+        && status.split(' ').nth(1) == Some("200")
+        && reply.ends_with("OK")
 }
 
 pub(super) fn signal(pid: u32, sig: rustix::process::Signal) {
@@ -180,6 +195,14 @@ fn unescape_octal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_200_ok_ping_means_ready() {
+        assert!(ping_ok("HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\n\r\nOK"));
+        assert!(!ping_ok("HTTP/1.0 500 Internal Server Error\r\n\r\nOK"));
+        assert!(!ping_ok("HTTP/1.0 200 OK\r\n\r\n"));
+        assert!(!ping_ok(""));
+    }
 
     /// `/proc/self/mountinfo` lines of a host with a dockerd's mounts left under a runtime dir
     /// whose path holds a space (Linux 6.x).

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState, cgroup};
+use super::{
+    Backend, BackendKind, DiskNeed, ExecOut, Io, StartSpec, Usage, VmInfo, VmState, cgroup, usage,
+};
 use crate::error::hint;
 use crate::exec::{self, Cmd};
 use crate::output;
@@ -27,6 +29,9 @@ const RUN_ROOT: &str = "/run/git-vmoat";
 const OWNER: &str = "owner";
 /// Keeps `/run/git-vmoat/<vm>-<hash>/exec/containerd/containerd.sock.ttrpc` under 108 bytes.
 pub(crate) const MAX_NAME: usize = 40;
+/// Free space a new VM needs where its data root goes: an empty dockerd root is small, but the
+/// images `warm` copies from a sibling and the stack's first pulls land there at once.
+const NEW_VM_DISK: u64 = 1 << 30;
 
 /// Joins the cgroups named by the first `$1` arguments, then execs the rest: everything the
 /// worktree runs starts inside its limits.
@@ -131,6 +136,10 @@ impl Netns {
 }
 
 impl Backend for Netns {
+    fn unwrapped(&self) -> &dyn Backend {
+        self
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Netns
     }
@@ -269,6 +278,34 @@ impl Backend for Netns {
 
     fn is_frozen(&self, vm: &str) -> bool {
         cgroup::is_frozen(&self.id(vm))
+    }
+
+    fn live_usage(&self, vm: &str) -> Usage {
+        let id = self.id(vm);
+        let memory = cgroup::memory(&id);
+        Usage {
+            cpu_ns: cgroup::cpu_ns(&id),
+            memory_used: memory.map(|m| m.0),
+            memory_anon: memory.map(|m| m.1),
+            memory_limit: cgroup::memory_limit(&id),
+            disk_bytes: None,
+        }
+    }
+
+    fn disk_bytes(&self, vm: &str) -> Option<u64> {
+        // The dockerd data root: images, containers, volumes.
+        usage::allocated_bytes(&[self.data_dir(vm)])
+    }
+
+    fn cpu_ns(&self, vm: &str) -> Option<u64> {
+        cgroup::cpu_ns(&self.id(vm))
+    }
+
+    fn disk_need(&self) -> Option<DiskNeed> {
+        Some(DiskNeed {
+            dir: self.state.root().join(files::NETNS_DIR),
+            bytes: NEW_VM_DISK,
+        })
     }
 
     fn delete(&self, vm: &str) -> Result<()> {

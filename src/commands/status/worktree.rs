@@ -28,6 +28,8 @@ pub(super) struct StatusReport {
     worktree: PathBuf,
     job: Option<JobReport>,
     state: String,
+    /// When it was suspended (Unix seconds); null when it is not.
+    suspended_since: Option<u64>,
     /// null: a recorded VM whose backend cannot be asked.
     exists: Option<bool>,
     #[serde(skip)]
@@ -143,6 +145,7 @@ pub(super) fn gather(base: Base) -> Result<StatusReport> {
         worktree: v.wt.root.clone(),
         job: job(&v.state, &v.wt),
         state: info.state.to_string(),
+        suspended_since: crate::backend::suspend::record(&v.state, &v.vm).map(|r| r.since),
         exists: (unavailable.is_none() || !v.recorded).then_some(info.state != VmState::Missing),
         running,
         cpus: info.cpus,
@@ -254,6 +257,10 @@ impl JobReport {
 
 impl StatusReport {
     pub(super) fn render(&self) -> String {
+        self.render_at(crate::backend::suspend::now_secs())
+    }
+
+    fn render_at(&self, now: u64) -> String {
         let shape = match self.backend.as_str() {
             "none" => "no backend available".to_string(),
             kind => format!("{kind}, {}", self.state),
@@ -263,6 +270,13 @@ impl StatusReport {
             self.vm,
             self.worktree.display()
         );
+        if let Some(since) = self.suspended_since {
+            let ago = std::time::Duration::from_secs(now.saturating_sub(since));
+            out.push_str(&format!(
+                "suspended: since {} ago (any command that needs it resumes it)\n",
+                crate::output::duration(ago)
+            ));
+        }
         if let Some(job) = &self.job {
             out.push_str(&format!("job:       {}\n", job.line()));
         }
@@ -343,6 +357,7 @@ mod tests {
                 error: None,
             }),
             state: "Running".into(),
+            suspended_since: None,
             exists: Some(true),
             running: true,
             cpus: Some(4),
@@ -419,6 +434,29 @@ mod tests {
     fn status_without_a_backend_says_what_to_install() {
         insta::assert_snapshot!("status_no_backend_human", no_backend().render());
         insta::assert_json_snapshot!("status_no_backend_json", no_backend());
+    }
+
+    #[test]
+    fn status_of_a_suspended_vm_says_since_when() {
+        let r = StatusReport {
+            state: "Suspended".into(),
+            suspended_since: Some(1_700_000_000),
+            running: false,
+            containers: vec![],
+            ..running()
+        };
+        let text = r.render_at(1_700_000_065);
+        assert!(
+            text.contains("(netns, Suspended)") || text.contains("(colima, Suspended)"),
+            "{text}"
+        );
+        assert!(text.contains("suspended: since 1m05s ago"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["suspended_since"], 1_700_000_000);
+        assert_eq!(
+            serde_json::to_value(running()).unwrap()["suspended_since"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]
