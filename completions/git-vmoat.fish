@@ -349,6 +349,11 @@ netns\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __job" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l state -r -F
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l vm -r
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l kind -r -f -a "auto\t'Colima where installed, else netns where usable'
+colima\t''
+netns\t''"
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand __forward" -l backend -d 'The VM backend, overriding the `backend` config key' -r -f -a "auto\t'Colima where installed, else netns where usable'
 colima\t''
 netns\t''"

@@ -123,10 +123,18 @@ pub enum Command {
     /// Internal: the background job of a new worktree.
     #[command(name = "__job", hide = true)]
     Job,
-    /// Internal: the port forwarder behind a netns tunnel.
+    /// Internal: the port forwarder behind a tunnel.
     #[command(name = "__forward", hide = true)]
     Forward {
-        netns: std::path::PathBuf,
+        #[arg(long)]
+        state: std::path::PathBuf,
+        #[arg(long)]
+        vm: String,
+        #[arg(long, value_enum)]
+        kind: crate::backend::BackendKind,
+        /// The backend's forwarder marker (netns: the namespace to connect in).
+        marker: String,
+        /// 127.0.0.1:HOST:127.0.0.1:GUEST
         spec: String,
     },
 }

@@ -15,6 +15,7 @@ pub(crate) mod detect;
 pub mod entry;
 pub mod error;
 pub(crate) mod exec;
+pub(crate) mod forward;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod gendocs;

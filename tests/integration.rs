@@ -26,6 +26,7 @@ mod integration {
     pub mod suspend;
     pub mod top;
     pub mod tunnels;
+    pub mod tunnels_wake;
     pub mod ux;
 }
 
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
         suspend::tests(),
         top::tests(),
         tunnels::tests(),
+        tunnels_wake::tests(),
         ux::tests(),
     ]
     .into_iter()

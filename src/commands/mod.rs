@@ -57,7 +57,19 @@ pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
     // Commands that need no VM work where no backend can run (before Colima is installed).
     let without_vm = || Base::load(flag)?.full_without_vm();
     match cli.command {
-        Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
+        Command::Forward {
+            state,
+            vm,
+            kind,
+            marker,
+            spec,
+        } => crate::forward::run(&crate::forward::Args {
+            state: &state,
+            vm: &vm,
+            kind,
+            marker: &marker,
+            spec: &spec,
+        }),
         Command::Init(a) => init::run(&a),
         Command::Trust => trust::run(),
         Command::Version => version::run(),
