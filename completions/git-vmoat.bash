@@ -61,6 +61,9 @@ _git__vmoat() {
             git__vmoat,logs)
                 cmd="git__vmoat__subcmd__logs"
                 ;;
+            git__vmoat,mcp)
+                cmd="git__vmoat__subcmd__mcp"
+                ;;
             git__vmoat,name)
                 cmd="git__vmoat__subcmd__name"
                 ;;
@@ -193,6 +196,9 @@ _git__vmoat() {
             git__vmoat__subcmd__help,logs)
                 cmd="git__vmoat__subcmd__help__subcmd__logs"
                 ;;
+            git__vmoat__subcmd__help,mcp)
+                cmd="git__vmoat__subcmd__help__subcmd__mcp"
+                ;;
             git__vmoat__subcmd__help,name)
                 cmd="git__vmoat__subcmd__help__subcmd__name"
                 ;;
@@ -299,7 +305,7 @@ _git__vmoat() {
 
     case "${cmd}" in
         git__vmoat)
-            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="-q -v -h -V --quiet --verbose --backend --help --version init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust mcp version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,12 +323,24 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd____forward)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --state --vm --kind --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
@@ -697,7 +715,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help)
-            opts="init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust version completions setup doctor help"
+            opts="init provision up test warm tunnel untunnel status top ssh down suspend resume destroy data name config hooks seed logs watch gc trust mcp version completions setup doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1019,6 +1037,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd__mcp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1450,6 +1482,24 @@ _git__vmoat() {
             ;;
         git__vmoat__subcmd__logs)
             opts="-f -q -v -h --follow --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__mcp)
+            opts="-q -v -h --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

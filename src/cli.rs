@@ -87,6 +87,11 @@ pub enum Command {
     Gc(GcArgs),
     /// Approve what this worktree runs by itself (commands, files, mount), legacy config included.
     Trust,
+    /// Serve this repository's VMs to coding agents: a Model Context Protocol server on stdio.
+    ///
+    /// Tools: worktrees, status, up, logs, test, exec, tunnel, down, destroy. It runs nothing a
+    /// person has not approved (`git vmoat trust`), and never approves anything itself.
+    Mcp,
     /// Print git-vmoat's version.
     Version,
     /// Print the shell completion script (bash, zsh or fish), for `git-vmoat` and `git vmoat`.
@@ -118,10 +123,18 @@ pub enum Command {
     /// Internal: the background job of a new worktree.
     #[command(name = "__job", hide = true)]
     Job,
-    /// Internal: the port forwarder behind a netns tunnel.
+    /// Internal: the port forwarder behind a tunnel.
     #[command(name = "__forward", hide = true)]
     Forward {
-        netns: std::path::PathBuf,
+        #[arg(long)]
+        state: std::path::PathBuf,
+        #[arg(long)]
+        vm: String,
+        #[arg(long, value_enum)]
+        kind: crate::backend::BackendKind,
+        /// The backend's forwarder marker (netns: the namespace to connect in).
+        marker: String,
+        /// 127.0.0.1:HOST:127.0.0.1:GUEST
         spec: String,
     },
 }

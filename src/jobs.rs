@@ -31,6 +31,9 @@ pub struct Job {
     pub finished: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Asked for by an agent (the MCP server's `up`): runs `up` whatever `vmoat.auto` says.
+    #[serde(default)]
+    pub up: bool,
 }
 
 impl Job {
@@ -83,29 +86,53 @@ pub fn write(state: &State, wt: &Worktree, job: &Job) -> Result<()> {
 
 /// Starts the background job for a new worktree; returns at once.
 pub fn spawn(state: &State, wt: &Worktree) -> Result<()> {
+    spawn_as(state, wt, false, None).map(drop)
+}
+
+/// Starts a job that runs `up` whatever `vmoat.auto` says (an agent asked for it through the
+/// MCP server); returns at once with its record.
+pub fn spawn_up(state: &State, wt: &Worktree, backend: Option<&str>) -> Result<Job> {
+    spawn_as(state, wt, true, backend)
+}
+
+fn spawn_as(state: &State, wt: &Worktree, up: bool, backend: Option<&str>) -> Result<Job> {
     let log = log_path(state, wt);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    if up {
+        // Each run gets a fresh log, so its tail is this run's.
+        std::fs::write(&log, "")?;
+    }
     let me = std::env::current_exe()?;
-    let child = crate::exec::Cmd::new(me)
-        .arg("__job")
-        .env(KEY_ENV, key(wt))
-        .current_dir(&wt.root)
-        .spawn_detached(&log)?;
-    write(
-        state,
-        wt,
-        &Job {
-            pid: child.id(),
-            worktree: wt.root.clone(),
-            state: JobState::Running,
-            started: now(),
-            finished: None,
-            error: None,
-        },
-    )
+    let mut cmd = crate::exec::Cmd::new(me);
+    if let Some(b) = backend {
+        cmd = cmd.arg("--backend").arg(b);
+    }
+    cmd = cmd.arg("__job").env(KEY_ENV, key(wt));
+    // Set either way: a job started from inside another's up command must not inherit it.
+    cmd = cmd.env(UP_ENV, if up { "1" } else { "" });
+    let mut child = cmd.current_dir(&wt.root).spawn_detached(&log)?;
+    let pid = child.id();
+    if up {
+        // The server that asked lives on: reap the job when it ends (no zombie left behind).
+        std::thread::spawn(move || child.wait());
+    }
+    let job = Job {
+        pid,
+        worktree: wt.root.clone(),
+        state: JobState::Running,
+        started: now(),
+        finished: None,
+        error: None,
+        up,
+    };
+    write(state, wt, &job)?;
+    Ok(job)
 }
+
+/// Set for a job that runs `up` whatever `vmoat.auto` says.
+pub const UP_ENV: &str = "GIT_VMOAT_JOB_UP";
 
 /// Tells the job its key, so it can record a failure even when its worktree is already gone.
 pub const KEY_ENV: &str = "GIT_VMOAT_JOB_KEY";

@@ -1,7 +1,7 @@
 //! git-vmoat: one VM per git worktree, each running the project's full stack on its stock ports.
 //!
-//! The binary needs only `cli`, `commands`, `error` and `output`; everything else is private to
-//! the crate, so the compiler reports what nothing uses.
+//! The binaries need only `entry` and `commands`' two ways to run `mcp`; everything else is
+//! private to the crate, so the compiler reports what nothing uses.
 
 pub(crate) mod backend;
 pub(crate) mod check;
@@ -12,8 +12,10 @@ pub(crate) mod consent;
 pub(crate) mod context;
 pub(crate) mod data;
 pub(crate) mod detect;
+pub mod entry;
 pub mod error;
 pub(crate) mod exec;
+pub(crate) mod forward;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod gendocs;

@@ -498,8 +498,15 @@ impl Patterns {
         Ok(Self { search, prefixes })
     }
 
-    /// True when the last matching pattern includes `rel` (a `!` pattern excludes it again).
+    /// True when the last matching pattern includes `rel` (a `!` pattern excludes it again),
+    /// or, as in git, includes a directory `rel` is in (`.claude/` takes `.claude/x.json`).
     pub fn matches(&self, rel: &str, is_dir: bool) -> bool {
+        rel.match_indices('/')
+            .any(|(i, _)| self.matches_one(&rel[..i], true))
+            || self.matches_one(rel, is_dir)
+    }
+
+    fn matches_one(&self, rel: &str, is_dir: bool) -> bool {
         self.search
             .pattern_matching_relative_path(
                 rel.into(),
@@ -515,5 +522,17 @@ impl Patterns {
         self.prefixes
             .iter()
             .any(|p| p.starts_with(&dir) || p.is_empty() || !p.contains('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_directory_pattern_takes_what_is_inside_it() {
+        let p = super::Patterns::parse(".claude/\n.env\n").unwrap();
+        assert!(p.matches(".claude/settings.local.json", false));
+        assert!(p.matches("sub/.env", false));
+        assert!(!p.matches(".claudex/a", false));
+        assert!(!p.matches("README.md", false));
     }
 }

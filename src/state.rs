@@ -73,6 +73,11 @@ impl State {
         Ok(Self { root })
     }
 
+    /// The state dir a tunnel forwarder is given on its command line.
+    pub fn from_root(root: PathBuf) -> Self {
+        Self { root }
+    }
+
     #[cfg(test)]
     pub fn at(root: PathBuf) -> Self {
         Self { root }

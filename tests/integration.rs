@@ -5,6 +5,7 @@
 mod common;
 
 mod integration {
+    pub mod agent_worktrees;
     pub mod approval;
     pub mod bad_input;
     pub mod basics;
@@ -17,6 +18,7 @@ mod integration {
     pub mod gc;
     pub mod git_side;
     pub mod lifecycle;
+    pub mod mcp;
     pub mod messages;
     pub mod netns;
     pub mod rootless;
@@ -25,12 +27,14 @@ mod integration {
     pub mod suspend;
     pub mod top;
     pub mod tunnels;
+    pub mod tunnels_wake;
     pub mod ux;
 }
 
 fn main() -> std::process::ExitCode {
     use integration::*;
     let all = [
+        agent_worktrees::tests(),
         approval::tests(),
         bad_input::tests(),
         basics::tests(),
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
         gc::tests(),
         git_side::tests(),
         lifecycle::tests(),
+        mcp::tests(),
         messages::tests(),
         netns::tests(),
         rootless::tests(),
@@ -51,6 +56,7 @@ fn main() -> std::process::ExitCode {
         suspend::tests(),
         top::tests(),
         tunnels::tests(),
+        tunnels_wake::tests(),
         ux::tests(),
     ]
     .into_iter()

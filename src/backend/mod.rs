@@ -366,6 +366,26 @@ pub trait Backend {
     fn forwarder_marker(&self, vm: &str) -> String;
 }
 
+/// The command that runs a VM's tunnel forwarder (`git-vmoat __forward`, the `forward` module).
+/// The marker and the `127.0.0.1:H:127.0.0.1:G` spec are plain arguments: teardown and
+/// `Tunnel::alive` find forwarders by them.
+fn forwarder(
+    state: &crate::state::State,
+    kind: BackendKind,
+    vm: &str,
+    marker: &str,
+    (host, guest): (u16, u16),
+) -> Result<Cmd> {
+    use anyhow::Context;
+    let me = std::env::current_exe().context("finding git-vmoat's own path")?;
+    Ok(Cmd::new(me)
+        .arg("__forward")
+        .arg("--state")
+        .arg(state.root())
+        .args(["--vm", vm, "--kind", kind.as_str(), marker])
+        .arg(format!("127.0.0.1:{host}:127.0.0.1:{guest}")))
+}
+
 /// The backend for `kind`; `auto` = colima where installed, else netns where usable, else
 /// rootless where usable.
 pub fn select(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn Backend>> {

@@ -27,6 +27,7 @@ pub fn run(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
     // The worktree may be removed while the job runs; every tool it starts (colima, ssh, git)
     // must still work then, so nothing may depend on the worktree as the current directory.
     std::env::set_current_dir("/")?;
+    let requested = std::env::var_os(jobs::UP_ENV).is_some_and(|v| v == "1");
     let mut record = jobs::read(&state, &wt)?.unwrap_or(Job {
         pid: std::process::id(),
         worktree: wt.root.clone(),
@@ -34,14 +35,22 @@ pub fn run(backend_flag: Option<crate::backend::BackendKind>) -> Result<()> {
         started: jobs::now(),
         finished: None,
         error: None,
+        up: requested,
     });
     record.pid = std::process::id();
     jobs::write(&state, &wt, &record)?;
     output::info(format!("job for {} started", wt.root.display()));
-    if !crate::consent::check_auto(&wt, &state)? {
+    if !crate::consent::check_auto(&wt, &state, requested)? {
         return Ok(()); // not approved: recorded as needs-approval, nothing of the project ran
     }
-    let result = work(&wt, &state, backend_flag);
+    let result = if requested {
+        // An agent's `up` (the MCP server): what `git vmoat up` does, in the background.
+        Base::at(wt.clone(), state.clone(), backend_flag)
+            .full()
+            .and_then(|ctx| steps::up::up(&ctx, false))
+    } else {
+        work(&wt, &state, backend_flag)
+    };
     // The worktree may have been removed while its VM was being made (the watcher, if any,
     // may have looked before the VM was recorded): if git forgot it, leave no VM behind.
     // Whatever the steps said (an up in a vanished directory fails), a forgotten worktree's

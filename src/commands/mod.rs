@@ -1,5 +1,6 @@
 //! One module per subcommand, each with `run`; this module only dispatches. No command module
-//! imports another: what several share lives below them in `crate::steps`.
+//! imports another (what several share lives below them in `crate::steps`), except `mcp`: it
+//! serves the other commands' reports to agents, so it is a front end like this dispatcher.
 //!
 //! What a command may touch is decided here, by what it is handed: nothing (it finds its own
 //! way, like `hooks` or `gc --all`), a [`Base`] (worktree and state: no config, no backend), or
@@ -18,6 +19,7 @@ mod hooks;
 mod init;
 mod job;
 mod logs;
+mod mcp;
 mod name;
 mod provision;
 mod repair;
@@ -41,7 +43,12 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::context::{Base, Ctx};
 
-pub fn run(cli: Cli) -> Result<()> {
+/// How `mcp` runs: handed over to `git-vmoat-mcp`, or served in this process (in that binary).
+pub type Mcp = fn(Option<crate::backend::BackendKind>) -> Result<()>;
+
+pub use mcp::{exec as mcp_exec, serve as mcp_serve};
+
+pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
     let flag = cli.backend;
     // Commands that make or use a VM: config (trusted) and the backend.
     let vm = || Ctx::load(flag);
@@ -50,10 +57,23 @@ pub fn run(cli: Cli) -> Result<()> {
     // Commands that need no VM work where no backend can run (before Colima is installed).
     let without_vm = || Base::load(flag)?.full_without_vm();
     match cli.command {
-        Command::Forward { netns, spec } => crate::backend::netns::forward(&netns, &spec),
+        Command::Forward {
+            state,
+            vm,
+            kind,
+            marker,
+            spec,
+        } => crate::forward::run(&crate::forward::Args {
+            state: &state,
+            vm: &vm,
+            kind,
+            marker: &marker,
+            spec: &spec,
+        }),
         Command::Init(a) => init::run(&a),
         Command::Trust => trust::run(),
         Command::Version => version::run(),
+        Command::Mcp => mcp(flag),
         Command::Name(a) => name::run(base()?, &a),
         Command::Config(a) => config::run(&base()?, &a),
         Command::Provision(a) => provision::run(&vm()?, &a),

@@ -152,8 +152,10 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<S
 /// The background job's gate, called before it runs anything of the project. True: the content
 /// is approved (or there is nothing to run), go on. False: it is not; the job's record says
 /// so and the job must stop. An error is recorded as the job's failure.
-pub fn check_auto(wt: &Worktree, state: &State) -> Result<bool> {
-    if crate::hooks::AutoMode::of(&wt.root)?.is_none() {
+/// `requested`: the job was asked for by an agent (the MCP server's `up`), not by the hook, so
+/// it runs whatever `vmoat.auto` says and needs the approval all the same.
+pub fn check_auto(wt: &Worktree, state: &State, requested: bool) -> Result<bool> {
+    if !requested && crate::hooks::AutoMode::of(&wt.root)?.is_none() {
         return Ok(true); // the job itself says there is nothing to do
     }
     let (state_, note, go) = match unapproved(wt, state) {
@@ -194,6 +196,24 @@ pub fn check_auto(wt: &Worktree, state: &State) -> Result<bool> {
         jobs::write(state, wt, &job)?;
     }
     go
+}
+
+/// For what an agent asks for (the MCP server): an error unless a person approved this
+/// worktree's content; nothing is ever approved on the agent's behalf.
+pub fn require_approved(wt: &Worktree, state: &State) -> Result<()> {
+    let Some((why, _)) = unapproved(wt, state)? else {
+        return Ok(());
+    };
+    Err(crate::error::hint(
+        format!(
+            "not running anything: this worktree's commands, files and mount are not approved ({})",
+            why.join("; ")
+        ),
+        format!(
+            "a person must review and approve them: run `git vmoat trust` in {}",
+            wt.root.display()
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub fn entries(main: &Path, worktree: &Path, configured: &[String]) -> Result<Ve
     if let Ok(text) = text {
         let pats = crate::repo::Patterns::parse(&text)?;
         for (rel, is_dir) in crate::repo::ignored_entries(main)? {
+            if in_nested_checkout(main, &rel) {
+                continue;
+            }
             if pats.matches(&rel, is_dir) {
                 out.push(rel);
             } else if is_dir && pats.may_match_inside(&rel) {
@@ -46,10 +49,29 @@ fn walk_matches(
         *budget -= 1;
         let child = format!("{rel}/{}", e.file_name().to_string_lossy());
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && is_checkout(&main.join(&child)) {
+            continue;
+        }
         if pats.matches(&child, is_dir) {
             out.push(child);
         } else if is_dir {
             walk_matches(main, &child, pats, out, budget);
         }
     }
+}
+
+/// Whether `dir` is a checkout of its own (a worktree or repository: it has a `.git`).
+fn is_checkout(dir: &Path) -> bool {
+    dir.join(".git").symlink_metadata().is_ok()
+}
+
+/// Whether `rel` is or lies in another checkout nested in the main one (a coding agent's
+/// worktree such as `.claude/worktrees/<name>`): its files are not the main checkout's, and
+/// seeding one into itself would never end.
+fn in_nested_checkout(main: &Path, rel: &str) -> bool {
+    let mut dir = main.to_path_buf();
+    Path::new(rel).components().any(|c| {
+        dir.push(c);
+        is_checkout(&dir)
+    })
 }

@@ -129,6 +129,11 @@ enum Reach {
     Refused(String),
 }
 
+fn holds_git(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    rustix::fs::openat(dir, name, DIR, Mode::empty())
+        .is_ok_and(|d| rustix::fs::statat(&d, ".git", AtFlags::SYMLINK_NOFOLLOW).is_ok())
+}
+
 fn is_link_errno(e: Errno) -> bool {
     e == Errno::LOOP || e == Errno::NOTDIR || e == Errno::MLINK
 }
@@ -389,6 +394,8 @@ impl Copy<'_> {
         };
         let mode = Mode::from_raw_mode((st.st_mode & 0o7777) as _);
         match kind {
+            // Another checkout nested in this one (an agent's worktree): not its files.
+            FileType::Directory if holds_git(src_dir, name) => Ok(None),
             FileType::Directory => self.copy_dir(src_dir, dst_dir, name, rel, src, mode),
             FileType::RegularFile => self.copy_file(src_dir, dst_dir, name, rel, src, mode),
             FileType::Symlink => self.copy_link(src_dir, dst_dir, name, rel, src),

@@ -82,7 +82,7 @@ fn warm_volumes(ctx: &Ctx, vm: &str) {
     }
 }
 
-fn no_up_command() -> anyhow::Error {
+pub(crate) fn no_up_command() -> anyhow::Error {
     hint(
         "no up command: nothing says how to start this project's stack",
         "add a compose.yaml, a Makefile `up:` target or a package.json `dev` script, or set commands.up (run `git vmoat init`)",

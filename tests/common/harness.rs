@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use super::{isolation_unavailable, netns_unavailable, ssh_unavailable, which};
+use super::{
+    isolation_unavailable, mcp_inspector_unavailable, mcp_python_unavailable, netns_unavailable,
+    ssh_unavailable, which,
+};
 
 /// Something a test needs from the machine it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,10 @@ pub enum Need {
     /// The rootless backend for a test user: root to make the user, rootlesskit, slirp4netns,
     /// uidmap, dockerd, a tun device users may open, user namespaces, busybox and curl.
     Rootless,
+    /// The official Python MCP SDK (PyPI `mcp`), for tests/support/mcp_client.py.
+    McpPython,
+    /// The MCP Inspector's command line (npm `@modelcontextprotocol/inspector`).
+    McpInspector,
 }
 
 fn tool(t: &str, package: &str) -> Option<String> {
@@ -146,6 +153,8 @@ impl Need {
             Need::NoColima => {
                 which("colima").map(|c| format!("a real colima is on PATH ({})", c.display()))
             }
+            Need::McpPython => mcp_python_unavailable(),
+            Need::McpInspector => mcp_inspector_unavailable(),
         }
     }
 }

@@ -458,3 +458,37 @@ pub fn netns_id(env: &Env, vm: &str) -> String {
     let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
     format!("{vm}-{}", &hex[..4])
 }
+
+/// The Python that has the MCP SDK: $VMOAT_MCP_PYTHON (.ci/run sets it), else python3.
+pub fn mcp_python() -> PathBuf {
+    std::env::var_os("VMOAT_MCP_PYTHON").map_or_else(|| "python3".into(), PathBuf::from)
+}
+
+/// Why the Python MCP client cannot run here (None: it can).
+pub fn mcp_python_unavailable() -> Option<String> {
+    let ok = Command::new(mcp_python())
+        .args(["-c", "import mcp, jsonschema"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!ok).then(|| {
+        format!(
+            "{} cannot import the MCP SDK (python3 -m venv V && V/bin/pip install mcp, then VMOAT_MCP_PYTHON=V/bin/python)",
+            mcp_python().display()
+        )
+    })
+}
+
+/// The MCP Inspector's CLI: $VMOAT_MCP_INSPECTOR (.ci/run sets it), else mcp-inspector on PATH.
+pub fn mcp_inspector() -> Option<PathBuf> {
+    std::env::var_os("VMOAT_MCP_INSPECTOR")
+        .map(PathBuf::from)
+        .or_else(|| which("mcp-inspector"))
+        .filter(|p| p.exists())
+}
+
+pub fn mcp_inspector_unavailable() -> Option<String> {
+    mcp_inspector().is_none().then(|| {
+        "the MCP Inspector is not installed (npm i @modelcontextprotocol/inspector, then VMOAT_MCP_INSPECTOR=node_modules/.bin/mcp-inspector)".into()
+    })
+}

@@ -22,6 +22,8 @@ use parse::{parse_list, parse_version, pick_entry};
 
 /// The VM's ssh config, in its runtime dir.
 const SSH_CONFIG: &str = "ssh_config";
+/// The forwarder's own copy of it, refreshed when the VM may have started again.
+const TUNNEL_SSH_CONFIG: &str = "tunnel_ssh_config";
 /// The owner record kept in the VM's Lima instance dir.
 const OWNER_MARK: &str = "git-vmoat-owner.json";
 
@@ -503,25 +505,30 @@ impl Backend for Colima {
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
-        let cfg = self.ssh_config(vm)?;
-        // Its own connection: riding Colima's multiplexed master makes the client exit at once
-        // and leaves the forward owned by the master, out of our reach.
-        Ok(Cmd::new("ssh").arg("-F").arg(cfg).args([
-            "-NT",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "ControlPath=none",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "ServerAliveInterval=30",
-            "-o",
-            "LogLevel=ERROR",
-            "-L",
-            &format!("127.0.0.1:{host}:127.0.0.1:{guest}"),
-            &format!("colima-{vm}"),
-        ]))
+        // Our own forwarder: it outlives the VM (a suspend stops it) and wakes it on connect.
+        let marker = self.forwarder_marker(vm);
+        super::forwarder(&self.state, BackendKind::Colima, vm, &marker, (host, guest))
+    }
+}
+
+impl Colima {
+    /// Fetches the VM's current ssh config for the tunnel forwarder into a file of its own
+    /// (written whole, then renamed: a connection never reads half of it); returns the file and
+    /// the host to name with `ssh -F FILE … HOST`. Its port changes on every start.
+    pub fn tunnel_ssh(&self, vm: &str) -> Result<(PathBuf, String)> {
+        let out = self
+            .colima()
+            .arg("ssh-config")
+            .arg(vm)
+            .checked()
+            .map_err(|e| e.context(format!("reading the ssh config of VM {vm}")))?;
+        let dir = self.state.vm_dir(vm)?;
+        let path = dir.join(TUNNEL_SSH_CONFIG);
+        let tmp = dir.join(format!(".{TUNNEL_SSH_CONFIG}.tmp"));
+        std::fs::write(&tmp, &out.stdout)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok((path, format!("colima-{vm}")))
     }
 }
 

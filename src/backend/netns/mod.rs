@@ -21,7 +21,6 @@ pub(crate) mod daemon;
 mod net;
 mod strays;
 
-pub use net::forward;
 pub use strays::{Stray, gc_strays};
 
 /// Runtime files (sockets, exec root, pid file): short paths, gone at reboot like a VM's.
@@ -383,11 +382,7 @@ impl Backend for Netns {
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
-        let id = self.id(vm);
-        let me = std::env::current_exe().context("finding git-vmoat's own path")?;
-        Ok(Cmd::new(me)
-            .arg("__forward")
-            .arg(Self::netns_path(&id))
-            .arg(format!("127.0.0.1:{host}:127.0.0.1:{guest}")))
+        let marker = self.forwarder_marker(vm);
+        super::forwarder(&self.state, BackendKind::Netns, vm, &marker, (host, guest))
     }
 }

@@ -1,11 +1,9 @@
-//! The namespace's network: its slirp4netns uplink, the tunnel forwarder that listens on the
-//! host and connects inside, and the veth and firewall rules earlier versions left.
+//! The namespace's network: its slirp4netns uplink, and the veth and firewall rules earlier
+//! versions left. (The tunnel forwarder that connects inside is the `forward` module.)
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::Netns;
 use crate::error::hint;
@@ -146,57 +144,6 @@ pub(super) fn rule_comment_id(rule: &str) -> Option<&str> {
     let (_, rest) = rule.split_once("--comment ")?;
     let c = rest.split_whitespace().next()?.trim_matches('"');
     c.strip_prefix("git-vmoat:")
-}
-
-/// The forwarder behind a netns tunnel (`git-vmoat __forward <netns> 127.0.0.1:H:127.0.0.1:G`):
-/// listens on the host's 127.0.0.1:H, then moves into the namespace, where every connection it
-/// makes reaches the namespace's own loopback. One small process, no sshd or keys needed.
-pub fn forward(netns: &Path, spec: &str) -> Result<()> {
-    use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsFd;
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (Some(host), Some(guest)) = (
-        parts.get(1).and_then(|p| p.parse::<u16>().ok()),
-        parts.get(3).and_then(|p| p.parse::<u16>().ok()),
-    ) else {
-        bail!("bad forward spec {spec:?}; expected 127.0.0.1:HOST:127.0.0.1:GUEST");
-    };
-    // Bound before the move: the listening socket stays in the host's namespace.
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, host))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?;
-    let ns = std::fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    rustix::thread::move_into_link_name_space(
-        ns.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .with_context(|| format!("entering {}", netns.display()))?;
-    for conn in listener.incoming() {
-        let Ok(client) = conn else { continue };
-        // Threads made after the move start in the namespace too.
-        std::thread::spawn(move || {
-            let Ok(upstream) = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, guest)))
-            else {
-                return;
-            };
-            pipe(client, upstream);
-        });
-    }
-    Ok(())
-}
-
-fn pipe(a: std::net::TcpStream, b: std::net::TcpStream) {
-    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
-        return;
-    };
-    let t = std::thread::spawn(move || {
-        let mut a = a;
-        let mut b = b;
-        let _ = std::io::copy(&mut a, &mut b);
-        let _ = b.shutdown(std::net::Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut b2, &mut a2);
-    let _ = a2.shutdown(std::net::Shutdown::Write);
-    let _ = t.join();
 }
 
 #[cfg(test)]

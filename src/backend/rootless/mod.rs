@@ -363,14 +363,13 @@ impl Backend for Rootless {
     /// it may enter the network namespace that namespace owns, after binding 127.0.0.1:host
     /// in the host's network.
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
-        let me = std::env::current_exe().context("finding git-vmoat's own path")?;
-        let run = self.run_dir(vm);
-        Ok(Cmd::new("nsenter")
-            .arg(format!("--user={}", run.join("user").display()))
-            .args(["--preserve-credentials", "--"])
-            .arg(me)
-            .arg("__forward")
-            .arg(run.join("net"))
-            .arg(format!("127.0.0.1:{host}:127.0.0.1:{guest}")))
+        let marker = self.forwarder_marker(vm);
+        super::forwarder(
+            &self.state,
+            BackendKind::Rootless,
+            vm,
+            &marker,
+            (host, guest),
+        )
     }
 }

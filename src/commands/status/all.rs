@@ -35,7 +35,11 @@ struct Row {
 }
 
 pub(super) fn gather() -> Result<AllReport> {
-    let wt = crate::context::here()?;
+    gather_at(crate::context::here()?)
+}
+
+/// Every VM of the repository `wt` belongs to.
+pub(super) fn gather_at(wt: crate::repo::Worktree) -> Result<AllReport> {
     let state = State::open()?;
     let mut vms = vec![];
     for (k, verdict) in reconcile::scan(&state, &wt.common_dir, false)? {

@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::cli::StatusArgs;
 use crate::context::Base;
 use crate::output;
+use crate::repo::Worktree;
 
 /// `status`: needs no backend and no readable config (it reports both).
 pub fn run(base: Base, args: &StatusArgs) -> Result<()> {
@@ -34,4 +35,14 @@ pub fn run_all(args: &StatusArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `status --json` prints, as a value (the MCP server's `status` tool).
+pub(super) fn json(base: Base) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(worktree::gather(base)?)?)
+}
+
+/// What `status --all --json` prints for the repository of `wt`, as a value.
+pub(super) fn all_json(wt: Worktree) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(all::gather_at(wt)?)?)
 }

@@ -1,0 +1,297 @@
+//! The tunnel forwarder (`git-vmoat __forward`): one process per VM and guest port, listening
+//! on the host's 127.0.0.1 only. Each connection wakes a suspended VM first, then is bridged
+//! into the VM: from inside its network namespace (netns) or over `ssh -W` (Colima), so the
+//! forwarder outlives a VM that is stopped and started again.
+
+mod copy;
+#[cfg(target_os = "linux")]
+mod relay;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::backend::colima::Colima;
+use crate::backend::netns::Netns;
+use crate::backend::rootless::Rootless;
+use crate::backend::{Backend, BackendKind, suspend};
+use crate::exec::Cmd;
+use crate::state::State;
+use copy::Upstream;
+
+/// How often at most a connection's traffic is noted for the idle rule.
+const MARK_EVERY_SECS: u64 = 5;
+
+/// The host and guest ports of a `127.0.0.1:H:127.0.0.1:G` spec.
+pub fn parse_spec(spec: &str) -> Result<(u16, u16)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    match parts.as_slice() {
+        ["127.0.0.1", h, "127.0.0.1", g] => match (h.parse(), g.parse()) {
+            (Ok(h), Ok(g)) => Ok((h, g)),
+            _ => bail!("bad forward spec {spec:?}; expected 127.0.0.1:HOST:127.0.0.1:GUEST"),
+        },
+        _ => bail!("bad forward spec {spec:?}; expected 127.0.0.1:HOST:127.0.0.1:GUEST"),
+    }
+}
+
+/// What a forwarder is told on its command line.
+pub struct Args<'a> {
+    pub state: &'a Path,
+    pub vm: &'a str,
+    pub kind: BackendKind,
+    /// The backend's forwarder marker: for netns the namespace to connect in.
+    pub marker: &'a str,
+    pub spec: &'a str,
+}
+
+/// How connections reach the guest port.
+enum Route {
+    /// From inside the VM's network namespace, which this process has entered.
+    Netns,
+    /// `ssh -F <config> -W 127.0.0.1:G <host>`, riding the VM's multiplexed master; the
+    /// config is fetched again (None) after a wake or when ssh could not reach the VM.
+    Ssh {
+        colima: Colima,
+        target: Mutex<Option<(PathBuf, String)>>,
+    },
+}
+
+struct Forwarder {
+    state: State,
+    vm: String,
+    kind: BackendKind,
+    guest: u16,
+    route: Route,
+    started: Instant,
+    /// Seconds after `started` (plus one) of the last activity mark; 0 = none yet.
+    marked: AtomicU64,
+}
+
+/// Serialises wakes in this process: connections that arrive during a wake wait for it.
+static WAKING: Mutex<()> = Mutex::new(());
+
+/// Runs the forwarder until it is killed.
+pub fn run(a: &Args<'_>) -> Result<()> {
+    let (host, guest) = parse_spec(a.spec)?;
+    // Loopback only: a tunnel is for this machine, never for its network.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, host))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?;
+    let state = State::from_root(a.state.to_path_buf());
+    let route = match a.kind {
+        BackendKind::Netns => {
+            enter_netns(Path::new(a.marker))?;
+            Route::Netns
+        }
+        BackendKind::Rootless => {
+            // Its network namespace belongs to its user namespace (linked beside the marker):
+            // only from inside that may this process enter it.
+            enter_userns(&Path::new(a.marker).with_file_name("user"))?;
+            enter_netns(Path::new(a.marker))?;
+            Route::Netns
+        }
+        BackendKind::Colima => {
+            let colima = Colima::new(state.clone());
+            // Fetched now, while the VM is known to run; a failure is retried per connection.
+            let target = colima.tunnel_ssh(a.vm).ok();
+            Route::Ssh {
+                colima,
+                target: Mutex::new(target),
+            }
+        }
+        BackendKind::Auto => bail!("a forwarder needs a concrete backend (netns or colima)"),
+    };
+    let fwd = Arc::new(Forwarder {
+        state,
+        vm: a.vm.to_string(),
+        kind: a.kind,
+        guest,
+        route,
+        started: Instant::now(),
+        marked: AtomicU64::new(0),
+    });
+    for conn in listener.incoming() {
+        let Ok(client) = conn else { continue };
+        let fwd = Arc::clone(&fwd);
+        // Threads made after entering a namespace start in it too.
+        std::thread::spawn(move || fwd.serve(client));
+    }
+    Ok(())
+}
+
+/// Moves this (still single-threaded) process into a rootless VM's user namespace, where it
+/// is root over the VM's namespaces and, outside them, the user it was.
+fn enter_userns(userns: &Path) -> Result<()> {
+    use std::os::fd::AsFd;
+    let ns =
+        std::fs::File::open(userns).with_context(|| format!("opening {}", userns.display()))?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::User),
+    )
+    .with_context(|| format!("entering {}", userns.display()))
+}
+
+/// Moves this process into the namespace: the listening socket, bound before, stays in the
+/// host's, while every connection made from now on reaches the namespace's own loopback.
+fn enter_netns(netns: &Path) -> Result<()> {
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .with_context(|| format!("entering {}", netns.display()))
+}
+
+impl Forwarder {
+    fn serve(&self, client: TcpStream) {
+        self.mark();
+        if let Err(e) = self.wake_if_suspended() {
+            crate::output::warn(format!("{e:#}"));
+            return;
+        }
+        match self.connect() {
+            Ok(up) => {
+                if copy::bridge(client, up, &|| self.mark()) {
+                    self.forget_ssh_target();
+                }
+            }
+            Err(e) => crate::output::warn(format!("{e:#}")),
+        }
+    }
+
+    /// A suspended VM is woken before the connection goes in: the first request is slower
+    /// but never fails. One stat when it is not suspended.
+    fn wake_if_suspended(&self) -> Result<()> {
+        if suspend::record(&self.state, &self.vm).is_none() {
+            return Ok(());
+        }
+        let _one = WAKING.lock().unwrap_or_else(|e| e.into_inner());
+        if suspend::record(&self.state, &self.vm).is_none() {
+            return Ok(());
+        }
+        // The backend itself, not the waking wrapper commands get: wake uses it to start the
+        // containers again, and the wrapper would wait for the wake lock held here.
+        let backend: Box<dyn Backend> = match self.kind {
+            BackendKind::Netns => Box::new(Netns::new(self.state.clone())),
+            BackendKind::Rootless => Box::new(Rootless::new(self.state.clone())),
+            _ => Box::new(Colima::new(self.state.clone())),
+        };
+        let woke = suspend::wake(&self.state, backend.as_ref(), &self.vm);
+        // A started VM has a new ssh port.
+        self.forget_ssh_target();
+        woke.map(|_| ())
+    }
+
+    fn forget_ssh_target(&self) {
+        if let Route::Ssh { target, .. } = &self.route {
+            *target.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// The ssh config and host for a connection, fetched again when forgotten.
+    fn ssh_target(
+        &self,
+        colima: &Colima,
+        target: &Mutex<Option<(PathBuf, String)>>,
+    ) -> Result<(PathBuf, String)> {
+        let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = t.as_ref() {
+            return Ok(t.clone());
+        }
+        let fresh = colima.tunnel_ssh(&self.vm)?;
+        *t = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn connect(&self) -> Result<Upstream> {
+        match &self.route {
+            Route::Netns => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.guest));
+                let up = TcpStream::connect(addr)
+                    .with_context(|| format!("connecting to port {} in the VM", self.guest))?;
+                Ok(Upstream::Tcp(up))
+            }
+            Route::Ssh { colima, target } => {
+                let (config, host) = self.ssh_target(colima, target)?;
+                let child = Cmd::new("ssh")
+                    .arg("-F")
+                    .arg(&config)
+                    .args(["-o", "LogLevel=ERROR", "-W"])
+                    .arg(format!("127.0.0.1:{}", self.guest))
+                    .arg(&host)
+                    .stdin_piped()
+                    .spawn_with(std::process::Stdio::piped(), std::process::Stdio::inherit())
+                    .context("starting ssh for a tunnel connection")?;
+                Ok(Upstream::Child(child))
+            }
+        }
+    }
+
+    /// Notes traffic for the idle rule, at most once per `MARK_EVERY_SECS`.
+    fn mark(&self) {
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.marked.load(Ordering::Relaxed);
+        if last != 0 && now < last + MARK_EVERY_SECS {
+            return;
+        }
+        if self
+            .marked
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            suspend::mark_active(&self.state, &self.vm);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_parsed_and_bad_ones_refused() {
+        assert_eq!(
+            parse_spec("127.0.0.1:8080:127.0.0.1:80").unwrap(),
+            (8080, 80)
+        );
+        for bad in [
+            "",
+            "127.0.0.1:8080",
+            "0.0.0.0:8080:127.0.0.1:80",
+            "127.0.0.1:x:127.0.0.1:80",
+            "127.0.0.1:8080:127.0.0.1:70000",
+        ] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn activity_is_marked_at_most_once_per_interval() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = State::at(tmp.path().to_path_buf());
+        let fwd = Forwarder {
+            state: state.clone(),
+            vm: "wt-a".into(),
+            kind: BackendKind::Netns,
+            guest: 80,
+            route: Route::Netns,
+            started: Instant::now(),
+            marked: AtomicU64::new(0),
+        };
+        std::fs::create_dir_all(state.vm_dir_path("wt-a")).unwrap();
+        let traffic = state.vm_dir_path("wt-a").join(crate::state::files::TRAFFIC);
+        fwd.mark();
+        assert!(traffic.exists(), "the first connection is noted");
+        std::fs::remove_file(&traffic).unwrap();
+        fwd.mark();
+        assert!(
+            !traffic.exists(),
+            "a second mark within the interval writes nothing"
+        );
+    }
+}
