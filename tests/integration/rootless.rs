@@ -234,6 +234,10 @@ fn suspend_down_up_keep_data(a: &As, b_wt: &Path, pb: u16) {
         .filter(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('T'))
         .count();
     assert!(dockerds.len() >= 2 && stopped == 1, "{dockerds:#?}");
+    // A connection to its tunnel wakes it (the forwarder enters its user namespace too).
+    assert_eq!(http_get(pb).as_deref(), Some("beta's own page\n"));
+    assert_eq!(vm_state(a, b_wt), "Running", "the tunnel woke it");
+    a.vmoat(b_wt, &["suspend"]).ok();
     let r = a.vmoat(b_wt, &["ssh", "docker", "ps", "-q"]).ok();
     assert!(!r.stdout.trim().is_empty(), "its container ran on: {r:?}");
     assert_eq!(vm_state(a, b_wt), "Running", "a command woke it");
