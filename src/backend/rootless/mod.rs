@@ -276,11 +276,11 @@ impl Backend for Rootless {
             return daemon::cgroup_usage(&cg);
         }
         let pids = self.members(vm);
-        let rss = procs::rss_bytes(&pids);
+        let memory = procs::memory(&pids);
         Usage {
             cpu_ns: procs::cpu_ns(&pids),
-            memory_used: rss,
-            memory_anon: rss,
+            memory_used: memory.map(|m| m.0),
+            memory_anon: memory.map(|m| m.1),
             memory_limit: None,
             disk_bytes: None,
         }

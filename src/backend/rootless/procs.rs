@@ -71,15 +71,18 @@ pub fn members(parent: Option<u32>, child: Option<u32>) -> Vec<u32> {
     out
 }
 
-/// `VmRSS` of /proc/<pid>/status (in kB, whatever the page size).
-fn rss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// A process's proportional share of memory (`Pss`, and its anonymous part `Pss_Anon`) in
+/// kB from /proc/<pid>/smaps_rollup: pages the VM's processes share (dockerd's and
+/// containerd's code) count once in the sum, as a cgroup would count them.
+fn pss_kib(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let pss = field("Pss")?;
+    Some((pss, field("Pss_Anon").unwrap_or(pss)))
 }
 
 /// Whether a process is stopped by a signal (suspended).
@@ -122,10 +125,13 @@ pub fn cpu_ns(pids: &[u32]) -> Option<u64> {
     (!times.is_empty()).then(|| times.iter().sum())
 }
 
-/// Resident memory of `pids`, in bytes (shared pages count once per process: an upper bound).
-pub fn rss_bytes(pids: &[u32]) -> Option<u64> {
-    let kib: u64 = pids.iter().filter_map(|&p| rss_kib(p)).sum();
-    (!pids.is_empty()).then_some(kib * 1024)
+/// Memory of `pids` in bytes: (all of it, its anonymous part).
+pub fn memory(pids: &[u32]) -> Option<(u64, u64)> {
+    let (all, anon) = pids
+        .iter()
+        .filter_map(|&p| pss_kib(p))
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+    (!pids.is_empty()).then_some((all * 1024, anon * 1024))
 }
 
 #[cfg(test)]
@@ -139,7 +145,7 @@ mod tests {
         assert_ne!(s.state, 'T');
         assert!(userns(me).is_some());
         assert!(!is_forwarder(me));
-        assert!(rss_bytes(&[me]).unwrap() > 0);
+        assert!(memory(&[me]).is_some_and(|(all, anon)| all >= anon && all > 0));
         assert_eq!(cpu_ns(&[]), None);
     }
 }
