@@ -115,6 +115,28 @@ fn live_processes(uid: u32) -> Vec<String> {
     out
 }
 
+/// The TCP ports `uid` listens on in the host's network (/proc/net/tcp{,6}: state 0A is
+/// LISTEN, the uid column owns the socket).
+fn host_listening_ports(uid: u32) -> Vec<u16> {
+    let mut out = vec![];
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for l in std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() > 7 && c[3] == "0A" && c[7] == uid.to_string() {
+                let port = c[1].rsplit(':').next().unwrap();
+                out.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 fn vm_state(a: &As, wt: &Path) -> String {
     let r = a.vmoat(wt, &["status", "--json"]).ok();
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -149,6 +171,11 @@ fn rootless_vms_isolate_contain_and_leave_nothing() {
     assert_ne!(pa, pb);
     assert_eq!(http_get(pa).as_deref(), Some("alpha's own page\n"));
     assert_eq!(http_get(pb).as_deref(), Some("beta's own page\n"));
+    // What the stacks publish on 0.0.0.0:8080 stays in their namespaces: on the host the user
+    // listens only where the tunnels are.
+    let mut tunnels = vec![pa, pb];
+    tunnels.sort_unstable();
+    assert_eq!(host_listening_ports(a.user.uid), tunnels);
 
     // A boundary: root inside, the user outside.
     assert_eq!(
