@@ -180,14 +180,13 @@ impl Rootless {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let (parent, child) = (self.parent_pid(vm), self.child_pid(vm));
-        if !procs::kill_until_gone(|| procs::members(parent, child)) {
+        let (parent, child, run) = (self.parent_pid(vm), self.child_pid(vm), self.run_dir(vm));
+        if !procs::kill_until_gone(|| procs::members(parent, child, &run)) {
             output::warn(format!(
                 "some processes of {vm} would not die: {:?}",
-                procs::members(parent, child)
+                procs::members(parent, child, &run)
             ));
         }
-        let run = self.run_dir(vm);
         if run.exists() {
             remove_as_user(&run)?;
         }

@@ -116,11 +116,20 @@ impl Rootless {
     }
 
     /// A file in the run dir holding a pid, when that process lives and is `comm`.
+    /// Its command line must name the run dir too: after a reboot a stale pid file may name
+    /// a pid that another VM's rootlesskit or dockerd now has.
     fn pid_in(&self, vm: &str, file: &str, comm: &[&str]) -> Option<u32> {
-        let path = self.run_dir(vm).join(file);
-        let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+        let run = self.run_dir(vm);
+        let pid: u32 = std::fs::read_to_string(run.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.contains(&name.trim()) && crate::exec::process_alive(pid)).then_some(pid)
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let run = run.as_os_str().as_encoded_bytes();
+        let ours = argv.windows(run.len()).any(|w| w == run);
+        (ours && comm.contains(&name.trim()) && crate::exec::process_alive(pid)).then_some(pid)
     }
 
     /// rootlesskit's parent process (in the host's namespaces).
@@ -139,7 +148,7 @@ impl Rootless {
 
     /// Every process of the VM (rootlesskit, slirp4netns, dockerd, containers, commands).
     fn members(&self, vm: &str) -> Vec<u32> {
-        procs::members(self.parent_pid(vm), self.child_pid(vm))
+        procs::members(self.parent_pid(vm), self.child_pid(vm), &self.run_dir(vm))
     }
 
     /// The command prefix that enters the VM's user, network and mount namespaces.

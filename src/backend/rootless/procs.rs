@@ -1,6 +1,8 @@
 //! A rootless VM's processes, found without a cgroup: rootlesskit, its slirp4netns, and
 //! everything inside the user namespace rootlesskit made (dockerd, containers, commands).
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -42,33 +44,67 @@ fn all_pids() -> Vec<u32> {
         .collect()
 }
 
-/// A tunnel's forwarder enters the VM's namespaces too, but lives apart from the VM: it must
-/// keep listening while the VM is suspended (its first connection wakes it).
-fn is_forwarder(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"__forward"))
+/// A process as far as finding a VM's members cares.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    userns: Option<u64>,
+    argv: Vec<u8>,
 }
 
-/// Every process of the VM whose rootlesskit runs as `parent`: itself, its direct children
-/// (slirp4netns, its namespaced child), and everything in that child's user namespace (which
-/// outlives a killed rootlesskit).
-pub fn members(parent: Option<u32>, child: Option<u32>) -> Vec<u32> {
+fn scan() -> Vec<Proc> {
     let me = std::process::id();
-    let ns = child.and_then(userns);
-    if parent.is_none() && ns.is_none() {
-        return vec![];
-    }
-    let mut out: Vec<u32> = all_pids()
+    all_pids()
         .into_iter()
         .filter(|&p| p != me)
-        .filter(|&p| {
-            Some(p) == parent
-                || (parent.is_some() && stat(p).map(|s| s.ppid) == parent)
-                || (ns.is_some() && userns(p) == ns && !is_forwarder(p))
+        .filter_map(|pid| {
+            Some(Proc {
+                pid,
+                ppid: stat(pid)?.ppid,
+                userns: userns(pid),
+                argv: std::fs::read(format!("/proc/{pid}/cmdline")).ok()?,
+            })
         })
+        .collect()
+}
+
+/// A tunnel's forwarder enters the VM's namespaces too, but lives apart from the VM: it must
+/// keep listening while the VM is suspended (its first connection wakes it).
+fn is_forwarder(argv: &[u8]) -> bool {
+    argv.split(|b| *b == 0).any(|a| a == b"__forward")
+}
+
+/// Every process of the VM whose runtime dir is `run`: rootlesskit (`parent`) and its
+/// children, everything in its child's user namespace, whatever names `run` on its command
+/// line (dockerd, containerd, the shims, which outlive a killed rootlesskit), and all their
+/// descendants (the containers). Forwarders are not members.
+pub fn members(parent: Option<u32>, child: Option<u32>, run: &Path) -> Vec<u32> {
+    let procs = scan();
+    let ns = child.and_then(userns);
+    let run = run.as_os_str().as_encoded_bytes();
+    let mut set: BTreeSet<u32> = procs
+        .iter()
+        .filter(|p| !is_forwarder(&p.argv))
+        .filter(|p| {
+            Some(p.pid) == parent
+                || (ns.is_some() && p.userns == ns)
+                || (!run.is_empty() && p.argv.windows(run.len()).any(|w| w == run))
+        })
+        .map(|p| p.pid)
         .collect();
-    out.sort_unstable();
-    out
+    // Descendants, until no process is added.
+    loop {
+        let before = set.len();
+        for p in &procs {
+            if set.contains(&p.ppid) && !is_forwarder(&p.argv) {
+                set.insert(p.pid);
+            }
+        }
+        if set.len() == before {
+            break;
+        }
+    }
+    set.into_iter().collect()
 }
 
 /// A process's proportional share of memory (`Pss`, and its anonymous part `Pss_Anon`) in
@@ -144,7 +180,8 @@ mod tests {
         let s = stat(me).expect("own stat");
         assert_ne!(s.state, 'T');
         assert!(userns(me).is_some());
-        assert!(!is_forwarder(me));
+        assert!(!is_forwarder(b"git-vmoat\0up\0"));
+        assert!(is_forwarder(b"git-vmoat\0__forward\0"));
         assert!(memory(&[me]).is_some_and(|(all, anon)| all >= anon && all > 0));
         assert_eq!(cpu_ns(&[]), None);
     }
