@@ -232,6 +232,7 @@ fn rootless_vms_isolate_contain_and_leave_nothing() {
     assert!(r.stderr.contains("did not become healthy within"), "{r:?}");
 
     suspend_down_up_keep_data(&a, &b_wt, pb);
+    a_dead_daemons_leftovers_are_cleared(&a, &never);
 
     assert_eq!(host_network(), before, "the host's network is as it was");
     destroy_leaves_nothing(&a, &[&a_wt, &b_wt, &never], &[pa, pb]);
@@ -283,6 +284,41 @@ fn suspend_down_up_keep_data(a: &As, b_wt: &Path, pb: u16) {
         )
         .ok();
     assert_eq!(r.stdout, "kept\n", "{r:?}");
+}
+
+/// A killed dockerd leaves its containers running (their shims outlive it): the next `up`
+/// clears them before starting afresh.
+fn a_dead_daemons_leftovers_are_cleared(a: &As, wt: &Path) {
+    let vm = a.vmoat(wt, &["name"]).ok().stdout.trim().to_string();
+    let data_root = format!("rootless/{vm}/docker");
+    let with = |comm: &str, needle: &str| -> Vec<u32> {
+        live_processes(a.user.uid)
+            .iter()
+            .filter(|s| s.contains(&format!("({comm})")))
+            .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+            .filter(|pid: &u32| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            })
+            .collect()
+    };
+    let dockerd = with("dockerd", &data_root);
+    assert_eq!(dockerd.len(), 1, "{dockerd:?}");
+    // The stack of that worktree is `sleep 600` in a container: the only sleep of this user.
+    assert_eq!(with("sleep", "600").len(), 1);
+    let st = std::process::Command::new("kill")
+        .args(["-KILL", &dockerd[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(wait_until(Duration::from_secs(5), || vm_state(a, wt) == "Stopped"));
+    let r = a.vmoat(wt, &["up"]);
+    assert!(r.stderr.contains("docker daemon had died"), "{r:?}");
+    assert_eq!(
+        with("sleep", "600").len(),
+        1,
+        "the old container is gone, the new one runs"
+    );
 }
 
 fn destroy_leaves_nothing(a: &As, wts: &[&Path], ports: &[u16]) {
