@@ -1,5 +1,6 @@
 //! `gc`: destroy this repository's (or, with --all, every repository's) VMs whose worktree git
-//! forgot or whose directory is missing, and netns leftovers whose state dir is gone.
+//! forgot or whose directory is missing, and netns and rootless leftovers whose state dir is
+//! gone.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -46,7 +47,10 @@ pub fn run(args: &GcArgs) -> Result<()> {
         version: JSON_VERSION,
         dry_run: args.dry_run,
         vms,
-        strays: crate::backend::netns::gc_strays(args.dry_run),
+        strays: crate::backend::netns::gc_strays(args.dry_run)
+            .into_iter()
+            .chain(crate::backend::rootless::gc_strays(args.dry_run))
+            .collect(),
     };
     if args.json {
         return output::json(&report);

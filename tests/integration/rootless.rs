@@ -423,8 +423,41 @@ fn rootless_as_root_is_refused_with_a_hint() {
     assert!(!env.state_dir().join("rootless").exists(), "nothing made");
 }
 
+/// A VM whose state dir was deleted while it ran (a removed HOME) is found by `gc` by its
+/// rootlesskit's command line and reclaimed whole, its tunnel's forwarder too.
+fn gc_reclaims_a_rootless_vm_whose_state_dir_is_gone() {
+    let env = Env::new();
+    let user = TempUser::create(&env).expect("a test user");
+    let repo = env.repo("proj");
+    let wt = worktree(&env, &repo, "gone", "exec httpd -f -p 80 -h /www", 60);
+    user.own_home(&env);
+    let a = As { env, user };
+    a.vmoat(&wt, &["up"]).ok();
+    let port = a.tunnel_port(&wt);
+    assert_eq!(http_get(port).as_deref(), Some("gone's own page\n"));
+    let state = a.env.state_dir();
+    std::fs::remove_dir_all(&state).unwrap();
+    let r = a.vmoat(&wt, &["gc", "--all", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let strays = j["strays"].as_array().expect("strays");
+    assert_eq!(strays.len(), 1, "{j}");
+    assert_eq!(strays[0]["reclaimed"], true, "{j}");
+    assert_eq!(
+        strays[0]["data_dir"].as_str(),
+        Some(state.join("rootless/wt-gone").to_str().unwrap())
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || live_processes(a.user.uid)
+            .is_empty()),
+        "processes left: {:#?}",
+        live_processes(a.user.uid)
+    );
+    assert!(http_get(port).is_none(), "the forwarder is gone");
+}
+
 crate::tests! {
     rootless_vms_isolate_contain_and_leave_nothing: Rootless;
     doctor_checks_the_rootless_backend: Rootless;
     rootless_as_root_is_refused_with_a_hint: Root;
+    gc_reclaims_a_rootless_vm_whose_state_dir_is_gone: Rootless;
 }

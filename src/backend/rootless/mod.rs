@@ -20,9 +20,11 @@ mod daemon;
 pub(crate) mod gaps;
 mod limits;
 mod procs;
+mod strays;
 
 pub use gaps::unusable;
 pub(crate) use limits::{FIX as LIMITS_FIX, unenforced as limits_unenforced};
+pub use strays::gc_strays;
 
 /// The backend's VM data dirs, in the state dir.
 pub const DIR: &str = "rootless";

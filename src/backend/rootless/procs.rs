@@ -107,6 +107,19 @@ pub fn members(parent: Option<u32>, child: Option<u32>, run: &Path) -> Vec<u32> 
     set.into_iter().collect()
 }
 
+/// Every process (forwarders included) whose command line names `run`.
+pub fn naming(run: &Path) -> Vec<u32> {
+    let run = run.as_os_str().as_encoded_bytes();
+    if run.is_empty() {
+        return vec![];
+    }
+    scan()
+        .into_iter()
+        .filter(|p| p.argv.windows(run.len()).any(|w| w == run))
+        .map(|p| p.pid)
+        .collect()
+}
+
 /// A process's proportional share of memory (`Pss`, and its anonymous part `Pss_Anon`) in
 /// kB from /proc/<pid>/smaps_rollup: pages the VM's processes share (dockerd's and
 /// containerd's code) count once in the sum, as a cgroup would count them.
