@@ -311,7 +311,14 @@ fn a_dead_daemons_leftovers_are_cleared(a: &As, wt: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(wait_until(Duration::from_secs(5), || vm_state(a, wt) == "Stopped"));
+    // (status may fail while the VM is halfway down: asked again until it says Stopped.)
+    let stopped = || {
+        let r = a.vmoat(wt, &["status", "--json"]);
+        r.code == 0
+            && serde_json::from_str::<serde_json::Value>(&r.stdout)
+                .is_ok_and(|j| j["state"] == "Stopped")
+    };
+    assert!(wait_until(Duration::from_secs(5), stopped));
     let r = a.vmoat(wt, &["up"]);
     assert!(r.stderr.contains("docker daemon had died"), "{r:?}");
     assert_eq!(
