@@ -1,5 +1,6 @@
 //! The rootless backend, end to end as a normal user the test makes: `auto` picks it, two
-//! stacks serve on 8080 at once, each through its own tunnel; a prune stays in its VM; exit
+//! stacks serve on 8080 at once, each through its own tunnel (the second warmed from the first);
+//! a prune stays in its VM; exit
 //! codes come back exactly; health gates `up`; suspend, down and up keep everything; what `up`
 //! runs cannot read /etc/shadow nor write outside the user's files; the host's firewall and
 //! sysctls stay as they were; destroy leaves no process, dir or socket.
@@ -45,7 +46,7 @@ fn worktree(env: &Env, repo: &Path, name: &str, serve: &str, timeout: u64) -> Pa
     env.write(
         &wt.join("vmoat.toml"),
         &format!(
-            "[vm]\ncpus = 1\nmemory = 1\n[commands]\nup = {up:?}\ntest = \"exit\"\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = {timeout}\n"
+            "[vm]\ncpus = 1\nmemory = 1\n[commands]\nup = {up:?}\ntest = \"exit\"\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = {timeout}\n[warm]\nimages = [\"bb\"]\n"
         ),
     );
     wt
@@ -166,7 +167,12 @@ fn rootless_vms_isolate_contain_and_leave_nothing() {
             .contains("vm.cpus and vm.memory are not enforced for"),
         "up says the limits are not enforced, and why: {r:?}"
     );
-    a.vmoat(&b_wt, &["up"]).ok();
+    // The second VM's image is copied from the first (warm), not imported again.
+    let r = a.vmoat(&b_wt, &["up"]).ok();
+    assert!(
+        r.stderr.contains("warmed 1 image") && !r.stderr.contains("imported-image"),
+        "{r:?}"
+    );
     let (pa, pb) = (a.tunnel_port(&a_wt), a.tunnel_port(&b_wt));
     assert_ne!(pa, pb);
     assert_eq!(http_get(pa).as_deref(), Some("alpha's own page\n"));
