@@ -1,10 +1,9 @@
 //! The rootless backend, end to end as a normal user the test makes: `auto` picks it, two
-//! stacks serve on 8080 at once, each through its own tunnel (the second warmed from the first);
-//! a prune stays in its VM; exit
-//! codes come back exactly; health gates `up`; suspend, down and up keep everything; what `up`
-//! runs cannot read /etc/shadow nor write outside the user's files; the host's firewall and
-//! sysctls stay as they were; destroy leaves no process, dir or socket.
-
+//! stacks serve on 8080 at once, each through its own tunnel (the second warmed from the
+//! first); a prune stays in its VM; exit codes come back exactly; health gates `up`; suspend,
+//! down and up keep everything; a killed daemon's leftovers are cleared; what `up` runs cannot
+//! read /etc/shadow nor write outside the user's files; the host's firewall and sysctls stay as
+//! they were; destroy leaves no process, dir or socket; `gc` reclaims a VM whose state dir went.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
