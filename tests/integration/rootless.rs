@@ -4,6 +4,7 @@
 //! down and up keep everything; a killed daemon's leftovers are cleared; what `up` runs cannot
 //! read /etc/shadow nor write outside the user's files; the host's firewall and sysctls stay as
 //! they were; destroy leaves no process, dir or socket; `gc` reclaims a VM whose state dir went.
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
