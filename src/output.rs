@@ -5,6 +5,22 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
+/// Writes to stderr and ignores failure: a closed pipe (`| head`) or a full disk under a
+/// redirected log must never turn a message into a crash midway through a command.
+macro_rules! say {
+    ($($a:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($a)*);
+    }};
+}
+
+macro_rules! say_raw {
+    ($($a:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($a)*);
+    }};
+}
+
 /// 0 = quiet, 1 = normal, 2 = verbose (shows the commands run).
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 
@@ -33,7 +49,7 @@ fn stamp() -> String {
 
 fn clear_live() {
     if LIVE.swap(false, Ordering::Relaxed) {
-        eprint!("\r\x1b[K");
+        say_raw!("\r\x1b[K");
     }
 }
 
@@ -44,7 +60,7 @@ pub fn progress(msg: impl AsRef<str>) {
         return;
     }
     if stderr_tty() {
-        eprint!("\r\x1b[K{} {}", paint("1;34", "vmoat:"), msg.as_ref());
+        say_raw!("\r\x1b[K{} {}", paint("1;34", "vmoat:"), msg.as_ref());
         let _ = std::io::stderr().flush();
         LIVE.store(true, Ordering::Relaxed);
     } else {
@@ -88,34 +104,39 @@ fn paint_if(colored: bool, code: &str, text: &str) -> String {
 pub fn info(msg: impl AsRef<str>) {
     if !quiet() {
         clear_live();
-        eprintln!("{} {}{}", paint("1;34", "vmoat:"), stamp(), msg.as_ref());
+        say!("{} {}{}", paint("1;34", "vmoat:"), stamp(), msg.as_ref());
     }
 }
 
 /// Something the user should know but that does not stop the command.
 pub fn warn(msg: impl AsRef<str>) {
     clear_live();
-    eprintln!("{} {}", paint("1;33", "vmoat: warning:"), msg.as_ref());
+    say!("{} {}", paint("1;33", "vmoat: warning:"), msg.as_ref());
+}
+
+/// A line of a tool's own output, shown indented under the message about it.
+pub fn indented(line: &str) {
+    say!("  {line}");
 }
 
 /// A step worth seeing only with `-v` (e.g. each watcher pass, which tests wait on).
 pub fn detail(msg: impl AsRef<str>) {
     if verbose() {
-        eprintln!("{} {}", paint("2", "vmoat:"), msg.as_ref());
+        say!("{} {}", paint("2", "vmoat:"), msg.as_ref());
     }
 }
 
 /// A command about to be run, shown with `-v`.
 pub fn trace(msg: impl AsRef<str>) {
     if verbose() {
-        eprintln!("{} {}", paint("2", "vmoat: $"), msg.as_ref());
+        say!("{} {}", paint("2", "vmoat: $"), msg.as_ref());
     }
 }
 
 /// Prints the final error and its hint.
 pub fn error(msg: impl AsRef<str>, hint: Option<&str>) {
     clear_live();
-    eprint!("{}", error_lines(msg.as_ref(), hint, color()));
+    say_raw!("{}", error_lines(msg.as_ref(), hint, color()));
 }
 
 fn error_lines(msg: &str, hint: Option<&str>, colored: bool) -> String {

@@ -124,6 +124,18 @@ pub fn set_frozen(vm: &str, frozen: bool) -> Result<()> {
     }
 }
 
+/// Whether this process runs inside the worktree's cgroup (a command run in the VM): it must
+/// not freeze, stop or delete the VM it runs in, which would freeze or kill itself midway.
+pub fn holds_self(vm: &str) -> bool {
+    let own = format!("/{ROOT}/{vm}");
+    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let path = l.splitn(3, ':').nth(2).unwrap_or("");
+            path == own || path.starts_with(&format!("{own}/"))
+        })
+    })
+}
+
 /// Whether the worktree's cgroup is frozen (or freezing).
 pub fn is_frozen(vm: &str) -> bool {
     let Some(dir) = dir_for(vm, "freezer") else {
@@ -166,12 +178,18 @@ pub fn memory(vm: &str) -> Option<(u64, u64)> {
     };
     if let Some(cur) = read("memory.current") {
         let used = cur.trim().parse().ok()?;
-        return Some((used, field("anon").unwrap_or(used)));
+        // Shared memory (tmpfs) stays like anonymous memory: only swap can take it.
+        let anon = field("anon").map(|a| a + field("shmem").unwrap_or(0));
+        return Some((used, anon.unwrap_or(used)));
     }
     let used = read("memory.usage_in_bytes")?.trim().parse().ok()?;
     Some((
         used,
-        field("total_rss").or_else(|| field("rss")).unwrap_or(used),
+        field("total_rss")
+            .or_else(|| field("rss"))
+            .map_or(used, |r| {
+                r + field("total_shmem").or_else(|| field("shmem")).unwrap_or(0)
+            }),
     ))
 }
 
@@ -286,6 +304,10 @@ fn collect(dir: &Path, out: &mut Vec<u32>) {
 
 /// Kills everything left in the worktree's cgroup; true when it is empty afterwards.
 pub fn kill_all(vm: &str) -> bool {
+    // A frozen process cannot die (on cgroup v1 not even of SIGKILL): thaw first.
+    if is_frozen(vm) {
+        let _ = set_frozen(vm, false);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pids = pids(vm);

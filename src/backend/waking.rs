@@ -125,8 +125,8 @@ impl Backend for Waking {
     }
     fn exec(&self, vm: &str, cwd: &Path, script: Option<&str>, io: Io) -> Result<ExecOut> {
         self.wake(vm)?;
-        // What the user runs keeps the VM awake; git-vmoat's own queries (status) do not.
-        let _lease = (io != Io::Capture).then(|| suspend::lease(&self.state, vm));
+        // Anything run in the VM keeps it awake while it runs (the watcher never freezes it midway).
+        let _lease = suspend::lease(&self.state, vm);
         self.inner.exec(vm, cwd, script, io)
     }
     fn docker(&self, vm: &str) -> Result<Cmd> {

@@ -47,7 +47,12 @@ pub fn run(ctx: &Ctx, cmd: &DataCommand) -> Result<()> {
 fn vm(ctx: &Ctx) -> Result<String> {
     let vm = ctx.vm_name()?;
     match ctx.backend.info(&vm)?.state {
-        VmState::Running | VmState::Suspended => Ok(vm),
+        VmState::Running | VmState::Suspended => {
+            // Copies run as docker commands from the host: this keeps the watcher from
+            // suspending the VM midway (a lease of this process, until it ends).
+            std::mem::forget(crate::backend::suspend::lease(&ctx.state, &vm));
+            Ok(vm)
+        }
         VmState::Missing => Err(hint(
             "this worktree has no VM yet: it has no volumes",
             "start it with `git vmoat up`",

@@ -20,7 +20,8 @@ pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
     };
     backend.ensure_installed()?;
     let ctx = &base;
-    let exists = backend.info(&vm)?.state != VmState::Missing;
+    let vm_state = backend.info(&vm)?.state;
+    let exists = vm_state != VmState::Missing;
     let ask = exists && !args.force;
     // Refuse before saying anything that sounds like it is happening.
     if ask && !std::io::stdin().is_terminal() {
@@ -36,7 +37,7 @@ pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
             "this worktree has uncommitted changes; they stay on disk, but data the VM holds (database volumes) goes with it",
         );
     }
-    if exists {
+    if vm_state == VmState::Running {
         say_data(backend.as_ref(), &vm);
     }
     if ask {
@@ -58,12 +59,9 @@ pub fn run(base: Base, args: &DestroyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Says how much volume data goes with the VM (when it is running: a stopped or suspended
-/// one is not started only to measure it).
+/// Says how much volume data goes with a running VM (a stopped or suspended one is not started
+/// only to measure it).
 fn say_data(backend: &dyn crate::backend::Backend, vm: &str) {
-    if !backend.info(vm).is_ok_and(|i| i.state == VmState::Running) {
-        return;
-    }
     if let Some((n, bytes)) = crate::data::holdings(backend, vm)
         && n > 0
     {

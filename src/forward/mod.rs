@@ -69,6 +69,9 @@ struct Forwarder {
     started: Instant,
     /// Seconds after `started` (plus one) of the last activity mark; 0 = none yet.
     marked: AtomicU64,
+    /// Connections open now: an open connection (a websocket, a keep-alive, a slow download)
+    /// keeps the VM from counting as idle even while no byte moves.
+    open: std::sync::atomic::AtomicUsize,
 }
 
 /// Serialises wakes in this process: connections that arrive during a wake wait for it.
@@ -112,6 +115,16 @@ pub fn run(a: &Args<'_>) -> Result<()> {
         route,
         started: Instant::now(),
         marked: AtomicU64::new(0),
+        open: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let ticker = Arc::clone(&fwd);
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(MARK_EVERY_SECS));
+            if ticker.open.load(Ordering::Relaxed) > 0 {
+                ticker.mark();
+            }
+        }
     });
     for conn in listener.incoming() {
         let Ok(client) = conn else { continue };
@@ -149,6 +162,12 @@ fn enter_netns(netns: &Path) -> Result<()> {
 
 impl Forwarder {
     fn serve(&self, client: TcpStream) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.serve_one(client);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn serve_one(&self, client: TcpStream) {
         self.mark();
         if let Err(e) = self.wake_if_suspended() {
             crate::output::warn(format!("{e:#}"));
@@ -282,6 +301,7 @@ mod tests {
             route: Route::Netns,
             started: Instant::now(),
             marked: AtomicU64::new(0),
+            open: std::sync::atomic::AtomicUsize::new(0),
         };
         std::fs::create_dir_all(state.vm_dir_path("wt-a")).unwrap();
         let traffic = state.vm_dir_path("wt-a").join(crate::state::files::TRAFFIC);

@@ -24,6 +24,8 @@ pub(crate) struct Holder {
     pub held: u64,
     /// Its whole usage (page cache included), for estimating a sibling.
     pub used: u64,
+    /// What it would still hold once suspended.
+    pub after: u64,
     pub last_active: Option<SystemTime>,
     pub busy: bool,
 }
@@ -31,17 +33,22 @@ pub(crate) struct Holder {
 /// What a VM holds: a real VM its configured memory while it runs and nothing stopped; a
 /// netns worktree what its cgroup uses, and once frozen only its anonymous memory (the kernel
 /// may drop a frozen worktree's page cache whenever it needs the room).
-fn held(b: &dyn Backend, vm: &str) -> Option<(VmState, u64, u64)> {
+fn held(b: &dyn Backend, vm: &str) -> Option<(VmState, u64, u64, u64)> {
     let info = b.info(vm).ok()?;
     let usage = b.live_usage(vm);
     let used = usage.memory_used.unwrap_or(0);
+    let frozen = if b.reserves_memory() {
+        0
+    } else {
+        usage.memory_anon.unwrap_or(used)
+    };
     let held = match (info.state, b.reserves_memory()) {
         (VmState::Running, true) => info.memory_bytes.unwrap_or(0),
         (VmState::Running, false) => used,
-        (VmState::Suspended, false) => usage.memory_anon.unwrap_or(used),
+        (VmState::Suspended, false) => frozen,
         _ => 0,
     };
-    Some((info.state, held, used))
+    Some((info.state, held, used, frozen))
 }
 
 /// Every VM of this state dir that holds memory, but `except`.
@@ -55,7 +62,7 @@ pub(crate) fn holders(state: &State, except: &str) -> Result<Vec<Holder>> {
         let Ok(b) = backend::select(owner.backend, state) else {
             continue;
         };
-        let Some((st, held, used)) = held(b.as_ref(), &vm) else {
+        let Some((st, held, used, after)) = held(b.as_ref(), &vm) else {
             continue;
         };
         if held == 0 && used == 0 {
@@ -69,6 +76,7 @@ pub(crate) fn holders(state: &State, except: &str) -> Result<Vec<Holder>> {
             state: st,
             held,
             used,
+            after,
         });
     }
     Ok(out)
@@ -97,7 +105,9 @@ fn need(ctx: &Ctx, owner_repo: Option<&str>, others: &[Holder]) -> u64 {
         })
         .map(|h| h.used)
         .max()
-        .map_or(cap, |u| u.min(cap))
+        // A first netns worktree: a cap is no reservation; a small stack's daemons and
+        // containers fit in a GiB.
+        .map_or(cap.min(GIB), |u| u.min(cap))
 }
 
 /// Admits `vm` (about to be created or started) or says why not; evicts idle VMs when
@@ -124,7 +134,10 @@ pub(crate) fn admit(ctx: &Ctx, vm: &str, force: bool) -> Result<()> {
             ));
             return Ok(());
         }
+        // Evict only when suspending every idle VM would make the room: never for nothing.
+        let reclaimable: u64 = idle(&others).map(|h| h.held.saturating_sub(h.after)).sum();
         if ctx.cfg.evict
+            && total.saturating_sub(reclaimable) + need <= budget
             && let Some(victim) = pick_idle(&others)
         {
             let b = backend::select(victim.owner.backend, &ctx.state)?;
@@ -141,12 +154,24 @@ pub(crate) fn admit(ctx: &Ctx, vm: &str, force: bool) -> Result<()> {
     }
 }
 
-/// The least recently active running VM that runs no git-vmoat command now.
+/// A VM unused for this long, running no git-vmoat command, may be evicted.
+const EVICT_IDLE: Duration = Duration::from_secs(60);
+
+/// The running VMs that may be evicted: no git-vmoat command runs in them and nothing used
+/// them (tunnel traffic or open connections, commands) for `EVICT_IDLE`.
+fn idle(others: &[Holder]) -> impl Iterator<Item = &Holder> {
+    others.iter().filter(|h| {
+        h.state == VmState::Running
+            && !h.busy
+            && h.last_active
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_none_or(|d| d >= EVICT_IDLE)
+    })
+}
+
+/// The least recently active of the idle VMs.
 fn pick_idle(others: &[Holder]) -> Option<&Holder> {
-    others
-        .iter()
-        .filter(|h| h.state == VmState::Running && !h.busy)
-        .min_by_key(|h| h.last_active.unwrap_or(SystemTime::UNIX_EPOCH))
+    idle(others).min_by_key(|h| h.last_active.unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
 fn refusal(
@@ -179,15 +204,22 @@ fn refusal(
             h.owner.root.display()
         ));
     }
-    let evict_note = if evict {
-        "no idle VM was left to suspend; "
+    let evict_note = if others.is_empty() {
+        "this VM alone is over it: lower vm.memory or raise vm.budget; "
+    } else if evict {
+        "suspending the idle VMs would not make the room; "
     } else {
         ""
     };
     hint(
         msg,
         format!(
-            "{evict_note}free room with `git vmoat suspend` or `git vmoat down` in one of those worktrees, set vm.evict = true to suspend idle ones by itself, raise vm.budget, or pass --force"
+            "{evict_note}free room with `git vmoat suspend` or `git vmoat down` in one of those worktrees,{} raise vm.budget, or pass --force",
+            if evict {
+                ""
+            } else {
+                " set vm.evict = true (in your own config) to suspend idle ones by itself,"
+            }
         ),
     )
 }
@@ -214,6 +246,7 @@ mod tests {
             state,
             held: GIB,
             used: GIB,
+            after: 0,
             last_active: ago.map(|s| SystemTime::now() - Duration::from_secs(s)),
             busy,
         }
@@ -224,6 +257,7 @@ mod tests {
         let vms = [
             holder("busy", VmState::Running, true, Some(9999)),
             holder("recent", VmState::Running, false, Some(10)),
+            holder("a_minute_ago", VmState::Running, false, Some(59)),
             holder("old", VmState::Running, false, Some(600)),
             holder("asleep", VmState::Suspended, false, Some(99999)),
         ];

@@ -61,15 +61,20 @@ fn sample(state: &State, b: &dyn Backend, vm: &str, now: SystemTime) -> u64 {
 /// bounded walk that follows no symlink.
 pub(crate) fn newest_change(root: &Path) -> Option<SystemTime> {
     let mut newest: Option<SystemTime> = None;
+    // A time in the future (a skewed clock, `touch -d`) would keep the VM awake forever.
+    let now = SystemTime::now();
+    let seen_at = |t: Option<SystemTime>| t.filter(|t| *t <= now);
     let mut stack = vec![root.to_path_buf()];
     let mut seen = 0;
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        if let Ok(m) = std::fs::symlink_metadata(&dir).and_then(|m| m.modified()) {
-            newest = newest.max(Some(m));
-        }
+        newest = newest.max(seen_at(
+            std::fs::symlink_metadata(&dir)
+                .and_then(|m| m.modified())
+                .ok(),
+        ));
         for e in entries.flatten() {
             seen += 1;
             if seen > WALK_LIMIT {
@@ -81,7 +86,7 @@ pub(crate) fn newest_change(root: &Path) -> Option<SystemTime> {
             let Ok(meta) = e.path().symlink_metadata() else {
                 continue;
             };
-            newest = newest.max(meta.modified().ok());
+            newest = newest.max(seen_at(meta.modified().ok()));
             if meta.is_dir() {
                 stack.push(e.path());
             }

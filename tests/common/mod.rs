@@ -86,6 +86,15 @@ impl Env {
         let tmp = tempfile::Builder::new().prefix("vmt").tempdir().unwrap();
         let home = tmp.path().join("home");
         std::fs::create_dir_all(home.join("src")).unwrap();
+        // The user's own config (below every project file): the Colima stand-in's VMs hold no
+        // real memory, so a machine-wide budget no test reaches unless it sets its own.
+        let user = if cfg!(target_os = "macos") {
+            home.join("Library/Application Support/git-vmoat")
+        } else {
+            home.join(".config/git-vmoat")
+        };
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::write(user.join("config.toml"), "[vm]\nbudget = 4096\n").unwrap();
         Self {
             tmp,
             home,

@@ -98,6 +98,13 @@ fn traces(needle: &str) -> Vec<String> {
     found
 }
 
+/// Whether `port` serves the page of worktree `name`. Tests running at the same time may open
+/// tunnels on the same host ports (each state dir hands out its own), so "closed" is told by
+/// the page, not by the port being free.
+fn serves(port: u16, name: &str) -> bool {
+    http_get(port).is_some_and(|b| b == format!("{name}'s own checkout\n"))
+}
+
 fn run(backend: &str) {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -127,9 +134,8 @@ fn run(backend: &str) {
         };
         assert!(leftovers.is_empty(), "{vm} left: {leftovers:#?}");
     }
-    assert!(wait_until(Duration::from_secs(5), || http_get(pa)
-        .is_none()
-        && http_get(pb).is_none()));
+    assert!(wait_until(Duration::from_secs(5), || !serves(pa, "alpha")
+        && !serves(pb, "beta")));
 }
 
 /// Returns the host ports of alpha and beta.
@@ -220,7 +226,7 @@ fn health_gating(env: &Env, repo: &Path, backend: &str, fs: &Path) -> (PathBuf, 
 fn down_then_up_resumes(env: &Env, b: &Path, pb: u16) {
     // 5. down then up resumes with the data kept.
     env.vmoat(b, &["down"]).ok();
-    assert!(wait_until(Duration::from_secs(5), || http_get(pb).is_none()));
+    assert!(wait_until(Duration::from_secs(5), || !serves(pb, "beta")));
     let s: serde_json::Value =
         serde_json::from_str(&env.vmoat(b, &["status", "--json"]).ok().stdout).unwrap();
     assert_eq!(s["state"], "Stopped");

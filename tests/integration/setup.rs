@@ -193,7 +193,7 @@ fn bash_completes_both_git_vmoat_and_git_space_vmoat() {
     assert_eq!(bash_complete(&env, "git-vmoat st").unwrap(), "status");
     assert_eq!(
         bash_complete(&env, "git vmoat --backend ").unwrap(),
-        "auto colima netns"
+        "auto colima netns rootless"
     );
     assert_eq!(
         bash_complete(&env, "git-vmoat completions ")
@@ -254,7 +254,7 @@ fn setup_makes_bash_complete_git_vmoat_from_its_own_dirs() {
     assert_eq!(bash_complete_installed(&u, &rc, "git-vmoat st"), "status");
     assert_eq!(
         bash_complete_installed(&u, &rc, "git vmoat --backend "),
-        "auto colima netns"
+        "auto colima netns rootless"
     );
     // With that line in ~/.bashrc, there is nothing left to add.
     u.env.write(&u.env.home.join(".bashrc"), &rc);

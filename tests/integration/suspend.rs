@@ -207,6 +207,17 @@ fn admission_refuses_over_budget_and_evicts_an_idle_vm_when_asked() {
     assert_eq!(vm_state(&env, &b), "absent", "a refused up makes nothing");
     assert_eq!(vm_state(&env, &a), "Running", "nor touches another VM");
 
+    // A branch's committed file cannot turn eviction on: it would suspend others' VMs.
+    let committed = std::fs::read_to_string(b.join("vmoat.toml")).unwrap();
+    env.write(
+        &b.join("vmoat.toml"),
+        &committed.replace("[vm]\n", "[vm]\nevict = true\n"),
+    );
+    let r = env.vmoat(&b, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("ignoring vm.evict"), "{}", r.stderr);
+    assert_eq!(vm_state(&env, &a), "Running");
+    env.write(&b.join("vmoat.toml"), &committed);
     env.write(&b.join("vmoat.local.toml"), "[vm]\nevict = true\n");
     let r = env.vmoat(&b, &["up"]).ok();
     assert!(
@@ -219,6 +230,33 @@ fn admission_refuses_over_budget_and_evicts_an_idle_vm_when_asked() {
     for wt in [&a, &b] {
         env.vmoat(wt, &["destroy", "-f"]).ok();
     }
+}
+
+/// A command run inside a VM (a hostile branch's `up`, or `ssh`) cannot suspend, stop or
+/// delete that VM or open its tunnels: it would freeze or kill itself midway.
+fn the_vm_cannot_be_suspended_or_destroyed_from_inside_it() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let a = stack(&env, &repo, "in", "", "");
+    env.vmoat(&a, &["up"]).ok();
+    for args in [&["suspend"][..], &["down"], &["tunnel", "8080"]] {
+        let mut argv = vec!["ssh", "git-vmoat"];
+        argv.extend(args);
+        let r = env.vmoat(&a, &argv);
+        assert_ne!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr.contains("from a command running inside it"),
+            "{r:?}"
+        );
+        assert_eq!(vm_state(&env, &a), "Running", "{args:?} changed nothing");
+    }
+    let r = env.vmoat(&a, &["ssh", "git-vmoat", "destroy", "-f"]);
+    assert!(
+        r.stderr.contains("from a command running inside it"),
+        "{r:?}"
+    );
+    assert_eq!(vm_state(&env, &a), "Running");
+    env.vmoat(&a, &["destroy", "-f"]).ok();
 }
 
 /// Colima, through the stand-in: suspend stops the VM (disk kept), resume starts it and the
@@ -279,5 +317,6 @@ crate::tests! {
     suspend_freezes_every_process_of_the_worktree_and_only_those: StackNetns;
     the_idle_rule_suspends_an_idle_vm_but_never_one_running_a_test: StackNetns;
     admission_refuses_over_budget_and_evicts_an_idle_vm_when_asked: StackNetns;
+    the_vm_cannot_be_suspended_or_destroyed_from_inside_it: StackNetns;
     suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers: StackColima;
 }

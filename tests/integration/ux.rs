@@ -128,9 +128,25 @@ fn watch_install_service_writes_a_user_unit() {
     );
 }
 
+/// A broken stderr (`2>&1 | head -1` once `head` is gone) never turns a message into a crash.
+fn a_broken_stderr_never_crashes_a_command() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    // A pipe whose reader is gone: every write to it fails with EPIPE.
+    let script = "import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\nprint(subprocess.run(sys.argv[1:], stderr=w, stdout=subprocess.DEVNULL).returncode)";
+    let out = env
+        .cmd("python3", &repo)
+        .args(["-c", script, "git-vmoat", "-v", "doctor"])
+        .output()
+        .unwrap();
+    let rc = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(rc == "0" || rc == "1", "doctor ended with {rc:?}: {out:?}");
+}
+
 crate::tests! {
     ssh_without_a_command_is_an_interactive_shell_in_the_worktree: Netns, Script;
     colours_only_on_a_terminal_and_never_with_no_color: Script;
     quiet_and_verbose: Ssh;
     watch_install_service_writes_a_user_unit;
+    a_broken_stderr_never_crashes_a_command;
 }

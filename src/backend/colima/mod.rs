@@ -168,7 +168,7 @@ impl Colima {
             for line in BufReader::new(err).lines() {
                 let line = line.unwrap_or_default();
                 if !output::quiet() {
-                    eprintln!("  {line}");
+                    crate::output::indented(&line);
                 }
                 tail.push(line);
                 if tail.len() > 20 {

@@ -115,6 +115,17 @@ impl Netns {
         (comm.trim() == "dockerd" && exec::process_alive(pid)).then_some(pid)
     }
 
+    /// Refuses to `what` the VM from a command running inside it.
+    fn refuse_from_inside(&self, vm: &str, what: &str) -> Result<()> {
+        if cgroup::holds_self(&self.id(vm)) {
+            return Err(hint(
+                format!("cannot {what} VM {vm} from a command running inside it"),
+                "run it on the host, outside `git vmoat ssh` and the project's commands",
+            ));
+        }
+        Ok(())
+    }
+
     /// The command prefix that runs something in the worktree's cgroup (in the host's network).
     fn in_cgroup(vm: &str) -> Cmd {
         let procs = cgroup::procs_files(vm);
@@ -257,6 +268,7 @@ impl Backend for Netns {
     }
 
     fn stop(&self, vm: &str) -> Result<()> {
+        self.refuse_from_inside(vm, "stop")?;
         let id = self.id(vm);
         self.stop_all(&id, true)?;
         // A stopped VM holds nothing machine-wide; start makes its cgroup again.
@@ -265,6 +277,7 @@ impl Backend for Netns {
     }
 
     fn freeze(&self, vm: &str) -> Result<()> {
+        self.refuse_from_inside(vm, "suspend")?;
         cgroup::set_frozen(&self.id(vm), true)
     }
 
@@ -309,6 +322,7 @@ impl Backend for Netns {
     }
 
     fn delete(&self, vm: &str) -> Result<()> {
+        self.refuse_from_inside(vm, "delete")?;
         let id = self.id(vm);
         self.stop_all(&id, false)?;
         cgroup::remove(&id);
@@ -382,6 +396,8 @@ impl Backend for Netns {
     }
 
     fn forward(&self, vm: &str, host: u16, guest: u16) -> Result<Cmd> {
+        // From inside, the forwarder would listen in the VM's own network, not the host's.
+        self.refuse_from_inside(vm, "open a tunnel of")?;
         let marker = self.forwarder_marker(vm);
         super::forwarder(&self.state, BackendKind::Netns, vm, &marker, (host, guest))
     }
