@@ -215,12 +215,20 @@ fn a_legacy_config_trusted_once_works_in_new_worktrees_jobs() {
             && s.stderr.contains("git vmoat trust"),
         "{s:?}"
     );
-    let job = std::fs::read_dir(env.state_dir().join("jobs"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .find(|t| t.contains("src/changed"))
-        .unwrap();
+    // The log line comes before the job's record says how it ended: wait for that.
+    let job = || {
+        std::fs::read_dir(env.state_dir().join("jobs"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|t| t.contains("src/changed"))
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(30), || {
+        let j = job();
+        !j.is_empty() && !j.contains("\"running\"")
+    });
+    let job = job();
     assert!(job.contains("\"needs-approval\""), "{job}");
 }
 
