@@ -431,11 +431,16 @@ pub fn select_without_vm(
     kind: BackendKind,
     state: &crate::state::State,
 ) -> Result<Box<dyn Backend>> {
-    if kind == BackendKind::Auto
-        && !crate::exec::on_path("colima")
-        && let Err(why) = auto_linux()
-    {
-        return Ok(Box::new(Unavailable::new(&why, state.clone())));
+    // `auto` is resolved once here (PATH and the host asked once: `name` is on every prompt).
+    if kind == BackendKind::Auto && !crate::exec::on_path("colima") {
+        let wrap = |b: Box<dyn Backend>| -> Box<dyn Backend> {
+            Box::new(waking::Waking::new(b, state.clone()))
+        };
+        return Ok(match auto_linux() {
+            Ok(BackendKind::Rootless) => wrap(Box::new(rootless::Rootless::new(state.clone()))),
+            Ok(_) => wrap(Box::new(netns::Netns::new(state.clone()))),
+            Err(why) => Box::new(Unavailable::new(&why, state.clone())),
+        });
     }
     select(kind, state)
 }

@@ -6,6 +6,7 @@ mod keys;
 mod legacy;
 mod toml;
 mod trust;
+mod user;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -98,7 +99,7 @@ fn merge(root: &Path, home: &Path, mut layers: Vec<(PathBuf, Layer)>) -> (Values
     }
     // The user's own file first, then shared files before local ones; at the same level TOML
     // after shell.
-    let user = user_file();
+    let user = user::user_file();
     layers.sort_by_key(|(p, _)| {
         if Some(p) == user.as_ref() {
             return -1;
@@ -151,7 +152,7 @@ impl Config {
     pub fn load(root: &Path, state: &State) -> Result<Self> {
         let home = home_dir()?;
         let mut layers: Vec<(PathBuf, Layer)> = vec![];
-        if let Some(path) = user_file() {
+        if let Some(path) = user::user_file() {
             match std::fs::read_to_string(&path) {
                 Ok(text) => layers.push((path.clone(), toml::toml_layer(&path, &text)?)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -175,7 +176,7 @@ impl Config {
         warn_tracked_local(root, &files)?;
         let mut cfg = Self::from_values(values, files, &home)?;
         cfg.check_shared_mount(root, &home)?;
-        cfg.evict_only_from_own_files();
+        user::evict_only_from_own_files(&mut cfg);
         Ok(cfg)
     }
 
@@ -185,7 +186,7 @@ impl Config {
     pub fn readable(root: &Path, state: &State) -> (Values, Vec<PathBuf>) {
         let home = home_dir().unwrap_or_default();
         let mut layers: Vec<(PathBuf, Layer)> = vec![];
-        if let Some(path) = user_file()
+        if let Some(path) = user::user_file()
             && let Ok(text) = std::fs::read_to_string(&path)
             && let Ok(entries) = toml::toml_entries(&path, &text)
         {
@@ -207,26 +208,6 @@ impl Config {
             }
         }
         merge(root, &home, layers)
-    }
-
-    /// `vm.evict` suspends other worktrees' VMs, of any repository: a branch's committed file
-    /// must not turn it on, only the user's own file or a local one.
-    fn evict_only_from_own_files(&mut self) {
-        let Some((_, Source::File(path))) = self.values.get("vm.evict") else {
-            return;
-        };
-        let name = path.file_name().unwrap_or_default();
-        if self.evict && (name == TOML_FILE || name == LEGACY_FILES[0]) {
-            self.evict = false;
-            crate::output::warn(format!(
-                "ignoring vm.evict from {}: a committed file may not suspend other VMs; set it in vmoat.local.toml or your own config ({})",
-                path.display(),
-                user_file().map_or_else(
-                    || "~/.config/git-vmoat/config.toml".into(),
-                    |p| p.display().to_string()
-                )
-            ));
-        }
     }
 
     /// A mount set by a committed file (any branch can change it) must hold the worktree and
@@ -391,14 +372,6 @@ impl Get<'_> {
     fn bool(&self, key: &str) -> bool {
         !matches!(self.val(key), Some(Val::Bool(false)))
     }
-}
-
-/// The user's own config file, below every project file: for what belongs to the machine
-/// rather than a project (`vm.budget`, `vm.reserve`, `vm.evict`, `vm.suspend-after`).
-/// `~/.config/git-vmoat/config.toml` on Linux (`$XDG_CONFIG_HOME`), the platform's config dir
-/// elsewhere.
-pub fn user_file() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "git-vmoat").map(|d| d.config_dir().join("config.toml"))
 }
 
 fn home_dir() -> Result<PathBuf> {
