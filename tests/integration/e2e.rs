@@ -40,7 +40,10 @@ fn worktree(
     serve: &str,
     timeout: u64,
 ) -> PathBuf {
-    let wt = env.worktree(repo, &env.home.join("src").join(name), name);
+    // The netns and Colima runs go at the same time: different VM names give them different
+    // fallback host ports, so neither takes a port the other expects back.
+    let dir = format!("{name}-{backend}");
+    let wt = env.worktree(repo, &env.home.join("src").join(&dir), &dir);
     env.write(
         &wt.join("www/index.html"),
         &format!("{name}'s own checkout\n"),
