@@ -34,10 +34,22 @@ fn path(state: &State, vm: &str) -> PathBuf {
 }
 
 /// The VM's suspension, when it is suspended. A damaged record counts as suspended (so the
-/// next wake thaws whatever may be frozen) with nothing to start again.
+/// next wake thaws whatever may be frozen) since the file was written, with nothing to start
+/// again.
 pub fn record(state: &State, vm: &str) -> Option<Record> {
-    let bytes = std::fs::read(path(state, vm)).ok()?;
-    Some(serde_json::from_slice(&bytes).unwrap_or_default())
+    let p = path(state, vm);
+    let bytes = std::fs::read(&p).ok()?;
+    Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        Record {
+            since: std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or_else(now_secs, |d| d.as_secs()),
+            reason: "unknown (damaged record)".into(),
+            containers: vec![],
+        }
+    }))
 }
 
 /// Suspends a running VM: freezes it (netns) or stops it keeping its disk (Colima), noting
@@ -233,4 +245,21 @@ pub fn last_active(state: &State, vm: &str) -> Option<SystemTime> {
     let busy = activity(state, vm).busy_at;
     let busy = (busy > 0).then(|| UNIX_EPOCH + Duration::from_secs(busy));
     traffic.max(busy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_record_counts_from_when_it_was_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = State::at(tmp.path().to_path_buf());
+        assert_eq!(record(&state, "wt-a"), None);
+        let dir = state.vm_dir("wt-a").unwrap();
+        std::fs::write(dir.join(files::SUSPENDED), "{not json").unwrap();
+        let r = record(&state, "wt-a").expect("a damaged record still means suspended");
+        assert!(now_secs().abs_diff(r.since) < 60, "{r:?}");
+        assert!(r.containers.is_empty());
+    }
 }

@@ -21,6 +21,11 @@ pub fn run(base: Base) -> Result<()> {
             Ok(())
         }
         VmState::Running => {
+            if suspend::leased(&base.state, &vm) {
+                output::warn(format!(
+                    "a git-vmoat command runs in VM {vm} (`ssh`, `test`, `up`…): it waits until the VM is resumed"
+                ));
+            }
             suspend::suspend(&base.state, backend.as_ref(), &vm, "suspend")?;
             let how = if backend.freezes_processes() {
                 "frozen: every process kept, no CPU used"

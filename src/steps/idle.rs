@@ -120,8 +120,15 @@ pub(crate) fn suspend_idle(state: &State, common: &Path) {
         if !matches!(verdict, crate::reconcile::Verdict::Alive) || !k.owner.root.is_dir() {
             continue;
         }
-        let Ok(cfg) = crate::config::Config::load(&k.owner.root, state) else {
-            continue;
+        let cfg = match crate::config::Config::load(&k.owner.root, state) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                output::detail(format!(
+                    "idle {}: config not readable, never suspended: {e:#}",
+                    k.name
+                ));
+                continue;
+            }
         };
         let Some(after) = cfg.suspend_after else {
             continue;
