@@ -367,6 +367,39 @@ pub trait Backend {
 }
 
 /// The command that runs a VM's tunnel forwarder (`git-vmoat __forward`, the `forward` module).
+/// A `docker` CLI talking to the daemon listening on `socket` (whatever context the user set).
+fn docker_at(socket: &Path) -> Cmd {
+    Cmd::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env_remove("DOCKER_CONTEXT")
+}
+
+/// For the backends whose VM is a data dir in the state dir (netns, rootless): the owner mark
+/// kept in it, written only while the dir exists (it goes with the VM).
+fn read_mark(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join(crate::state::files::OWNER)).ok()
+}
+
+fn write_mark(data_dir: &Path, mark: &str) -> Result<()> {
+    use anyhow::Context;
+    if !data_dir.is_dir() {
+        return Ok(());
+    }
+    let path = data_dir.join(crate::state::files::OWNER);
+    std::fs::write(&path, mark).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The VMs under `parent`: each dir holding a VM record.
+fn vms_in(parent: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(parent) else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter(|e| e.path().join(crate::state::files::NETNS_META).is_file())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect()
+}
+
 /// The marker and the `127.0.0.1:H:127.0.0.1:G` spec are plain arguments: teardown and
 /// `Tunnel::alive` find forwarders by them.
 fn forwarder(
@@ -414,15 +447,19 @@ fn select_real(kind: BackendKind, state: &crate::state::State) -> Result<Box<dyn
         BackendKind::Netns => Ok(Box::new(netns::Netns::new(state.clone()))),
         BackendKind::Rootless => Ok(Box::new(rootless::Rootless::new(state.clone()))),
         BackendKind::Auto => {
-            if crate::exec::on_path("colima") {
-                return Ok(Box::new(colima::Colima::new(state.clone())));
-            }
-            match auto_linux() {
-                Ok(BackendKind::Rootless) => Ok(Box::new(rootless::Rootless::new(state.clone()))),
-                Ok(_) => Ok(Box::new(netns::Netns::new(state.clone()))),
-                Err(why) => Err(Unavailable::new(&why, state.clone()).error()),
-            }
+            auto_real(state).map_err(|why| Unavailable::new(&why, state.clone()).error())
         }
+    }
+}
+
+/// What `auto` resolves to here, or why nothing can run.
+fn auto_real(state: &crate::state::State) -> std::result::Result<Box<dyn Backend>, String> {
+    if crate::exec::on_path("colima") {
+        return Ok(Box::new(colima::Colima::new(state.clone())));
+    }
+    match auto_linux()? {
+        BackendKind::Rootless => Ok(Box::new(rootless::Rootless::new(state.clone()))),
+        _ => Ok(Box::new(netns::Netns::new(state.clone()))),
     }
 }
 
@@ -431,14 +468,10 @@ pub fn select_without_vm(
     kind: BackendKind,
     state: &crate::state::State,
 ) -> Result<Box<dyn Backend>> {
-    // `auto` is resolved once here (PATH and the host asked once: `name` is on every prompt).
-    if kind == BackendKind::Auto && !crate::exec::on_path("colima") {
-        let wrap = |b: Box<dyn Backend>| -> Box<dyn Backend> {
-            Box::new(waking::Waking::new(b, state.clone()))
-        };
-        return Ok(match auto_linux() {
-            Ok(BackendKind::Rootless) => wrap(Box::new(rootless::Rootless::new(state.clone()))),
-            Ok(_) => wrap(Box::new(netns::Netns::new(state.clone()))),
+    // `auto` is resolved once (PATH and the host asked once: `name` is on every prompt).
+    if kind == BackendKind::Auto {
+        return Ok(match auto_real(state) {
+            Ok(b) => Box::new(waking::Waking::new(b, state.clone())),
             Err(why) => Box::new(Unavailable::new(&why, state.clone())),
         });
     }

@@ -444,9 +444,13 @@ pub fn netns_unavailable() -> Option<String> {
         .map(|t| format!("{t} is not installed (apt install iproute2 docker.io)"))
 }
 
-/// A busybox root filesystem to `docker import` (no image can be pulled in tests).
+/// A busybox root filesystem to `docker import` (no image can be pulled in tests); made once
+/// per test environment.
 pub fn busybox_rootfs(env: &Env) -> PathBuf {
     let root = env.tmp.path().join("rootfs");
+    if root.join("bin/busybox").exists() {
+        return root;
+    }
     std::fs::create_dir_all(root.join("bin")).unwrap();
     let bb = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()

@@ -31,7 +31,7 @@ impl As {
 /// A worktree whose stack is busybox httpd on 8080 in the VM serving its own `www/`; `up`
 /// first tries to read /etc/shadow and to write beside git-vmoat's binary, noting what worked.
 fn worktree(env: &Env, repo: &Path, name: &str, serve: &str, timeout: u64) -> PathBuf {
-    let fs = busybox_rootfs_once(env);
+    let fs = busybox_rootfs(env);
     let wt = env.worktree(repo, &env.home.join("src").join(name), name);
     env.write(&wt.join("www/index.html"), &format!("{name}'s own page\n"));
     let up = format!(
@@ -50,15 +50,6 @@ fn worktree(env: &Env, repo: &Path, name: &str, serve: &str, timeout: u64) -> Pa
         ),
     );
     wt
-}
-
-fn busybox_rootfs_once(env: &Env) -> PathBuf {
-    let root = env.tmp.path().join("rootfs");
-    if root.exists() {
-        root
-    } else {
-        busybox_rootfs(env)
-    }
 }
 
 /// The host's firewall rules and the network sysctls a container runtime might turn.

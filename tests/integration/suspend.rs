@@ -11,7 +11,7 @@ use crate::common::*;
 
 /// A worktree whose stack is busybox httpd on 8080 in its VM; `extra_up` runs after it.
 fn stack(env: &Env, repo: &Path, name: &str, extra_up: &str, config: &str) -> PathBuf {
-    let fs = busybox_rootfs_once(env);
+    let fs = busybox_rootfs(env);
     let wt = env.worktree(repo, &env.home.join("src").join(name), name);
     env.write(&wt.join("www/index.html"), "page\n");
     let up = format!(
@@ -25,15 +25,6 @@ fn stack(env: &Env, repo: &Path, name: &str, extra_up: &str, config: &str) -> Pa
         ),
     );
     wt
-}
-
-fn busybox_rootfs_once(env: &Env) -> PathBuf {
-    let root = env.tmp.path().join("rootfs");
-    if root.exists() {
-        root
-    } else {
-        busybox_rootfs(env)
-    }
 }
 
 fn vm_name(env: &Env, wt: &Path) -> String {
@@ -264,7 +255,7 @@ fn the_vm_cannot_be_suspended_or_destroyed_from_inside_it() {
 fn suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers() {
     let env = Env::new();
     let repo = env.repo("proj");
-    let fs = busybox_rootfs_once(&env);
+    let fs = busybox_rootfs(&env);
     let wt = env.worktree(&repo, &env.home.join("src").join("c"), "c");
     env.write(&wt.join("www/index.html"), "page\n");
     let up = format!(

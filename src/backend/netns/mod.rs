@@ -358,37 +358,20 @@ impl Backend for Netns {
 
     fn docker(&self, vm: &str) -> Result<Cmd> {
         let id = self.id(vm);
-        Ok(Cmd::new("docker")
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", Self::socket(&id).display()),
-            )
-            .env_remove("DOCKER_CONTEXT"))
+        Ok(super::docker_at(&Self::socket(&id)))
     }
 
     fn owner_mark(&self, vm: &str) -> Option<String> {
-        std::fs::read_to_string(self.data_dir(vm).join(files::OWNER)).ok()
+        super::read_mark(&self.data_dir(vm))
     }
 
     fn set_owner_mark(&self, vm: &str, mark: &str) -> Result<()> {
         // The VM's data dir is the VM: its daemon's data root lives there and goes with it.
-        let dir = self.data_dir(vm);
-        if !dir.is_dir() {
-            return Ok(());
-        }
-        let path = dir.join(files::OWNER);
-        std::fs::write(&path, mark).with_context(|| format!("writing {}", path.display()))
+        super::write_mark(&self.data_dir(vm), mark)
     }
 
     fn list_vms(&self) -> Result<Vec<String>> {
-        let Ok(dir) = std::fs::read_dir(self.state.root().join(files::NETNS_DIR)) else {
-            return Ok(vec![]);
-        };
-        Ok(dir
-            .flatten()
-            .filter(|e| e.path().join(files::NETNS_META).is_file())
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .collect())
+        Ok(super::vms_in(&self.state.root().join(files::NETNS_DIR)))
     }
 
     fn forwarder_marker(&self, vm: &str) -> String {
