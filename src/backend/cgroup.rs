@@ -489,7 +489,10 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory
         };
         let dir = root.join(format!("git-vmoat-freeze-test-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
-        assert!(dir.join("cgroup.freeze").exists(), "no v2 freezer in {dir:?}");
+        assert!(
+            dir.join("cgroup.freeze").exists(),
+            "no v2 freezer in {dir:?}"
+        );
         // The shell moves itself into the cgroup before it counts, so every count is inside.
         let file = tmp.path().join("count");
         let mut child = std::process::Command::new("sh")
@@ -511,7 +514,10 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory
             assert_eq!(counter(&file), Some(at), "a frozen process does not run");
             set_frozen_at(&dir, false).unwrap();
             assert!(!is_frozen_at(&dir));
-            assert!(soon(|| counter(&file).is_some_and(|n| n > at + 3)), "thawed, it counts on");
+            assert!(
+                soon(|| counter(&file).is_some_and(|n| n > at + 3)),
+                "thawed, it counts on"
+            );
         });
         let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
         let _ = child.kill();

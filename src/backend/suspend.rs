@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Backend;
 use crate::output;
 use crate::state::{State, files};
+use crate::steps::admission::Waker;
 
 /// What `suspend` left for `wake`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,13 +82,30 @@ pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> 
     Ok(())
 }
 
-/// Wakes a suspended VM (thaws it, or starts it and its containers again); false when it was
-/// not suspended. Costs one failed `open` when it is not.
+/// Wakes a suspended VM for a tunnel connection (thaws it, or starts it and its containers
+/// again): over the memory budget it wakes anyway, with a warning. False when it was not
+/// suspended. Costs one failed `open` when it is not.
 pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Tunnel)
+}
+
+/// Wakes a suspended VM for a command that needs it: over the memory budget it is refused as
+/// `up` is (idle VMs evicted when `vm.evict` is on), unless `force`.
+pub fn wake_for_command(
+    state: &State,
+    backend: &dyn Backend,
+    vm: &str,
+    force: bool,
+) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Command { force })
+}
+
+fn wake_as(state: &State, backend: &dyn Backend, vm: &str, waker: Waker) -> Result<bool> {
     let backend = backend.unwrapped();
     if !path(state, vm).exists() && !backend.is_frozen(vm) {
         return Ok(false);
     }
+    crate::steps::admission::admit_wake(state, backend, vm, waker)?;
     let _lock = state.lock_wake(vm)?;
     let rec = record(state, vm);
     if rec.is_none() && !backend.is_frozen(vm) {

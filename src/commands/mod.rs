@@ -100,7 +100,7 @@ pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
         Command::Gc(a) => gc::run(&a),
         Command::Down => down::run(base()?),
         Command::Suspend => suspend::run(base()?),
-        Command::Resume => suspend::resume(base()?),
+        Command::Resume(a) => suspend::resume(base()?, a.force),
         Command::Destroy(a) => destroy::run(base()?, &a),
         Command::Data(c) => data::run(&vm()?, &c),
     }

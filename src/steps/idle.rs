@@ -210,7 +210,10 @@ mod tests {
         assert_eq!((idle.as_secs(), changed, walked.get()), (10, None, 0));
         // Idle long enough by those signs: the walk decides, and a newer change is kept.
         let (idle, changed) = idle_with(now, ago(900), after, || walk(Some(ago(30))));
-        assert_eq!((idle.as_secs(), changed, walked.get()), (30, Some(ago(30)), 1));
+        assert_eq!(
+            (idle.as_secs(), changed, walked.get()),
+            (30, Some(ago(30)), 1)
+        );
         // An older change (or none) changes nothing.
         let (idle, changed) = idle_with(now, ago(900), after, || walk(Some(ago(5000))));
         assert_eq!((idle.as_secs(), changed, walked.get()), (900, None, 2));
