@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::Backend;
 use crate::output;
 use crate::state::{State, files};
-use crate::steps::admission::Waker;
 
 /// What `suspend` left for `wake`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -100,12 +99,36 @@ pub fn wake_for_command(
     wake_as(state, backend, vm, Waker::Command { force })
 }
 
+/// What wakes a suspended VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waker {
+    /// A command that needs the VM (`ssh`, `up`, `resume`…): over the memory budget it is
+    /// refused as `up` is, unless `force`.
+    Command { force: bool },
+    /// A connection to one of its tunnels: never refused (the request would fail), but warned
+    /// about in the tunnel's log.
+    Tunnel,
+}
+
+/// The memory-budget check every wake goes through: Err refuses the wake.
+pub type WakeCheck = fn(&State, &dyn Backend, &str, Waker) -> Result<()>;
+
+static WAKE_CHECK: std::sync::OnceLock<WakeCheck> = std::sync::OnceLock::new();
+
+/// Sets the wake check, once per process: the layer that knows configs and budgets sets it,
+/// so that this one, below it, depends on neither.
+pub fn set_wake_check(check: WakeCheck) {
+    let _ = WAKE_CHECK.set(check);
+}
+
 fn wake_as(state: &State, backend: &dyn Backend, vm: &str, waker: Waker) -> Result<bool> {
     let backend = backend.unwrapped();
     if !path(state, vm).exists() && !backend.is_frozen(vm) {
         return Ok(false);
     }
-    crate::steps::admission::admit_wake(state, backend, vm, waker)?;
+    if let Some(check) = WAKE_CHECK.get() {
+        check(state, backend, vm, waker)?;
+    }
     let _lock = state.lock_wake(vm)?;
     let rec = record(state, vm);
     if rec.is_none() && !backend.is_frozen(vm) {

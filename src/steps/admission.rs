@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::backend::{self, Backend, VmState, suspend};
+use crate::backend::suspend::{self, Waker};
+use crate::backend::{self, Backend, VmState};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::hint;
@@ -192,17 +193,6 @@ pub(crate) fn admit(ctx: &Ctx, vm: &str, force: bool) -> Result<()> {
         return Ok(());
     }
     Err(refusal(vm, &over, ctx.cfg.evict, Verb::Start))
-}
-
-/// What wakes a suspended VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Waker {
-    /// A command that needs the VM (`ssh`, `up`, `resume`…): over the budget it is refused as
-    /// `up` is, unless `force`.
-    Command { force: bool },
-    /// A connection to one of its tunnels: never refused (the request would fail), but warned
-    /// about in the tunnel's log.
-    Tunnel,
 }
 
 /// Before a suspended VM is woken: a wake that takes memory (a stopped Colima VM started
