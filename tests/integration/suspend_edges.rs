@@ -1,6 +1,7 @@
 //! A suspended VM at the edges: `down` of a frozen netns VM stops its containers as on a running
 //! one, a `down` interrupted by Ctrl-C is finished by the next, and waking a suspended Colima VM
-//! (by a command or a tunnel connection) is admitted against the memory budget.
+//! (by a command or a tunnel connection) is admitted against the memory budget; the idle rule
+//! sees file changes without walking the worktree every pass.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,45 @@ fn an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down() {
     // And it starts again as usual.
     env.vmoat(&wt, &["up"]).ok();
     assert_eq!(vm_state(&env, &wt), "Running");
+}
+
+/// The watcher's idle rule: files changing in the worktree keep an otherwise idle VM awake, yet
+/// the worktree is walked for them only once the cheap signs say it is idle (not every pass).
+fn file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let wt = env.worktree(&repo, &env.home.join("src").join("edit"), "edit");
+    env.write(
+        &wt.join("vmoat.toml"),
+        "backend = \"netns\"\n[vm]\nsuspend-after = \"4s\"\n[commands]\nup = \"true\"\n",
+    );
+    env.vmoat(&wt, &["up"]).ok();
+    let vm = vm_name(&env, &wt);
+    let w = Watcher::start(&env, &wt, &["--interval", "1"]);
+    let mark = w.mark();
+    // Someone edits a file every half second, twice as long as the idle time and then some.
+    let file = wt.join("notes.txt");
+    let since = |m: usize| w.log().get(m..).unwrap_or_default().to_string();
+    for i in 0..20 {
+        std::fs::write(&file, format!("{i}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let edited = since(mark);
+    assert!(!edited.contains(&format!("suspended {vm}")), "{edited}");
+    let passes = edited.matches(" done").count();
+    let walks = edited.matches("looking for file changes").count();
+    assert!(
+        walks >= 1 && walks < passes,
+        "walked {walks} times in {passes} passes: {edited}"
+    );
+    // Once the edits stop, it is suspended.
+    assert!(
+        wait_until(Duration::from_secs(30), || since(mark)
+            .contains(&format!("suspended {vm} (idle for"))),
+        "{}",
+        w.log()
+    );
+    assert_eq!(vm_state(&env, &wt), "Suspended");
 }
 
 /// A Colima worktree whose stack is busybox httpd on the VM's port 8080, in a 2 GiB VM under
@@ -203,5 +243,6 @@ fn waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tun
 crate::tests! {
     down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout: StackNetns;
     an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down: StackNetns;
+    file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise: Netns;
     waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels: StackColima;
 }
