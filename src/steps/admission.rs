@@ -227,8 +227,15 @@ pub(crate) fn admit_wake(state: &State, b: &dyn Backend, vm: &str, waker: Waker)
         .and_then(|i| i.memory_bytes)
         .unwrap_or(cfg.memory * GIB);
     let force = waker == Waker::Command { force: true };
-    let Some(over) = make_room(state, vm, budget, cfg.evict && !force, |_| need)? else {
-        return Ok(());
+    let over = match make_room(state, vm, budget, cfg.evict && !force, |_| need) {
+        Ok(None) => return Ok(()),
+        Ok(Some(over)) => over,
+        // A failed eviction fails a command, never a connection.
+        Err(e) if waker == Waker::Tunnel => {
+            output::warn(format!("making room for {vm}: {e:#}"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
     let sum = over.sum(vm);
     match waker {
