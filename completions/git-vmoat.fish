@@ -157,6 +157,7 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l backend -
 colima\t''
 netns\t''
 rootless\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -64,7 +64,7 @@ pub enum Command {
     /// watcher suspends VMs idle for `vm.suspend-after` by itself.
     Suspend,
     /// Resume a suspended VM now (instead of at its next use).
-    Resume,
+    Resume(StartArgs),
     /// Delete the VM and its data (closes tunnels). Worktree files are never touched.
     Destroy(DestroyArgs),
     /// The stack's volumes: list them, copy them again from a sibling, snapshot and restore.

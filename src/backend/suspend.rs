@@ -81,12 +81,53 @@ pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> 
     Ok(())
 }
 
-/// Wakes a suspended VM (thaws it, or starts it and its containers again); false when it was
-/// not suspended. Costs one failed `open` when it is not.
+/// Wakes a suspended VM for a tunnel connection (thaws it, or starts it and its containers
+/// again): over the memory budget it wakes anyway, with a warning. False when it was not
+/// suspended. Costs one failed `open` when it is not.
 pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Tunnel)
+}
+
+/// Wakes a suspended VM for a command that needs it: over the memory budget it is refused as
+/// `up` is (idle VMs evicted when `vm.evict` is on), unless `force`.
+pub fn wake_for_command(
+    state: &State,
+    backend: &dyn Backend,
+    vm: &str,
+    force: bool,
+) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Command { force })
+}
+
+/// What wakes a suspended VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waker {
+    /// A command that needs the VM (`ssh`, `up`, `resume`…): over the memory budget it is
+    /// refused as `up` is, unless `force`.
+    Command { force: bool },
+    /// A connection to one of its tunnels: never refused (the request would fail), but warned
+    /// about in the tunnel's log.
+    Tunnel,
+}
+
+/// The memory-budget check every wake goes through: Err refuses the wake.
+pub type WakeCheck = fn(&State, &dyn Backend, &str, Waker) -> Result<()>;
+
+static WAKE_CHECK: std::sync::OnceLock<WakeCheck> = std::sync::OnceLock::new();
+
+/// Sets the wake check, once per process: the layer that knows configs and budgets sets it,
+/// so that this one, below it, depends on neither.
+pub fn set_wake_check(check: WakeCheck) {
+    let _ = WAKE_CHECK.set(check);
+}
+
+fn wake_as(state: &State, backend: &dyn Backend, vm: &str, waker: Waker) -> Result<bool> {
     let backend = backend.unwrapped();
     if !path(state, vm).exists() && !backend.is_frozen(vm) {
         return Ok(false);
+    }
+    if let Some(check) = WAKE_CHECK.get() {
+        check(state, backend, vm, waker)?;
     }
     let _lock = state.lock_wake(vm)?;
     let rec = record(state, vm);

@@ -44,8 +44,9 @@ pub fn run(base: Base) -> Result<()> {
     }
 }
 
-/// `resume`: wakes a suspended VM now (instead of at its next use).
-pub fn resume(base: Base) -> Result<()> {
+/// `resume`: wakes a suspended VM now (instead of at its next use); `force` wakes it over the
+/// memory budget.
+pub fn resume(base: Base, force: bool) -> Result<()> {
     let Some((vm, backend, base)) = base.existing_vm()? else {
         return Err(hint(
             "this worktree has no VM",
@@ -53,7 +54,7 @@ pub fn resume(base: Base) -> Result<()> {
         ));
     };
     backend.ensure_installed()?;
-    if !suspend::wake(&base.state, backend.as_ref(), &vm)? {
+    if !suspend::wake_for_command(&base.state, backend.as_ref(), &vm, force)? {
         output::info(format!(
             "VM {vm} is not suspended ({})",
             backend.info(&vm)?.state
