@@ -243,21 +243,56 @@ pub fn lease(state: &State, vm: &str) -> Lease {
 
 /// Whether a live git-vmoat process holds a lease on the VM (stale ones are removed).
 pub fn leased(state: &State, vm: &str) -> bool {
+    !lease_holders(state, vm).is_empty()
+}
+
+/// Whether a live git-vmoat process other than this one's callers (a `git vmoat ssh` this
+/// command runs under) holds a lease on the VM.
+pub fn leased_by_others(state: &State, vm: &str) -> bool {
+    let mine = ancestors();
+    lease_holders(state, vm).iter().any(|p| !mine.contains(p))
+}
+
+/// The pids holding a lease on the VM; stale leases are removed.
+fn lease_holders(state: &State, vm: &str) -> Vec<u32> {
     let dir = state.vm_dir_path(vm).join(files::BUSY_DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return false;
+        return vec![];
     };
-    let mut any = false;
+    let mut live = vec![];
     for e in entries.flatten() {
         let pid = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
         match pid {
-            Some(pid) if crate::exec::process_alive(pid) => any = true,
+            Some(pid) if crate::exec::process_alive(pid) => live.push(pid),
             _ => {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    any
+    live
+}
+
+/// This process's parent, its parent, and so on (Linux; elsewhere none are known).
+fn ancestors() -> Vec<u32> {
+    let mut out = vec![];
+    let mut pid = std::process::id();
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            Some(
+                s.get(s.rfind(')')? + 2..)?
+                    .split(' ')
+                    .nth(1)?
+                    .parse()
+                    .ok()?,
+            )
+        })
+        .filter(|&p: &u32| p > 1 && out.len() < 64)
+    {
+        out.push(parent);
+        pid = parent;
+    }
+    out
 }
 
 /// The idle rule's memory between watcher passes.

@@ -101,7 +101,7 @@ pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
         Command::Watch(a) => watch::run(&a),
         Command::Gc(a) => gc::run(&a),
         Command::Down => down::run(base()?),
-        Command::Suspend => suspend::run(base()?),
+        Command::Suspend(a) => suspend::run(base()?, a.force),
         Command::Resume(a) => suspend::resume(base()?, a.force),
         Command::Destroy(a) => destroy::run(base()?, &a),
         Command::Data(c) => data::run(&vm()?, &c),

@@ -52,6 +52,48 @@ fn down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout() {
     assert!(!Path::new("/run/netns").join(&id).exists());
 }
 
+/// A VM running a git-vmoat command (an agent's tests, a shell) is not suspended by hand
+/// unless forced: that would stop the command midway.
+fn suspend_refuses_a_vm_running_a_command_unless_forced() {
+    let env = Env::new();
+    let wt = stubborn(&env, "busy");
+    env.vmoat(&wt, &["up"]).ok();
+    let shell = env
+        .cmd(bin(), &wt)
+        .args(["ssh", "sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = shell.id().to_string();
+    env.children.borrow_mut().push(shell);
+    let busy = env
+        .state_dir()
+        .join("vms")
+        .join(vm_name(&env, &wt))
+        .join("busy");
+    assert!(wait_until(Duration::from_secs(30), || busy
+        .join(&pid)
+        .exists()));
+    let r = env.vmoat(&wt, &["suspend"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("suspending would stop it midway; nothing was changed")
+            && r.stderr.contains("--force"),
+        "{r:?}"
+    );
+    assert_eq!(vm_state(&env, &wt), "Running");
+    let r = env.vmoat(&wt, &["suspend", "--force"]).ok();
+    assert!(
+        r.stderr.contains("it waits until the VM is resumed"),
+        "{r:?}"
+    );
+    assert_eq!(vm_state(&env, &wt), "Suspended");
+    env.vmoat(&wt, &["resume"]).ok();
+    assert_eq!(vm_state(&env, &wt), "Running");
+}
+
 /// Ctrl-C reaches every process of the terminal's foreground group: `down` and its children.
 fn interrupt_when(env: &Env, wt: &Path, args: &[&str], line: &str) -> String {
     let log = env
@@ -241,6 +283,7 @@ fn waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tun
 }
 
 crate::tests! {
+    suspend_refuses_a_vm_running_a_command_unless_forced: StackNetns;
     down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout: StackNetns;
     an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down: StackNetns;
     file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise: Netns;
