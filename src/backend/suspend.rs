@@ -278,15 +278,7 @@ fn ancestors() -> Vec<u32> {
     let mut pid = std::process::id();
     while let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            Some(
-                s.get(s.rfind(')')? + 2..)?
-                    .split(' ')
-                    .nth(1)?
-                    .parse()
-                    .ok()?,
-            )
-        })
+        .and_then(|s| s.get(s.rfind(')')? + 2..)?.split(' ').nth(1)?.parse().ok())
         .filter(|&p: &u32| p > 1 && out.len() < 64)
     {
         out.push(parent);
