@@ -1,0 +1,225 @@
+//! The event loop of a forwarder into a network namespace (Linux): one thread accepts, connects
+//! and relays every connection with edge-triggered epoll and splice(2), so a request costs no
+//! thread start and no hand-over between threads; emptied pipes are kept for the next ones. A
+//! connection to a suspended VM goes to a thread of its own, which waits for the wake.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+use std::os::fd::OwnedFd;
+
+use super::Forwarder;
+use super::netns::Follow;
+use super::relay::{Pipe, Way};
+
+/// The listening socket's token; a connection's sockets are 2i (client) and 2i+1 (VM side).
+const LISTENER: u64 = u64::MAX;
+/// Empty pipes kept for reuse: enough for a burst of connections, bounded in memory.
+const POOL: usize = 64;
+
+/// A connection: its two sockets ([client, VM side]) and its two directions (client → VM,
+/// VM → client).
+struct Conn {
+    socks: [TcpStream; 2],
+    ways: [Way; 2],
+}
+
+struct Loop {
+    ep: OwnedFd,
+    fwd: Arc<Forwarder>,
+    ns: Follow,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    pool: Vec<Pipe>,
+}
+
+/// Serves `listener` until the process is killed; this thread is in the namespace `ns`.
+pub(super) fn run(listener: TcpListener, fwd: Arc<Forwarder>, ns: Follow) -> Result<()> {
+    listener.set_nonblocking(true)?;
+    let ep = epoll::create(CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &ep,
+        &listener,
+        EventData::new_u64(LISTENER),
+        EventFlags::IN | EventFlags::ET,
+    )?;
+    let mut lp = Loop {
+        ep,
+        fwd,
+        ns,
+        conns: vec![],
+        free: vec![],
+        pool: vec![],
+    };
+    let mut events: Vec<Event> = Vec::with_capacity(256);
+    loop {
+        events.clear();
+        match epoll::wait(&lp.ep, spare_capacity(&mut events), None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for ev in &events {
+            let (token, flags) = (ev.data.u64(), ev.flags);
+            if token == LISTENER {
+                lp.accept_all(&listener);
+            } else {
+                lp.handle((token / 2) as usize, (token % 2) as usize, flags);
+            }
+        }
+    }
+}
+
+/// A non-blocking connect to the guest port, in this thread's namespace.
+fn connect(guest: u16) -> std::io::Result<TcpStream> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, guest)) {
+        // In progress: its end (or refusal) shows as an event on the socket.
+        Ok(()) | Err(Errno::INPROGRESS) | Err(Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Small replies go out at once instead of waiting for the client's acknowledgement.
+    let _ = sockopt::set_tcp_nodelay(&fd, true);
+    Ok(TcpStream::from(fd))
+}
+
+impl Loop {
+    /// Takes every waiting connection (edge-triggered: until there is none left).
+    fn accept_all(&mut self, listener: &TcpListener) {
+        loop {
+            let fd = match rustix::net::accept_with(
+                listener,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR | Errno::CONNABORTED) => continue,
+                Err(e) => {
+                    // Out of descriptors or memory: the waiting connections are taken at the
+                    // next one's arrival.
+                    crate::output::warn(format!("accepting a tunnel connection: {e}"));
+                    return;
+                }
+            };
+            let _ = sockopt::set_tcp_nodelay(&fd, true);
+            self.start(TcpStream::from(fd));
+        }
+    }
+
+    fn start(&mut self, client: TcpStream) {
+        self.fwd.mark();
+        if self.fwd.suspended() {
+            let (fwd, ns) = (Arc::clone(&self.fwd), self.ns.clone());
+            let _ = client.set_nonblocking(false);
+            std::thread::spawn(move || fwd.serve(client, Some(ns)));
+            return;
+        }
+        if let Err(e) = self.ns.refresh() {
+            crate::output::warn(format!("{e:#}"));
+        }
+        let guest = self.fwd.guest;
+        let up = match connect(guest) {
+            Ok(up) => up,
+            Err(e) => {
+                crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
+                return;
+            }
+        };
+        let mut pipe = || self.pool.pop().map_or_else(Pipe::new, Ok);
+        let ways = match (pipe(), pipe()) {
+            (Ok(a), Ok(b)) => [Way::new(a), Way::new(b)],
+            (Err(e), _) | (_, Err(e)) => {
+                crate::output::warn(format!("making a pipe for a tunnel connection: {e}"));
+                return;
+            }
+        };
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        let added = epoll::add(&self.ep, &client, EventData::new_u64(2 * i as u64), flags)
+            .and_then(|()| epoll::add(&self.ep, &up, EventData::new_u64(2 * i as u64 + 1), flags));
+        self.conns[i] = Some(Conn {
+            socks: [client, up],
+            ways,
+        });
+        self.fwd.open.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = added {
+            crate::output::warn(format!("watching a tunnel connection: {e}"));
+            self.close(i);
+        }
+    }
+
+    /// Moves what an event on socket `side` of connection `i` allows: readable → the direction
+    /// from it, writable → the direction to it; closes the connection when both have ended.
+    fn handle(&mut self, i: usize, side: usize, flags: EventFlags) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        let broken = EventFlags::HUP | EventFlags::ERR;
+        let mut run = [false; 2];
+        if flags.intersects(EventFlags::IN | EventFlags::RDHUP | broken) {
+            run[side] = true;
+        }
+        if flags.intersects(EventFlags::OUT | broken) {
+            run[1 - side] = true;
+        }
+        let fwd = &self.fwd;
+        let tick = || fwd.mark();
+        for w in 0..2 {
+            if !run[w] {
+                continue;
+            }
+            let [a, b] = &c.socks;
+            let (from, to) = if w == 0 { (a, b) } else { (b, a) };
+            if let Err(e) = c.ways[w].step(from, to, &tick) {
+                if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) {
+                    let guest = fwd.guest;
+                    crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
+                }
+                // Dropping closes both sockets: each side learns the connection is over.
+                self.close_broken(i);
+                return;
+            }
+        }
+        if c.ways.iter().all(Way::done) {
+            self.close(i);
+        }
+    }
+
+    /// Closes connection `i`; its pipes go back to the pool.
+    fn close(&mut self, i: usize) {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        for way in c.ways {
+            if let Some(p) = way.into_pipe()
+                && self.pool.len() < POOL
+            {
+                self.pool.push(p);
+            }
+        }
+        self.free.push(i);
+        self.fwd.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn close_broken(&mut self, i: usize) {
+        if let Some(Some(c)) = self.conns.get(i) {
+            for s in &c.socks {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.close(i);
+    }
+}
