@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 
 use super::Forwarder;
 use super::netns::Follow;
-use super::relay::{Pipe, Way};
+use super::relay::{Pipe, Wait, Way};
 
 /// The listening socket's token; a connection's sockets are 2i (client) and 2i+1 (VM side).
 const LISTENER: u64 = u64::MAX;
@@ -24,10 +24,26 @@ const LISTENER: u64 = u64::MAX;
 const POOL: usize = 64;
 
 /// A connection: its two sockets ([client, VM side]) and its two directions (client → VM,
-/// VM → client).
+/// VM → client), what each direction waits for, and what each socket is watched for.
 struct Conn {
     socks: [TcpStream; 2],
     ways: [Way; 2],
+    waits: [Wait; 2],
+    armed: [EventFlags; 2],
+}
+
+/// What socket `s` must be watched for: readable when the direction from it waits to read,
+/// writable when the direction to it waits to write. Only that, as poll(2) would: a direction
+/// held up by a full receiver is not woken for every segment that arrives meanwhile.
+fn interest(waits: &[Wait; 2], s: usize) -> EventFlags {
+    let mut f = EventFlags::ET;
+    if matches!(waits[s], Wait::Read) {
+        f |= EventFlags::IN | EventFlags::RDHUP;
+    }
+    if matches!(waits[1 - s], Wait::Write) {
+        f |= EventFlags::OUT;
+    }
+    f
 }
 
 struct Loop {
@@ -147,26 +163,28 @@ impl Loop {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
-        let added = epoll::add(&self.ep, &client, EventData::new_u64(2 * i as u64), flags)
-            .and_then(|()| epoll::add(&self.ep, &up, EventData::new_u64(2 * i as u64 + 1), flags));
+        let armed = interest(&[Wait::Read, Wait::Read], 0);
+        let added = epoll::add(&self.ep, &client, EventData::new_u64(2 * i as u64), armed)
+            .and_then(|()| epoll::add(&self.ep, &up, EventData::new_u64(2 * i as u64 + 1), armed));
         self.conns[i] = Some(Conn {
             socks: [client, up],
             ways,
+            waits: [Wait::Read, Wait::Read],
+            armed: [armed; 2],
         });
         self.fwd.open.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = added {
             crate::output::warn(format!("watching a tunnel connection: {e}"));
             self.close(i);
+            return;
         }
+        // The request is often there already: it goes on now, not after one more wake-up.
+        self.step(i, [true, true]);
     }
 
     /// Moves what an event on socket `side` of connection `i` allows: readable → the direction
-    /// from it, writable → the direction to it; closes the connection when both have ended.
+    /// from it, writable → the direction to it.
     fn handle(&mut self, i: usize, side: usize, flags: EventFlags) {
-        let Some(Some(c)) = self.conns.get_mut(i) else {
-            return;
-        };
         let broken = EventFlags::HUP | EventFlags::ERR;
         let mut run = [false; 2];
         if flags.intersects(EventFlags::IN | EventFlags::RDHUP | broken) {
@@ -175,26 +193,46 @@ impl Loop {
         if flags.intersects(EventFlags::OUT | broken) {
             run[1 - side] = true;
         }
+        self.step(i, run);
+    }
+
+    /// Steps the directions `run` of connection `i`, then watches its sockets for what they
+    /// wait for; closes the connection when both directions have ended or one failed.
+    fn step(&mut self, i: usize, run: [bool; 2]) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
         let fwd = &self.fwd;
         let tick = || fwd.mark();
-        for w in 0..2 {
-            if !run[w] {
-                continue;
-            }
+        for w in (0..2).filter(|w| run[*w]) {
             let [a, b] = &c.socks;
             let (from, to) = if w == 0 { (a, b) } else { (b, a) };
-            if let Err(e) = c.ways[w].step(from, to, &tick) {
-                if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) {
-                    let guest = fwd.guest;
-                    crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
+            match c.ways[w].step(from, to, &tick) {
+                Ok(wait) => c.waits[w] = wait,
+                Err(e) => {
+                    if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) {
+                        let guest = fwd.guest;
+                        crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
+                    }
+                    self.close_broken(i);
+                    return;
                 }
-                // Dropping closes both sockets: each side learns the connection is over.
-                self.close_broken(i);
-                return;
             }
         }
         if c.ways.iter().all(Way::done) {
             self.close(i);
+            return;
+        }
+        for s in 0..2 {
+            let want = interest(&c.waits, s);
+            if want != c.armed[s] {
+                let data = EventData::new_u64(2 * i as u64 + s as u64);
+                if epoll::modify(&self.ep, &c.socks[s], data, want).is_err() {
+                    self.close_broken(i);
+                    return;
+                }
+                c.armed[s] = want;
+            }
         }
     }
 
