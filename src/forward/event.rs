@@ -261,3 +261,115 @@ impl Loop {
         self.close(i);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+
+    /// A server that answers each connection with its request reversed, after the half-close.
+    fn reversing_server() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                std::thread::spawn(move || {
+                    let mut req = vec![];
+                    c.read_to_end(&mut req).unwrap();
+                    req.reverse();
+                    c.write_all(&req).unwrap();
+                });
+            }
+        });
+        port
+    }
+
+    /// An event loop forwarding to `guest` (in this namespace); its port and its forwarder.
+    fn forwarder(guest: u16) -> (u16, Arc<Forwarder>, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let fwd = Arc::new(Forwarder {
+            state: crate::state::State::at(tmp.path().to_path_buf()),
+            vm: "wt-a".into(),
+            kind: crate::backend::BackendKind::Netns,
+            guest,
+            route: super::super::Route::Netns,
+            started: std::time::Instant::now(),
+            marked: std::sync::atomic::AtomicU64::new(0),
+            open: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let f = Arc::clone(&fwd);
+        std::thread::spawn(move || run(l, f, Follow::here()));
+        (port, fwd, tmp)
+    }
+
+    fn exchange(port: u16, data: &[u8]) -> Vec<u8> {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let sent = data.to_vec();
+        // Written from another thread: the reply may only come after the whole request.
+        let t = std::thread::spawn(move || {
+            w.write_all(&sent).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = vec![];
+        c.read_to_end(&mut got).unwrap();
+        t.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn bulk_and_many_small_connections_arrive_exactly_and_all_are_closed() {
+        let (port, fwd, _tmp) = forwarder(reversing_server());
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut want = data.clone();
+        want.reverse();
+        assert!(exchange(port, &data) == want, "bulk bytes differ");
+        // More connections than the pipe pool holds, one after another and some at once.
+        for n in 0..150u32 {
+            let msg = format!("request {n}");
+            let back: String = msg.chars().rev().collect();
+            assert_eq!(exchange(port, msg.as_bytes()), back.as_bytes());
+        }
+        let at_once: Vec<_> = (0..20)
+            .map(|n| std::thread::spawn(move || exchange(port, &vec![n as u8; 300_000])))
+            .collect();
+        for (n, t) in at_once.into_iter().enumerate() {
+            assert_eq!(t.join().unwrap(), vec![n as u8; 300_000]);
+        }
+        let closed = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            fwd.open.load(Ordering::Relaxed) == 0
+        });
+        assert!(
+            closed,
+            "connections left open: {}",
+            fwd.open.load(Ordering::Relaxed)
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_in_the_vm_closes_the_clients() {
+        let nobody = TcpListener::bind("127.0.0.1:0").unwrap();
+        let guest = nobody.local_addr().unwrap().port();
+        drop(nobody);
+        let (port, fwd, _tmp) = forwarder(guest);
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let got = c.read(&mut buf);
+        assert!(
+            matches!(&got, Ok(0))
+                || matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the client's connection stays open: {got:?}"
+        );
+        assert!((0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            fwd.open.load(Ordering::Relaxed) == 0
+        }));
+    }
+}
