@@ -185,7 +185,13 @@ impl Loop {
     /// Moves what an event on socket `side` of connection `i` allows: readable → the direction
     /// from it, writable → the direction to it.
     fn handle(&mut self, i: usize, side: usize, flags: EventFlags) {
-        let broken = EventFlags::HUP | EventFlags::ERR;
+        if flags.contains(EventFlags::ERR) {
+            // Reset or refused: over at once, even while the other side is silent and no
+            // direction would touch this socket again.
+            self.fail(i, side);
+            return;
+        }
+        let broken = EventFlags::HUP;
         let mut run = [false; 2];
         if flags.intersects(EventFlags::IN | EventFlags::RDHUP | broken) {
             run[side] = true;
@@ -252,6 +258,22 @@ impl Loop {
         self.fwd.open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Ends connection `i` after an error on its socket `side`; a refused connection in the
+    /// VM is worth a line in the forwarder's log.
+    fn fail(&mut self, i: usize, side: usize) {
+        let Some(Some(c)) = self.conns.get(i) else {
+            return;
+        };
+        if side == 1 && sockopt::socket_error(&c.socks[1]).ok() == Some(Err(Errno::CONNREFUSED)) {
+            let guest = self.fwd.guest;
+            crate::output::warn(format!(
+                "connecting to port {guest} in the VM: {}",
+                std::io::Error::from(Errno::CONNREFUSED)
+            ));
+        }
+        self.close_broken(i);
+    }
+
     fn close_broken(&mut self, i: usize) {
         if let Some(Some(c)) = self.conns.get(i) {
             for s in &c.socks {
@@ -304,6 +326,14 @@ mod tests {
         let f = Arc::clone(&fwd);
         std::thread::spawn(move || run(l, f, Follow::here()));
         (port, fwd, tmp)
+    }
+
+    /// Whether the forwarder's count of open connections reaches `n` within 2 s.
+    fn open_becomes(fwd: &Forwarder, n: usize) -> bool {
+        (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            fwd.open.load(Ordering::Relaxed) == n
+        })
     }
 
     fn exchange(port: u16, data: &[u8]) -> Vec<u8> {
@@ -367,9 +397,27 @@ mod tests {
                 || matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
             "the client's connection stays open: {got:?}"
         );
-        assert!((0..200).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            fwd.open.load(Ordering::Relaxed) == 0
-        }));
+        assert!(open_becomes(&fwd, 0));
+    }
+
+    #[test]
+    fn a_client_that_resets_ends_its_connection_while_the_vm_side_is_silent() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let guest = l.local_addr().unwrap().port();
+        let (port, fwd, _tmp) = forwarder(guest);
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut held, _) = l.accept().unwrap();
+        // The request is complete (half-close passed on); the VM side has not answered yet.
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(held.read(&mut buf).unwrap(), 0);
+        assert!(open_becomes(&fwd, 1));
+        // Closing with a zero linger sends a reset: the client is gone for good.
+        sockopt::set_socket_linger(&c, Some(std::time::Duration::ZERO)).unwrap();
+        drop(c);
+        assert!(
+            open_becomes(&fwd, 0),
+            "the connection of a client that is gone stays open"
+        );
     }
 }
