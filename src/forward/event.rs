@@ -20,6 +20,8 @@ use super::relay::{Pipe, Wait, Way};
 
 /// The listening socket's token; a connection's sockets are 2i (client) and 2i+1 (VM side).
 const LISTENER: u64 = u64::MAX;
+/// Connections taken per wake-up of the listening socket.
+const ACCEPT_BATCH: usize = 16;
 /// Empty pipes kept for reuse: enough for a burst of connections, bounded in memory.
 const POOL: usize = 64;
 
@@ -59,12 +61,8 @@ struct Loop {
 pub(super) fn run(listener: TcpListener, fwd: Arc<Forwarder>, ns: Follow) -> Result<()> {
     listener.set_nonblocking(true)?;
     let ep = epoll::create(CreateFlags::CLOEXEC)?;
-    epoll::add(
-        &ep,
-        &listener,
-        EventData::new_u64(LISTENER),
-        EventFlags::IN | EventFlags::ET,
-    )?;
+    // Level-triggered: connections left waiting after a batch are reported again.
+    epoll::add(&ep, &listener, EventData::new_u64(LISTENER), EventFlags::IN)?;
     let mut lp = Loop {
         ep,
         fwd,
@@ -110,9 +108,10 @@ fn connect(guest: u16) -> std::io::Result<TcpStream> {
 }
 
 impl Loop {
-    /// Takes every waiting connection (edge-triggered: until there is none left).
+    /// Takes the waiting connections, a batch at most: a client that connects again as fast as
+    /// it is answered must not keep the loop from the others' events (their ends, at least).
     fn accept_all(&mut self, listener: &TcpListener) {
-        loop {
+        for _ in 0..ACCEPT_BATCH {
             let fd = match rustix::net::accept_with(
                 listener,
                 SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
