@@ -196,14 +196,25 @@ fn plan(
     let mine = super::volumes(ctx.backend.as_ref(), vm)?;
     let project = compose_project(ctx, vm);
     let mut items = vec![];
-    let mut missing = vec![];
+    let mut missing: Vec<String> = vec![];
+    // A volume named twice (or by two names) is copied once.
+    let mut seen = std::collections::HashSet::new();
+    let keys: Vec<String> = keys
+        .into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect();
     let asked = keys.len();
     for k in keys {
         let Some(src) = super::find(&have, &k) else {
-            missing.push(k);
+            if !missing.contains(&k) {
+                missing.push(k);
+            }
             continue;
         };
         let (target, labels) = super::target_of(src, project.as_deref());
+        if items.iter().any(|i: &Item| i.target == target) {
+            continue;
+        }
         if !req.replace && mine.iter().any(|v| v.name == target) {
             // Never overwritten by `up`: the VM's own data wins.
             continue;

@@ -139,10 +139,10 @@ pub fn root_sh(b: &dyn Backend, vm: &str, script: &str) -> Result<crate::backend
 /// copy is made beside it and renamed into place, so `dst` is never half new.
 pub fn replace_in_vm(b: &dyn Backend, vm: &str, src: &str, dst: &str) -> Result<()> {
     let script = format!(
-        "set -e; s={}; d={}; p=\"$d.partial\"; o=\"$d.old\"; rm -rf \"$p\" \"$o\"; \
+        "set -e; s={}; d={}; p=\"$d.partial\"; o=\"$d.old\"; {RECOVER} rm -rf \"$p\" \"$o\"; \
          r=; cp --help 2>&1 | grep -q reflink && r=--reflink=auto; \
          cp -a $r \"$s\" \"$p\" || {{ rm -rf \"$p\"; exit 1; }}; \
-         mv \"$d\" \"$o\"; mv \"$p\" \"$d\"; rm -rf \"$o\"",
+         mv \"$d\" \"$o\"; mv \"$p\" \"$d\" || {{ mv \"$o\" \"$d\"; exit 1; }}; rm -rf \"$o\"",
         quote(src),
         quote(dst)
     );
@@ -156,10 +156,15 @@ pub fn replace_in_vm(b: &dyn Backend, vm: &str, src: &str, dst: &str) -> Result<
     Ok(())
 }
 
+/// Puts a volume's files back where a swap that died between its two renames left them aside
+/// (`$d` gone, `$d.old` whole), before anything removes `$d.old`.
+const RECOVER: &str = "[ -e \"$d\" ] || [ ! -e \"$o\" ] || mv \"$o\" \"$d\";";
+
 /// Moves the files of volume dir `src` into place at `dst` (the same filesystem): a rename.
 pub fn move_in_vm(b: &dyn Backend, vm: &str, src: &str, dst: &str) -> Result<()> {
     let script = format!(
-        "set -e; s={}; d={}; mv \"$d\" \"$d.old\"; mv \"$s\" \"$d\"; mkdir \"$s\"; rm -rf \"$d.old\"",
+        "set -e; s={}; d={}; o=\"$d.old\"; {RECOVER} rm -rf \"$o\"; \
+         mv \"$d\" \"$o\"; mv \"$s\" \"$d\" || {{ mv \"$o\" \"$d\"; exit 1; }}; mkdir \"$s\"; rm -rf \"$o\"",
         quote(src),
         quote(dst)
     );

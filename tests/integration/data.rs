@@ -274,6 +274,34 @@ fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
         "{r:?}"
     );
     assert_eq!(origin(&env, &b), "first");
+    // Named twice: copied once.
+    env.vmoat(&b, &["data", "clone", "--yes", "appdata", "appdata"])
+        .ok();
+    assert_eq!(origin(&env, &b), "first");
+    // A swap that died between its two renames (files aside as `_data.old`): the next copy
+    // puts them back first instead of failing on the missing `_data`.
+    let mount = env
+        .vmoat(
+            &b,
+            &[
+                "ssh",
+                "docker",
+                "volume",
+                "inspect",
+                "-f",
+                "{{.Mountpoint}}",
+                "appdata",
+            ],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    std::fs::rename(&mount, format!("{mount}.old")).unwrap();
+    env.vmoat(&b, &["data", "clone", "--yes", "appdata"]).ok();
+    assert!(Path::new(&mount).is_dir() && !Path::new(&format!("{mount}.old")).exists());
+    env.vmoat(&b, &["up"]).ok();
+    assert_eq!(origin(&env, &b), "first");
 
     env.vmoat(&a, &["suspend"]).ok();
     env.vmoat(&b, &["down"]).ok();
