@@ -80,12 +80,50 @@ impl Worktree {
     }
 }
 
-/// Finds the worktree containing `cwd`, honouring GIT_DIR/GIT_WORK_TREE like git does.
+/// Finds the worktree containing `cwd`, honouring GIT_DIR and GIT_CEILING_DIRECTORIES as git does.
 pub fn discover(cwd: &Path) -> Result<Worktree> {
-    match quick::discover(cwd) {
-        Some(wt) => Ok(wt),
-        None => open_and_read(cwd),
+    let wt = match quick::discover(cwd) {
+        Some(wt) => wt,
+        None => open_and_read(cwd)?,
+    };
+    refuse_broken_inner(cwd, &wt)?;
+    Ok(wt)
+}
+
+/// Git's discovery walks past a `.git` it cannot use (a linked worktree whose repository
+/// moved): from inside one it finds the checkout around it, and acting there would act on
+/// another worktree's VM. Refused instead, as git itself refuses there.
+fn refuse_broken_inner(cwd: &Path, wt: &Worktree) -> Result<()> {
+    let Ok(here) = std::fs::canonicalize(cwd) else {
+        return Ok(());
+    };
+    let Ok(inside) = here.strip_prefix(&wt.root) else {
+        return Ok(());
+    };
+    // Inside the git dir itself (`.git/…`) is not a worktree of its own.
+    if inside
+        .components()
+        .next()
+        .is_some_and(|c| c.as_os_str() == ".git")
+    {
+        return Ok(());
     }
+    let mut dir = here.as_path();
+    while dir != wt.root {
+        if dir.join(".git").symlink_metadata().is_ok() {
+            return Err(hint(
+                format!(
+                    "{} has a .git that git cannot use (a worktree whose repository moved?); git-vmoat will not act on the checkout around it ({}) instead",
+                    dir.display(),
+                    wt.root.display()
+                ),
+                "run `git worktree repair` in the main checkout (or `git worktree repair <path>` there), then try again",
+            ));
+        }
+        let Some(up) = dir.parent() else { break };
+        dir = up;
+    }
+    Ok(())
 }
 
 /// `discover` by opening the repository: every layout and override git knows.

@@ -52,7 +52,7 @@ pub(super) fn discover(cwd: &Path) -> Option<Worktree> {
         _ => return None,
     };
     // Per-worktree config may move the worktree (core.worktree): the full open reads it.
-    if id.is_some() && git_dir.join("config.worktree").exists() {
+    if git_dir.join("config.worktree").exists() {
         return None;
     }
     let config = plain_config(&common_dir)?;
@@ -179,5 +179,31 @@ mod tests {
             assert!(!same(&base.join(dir)), "deferred at {dir}");
         }
         assert!(super::discover(&base.join("moved")).is_none());
+    }
+
+    #[test]
+    fn inside_a_worktree_git_cannot_use_nothing_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        git(&base, &["init", "-q", "n"]);
+        let main = base.join("n");
+        git(&main, &["commit", "-q", "--allow-empty", "-m", "i"]);
+        git(&main, &["worktree", "add", "-q", ".claude/worktrees/x"]);
+        std::fs::create_dir(main.join(".claude/worktrees/x/sub")).unwrap();
+        assert!(super::super::discover(&main.join(".claude/worktrees/x/sub")).is_ok());
+        // The repository moves: the nested worktree's `.git` points to where it was.
+        std::fs::rename(&main, base.join("n2")).unwrap();
+        for dir in [".claude/worktrees/x", ".claude/worktrees/x/sub"] {
+            let err = super::super::discover(&base.join("n2").join(dir)).unwrap_err();
+            assert!(format!("{err:#}").contains("git cannot use"), "{err:#}");
+            assert!(
+                crate::error::find_hint(&err)
+                    .unwrap()
+                    .contains("git worktree repair")
+            );
+        }
+        let fine = super::super::discover(&base.join("n2/.claude")).unwrap();
+        assert_eq!(fine.root, base.join("n2"));
+        assert!(super::super::discover(&base.join("n2/.git/objects")).is_ok());
     }
 }
