@@ -116,6 +116,11 @@ impl State {
         self.lock(&format!("wake-{}", vm_lock_name(vm)))
     }
 
+    /// `lock_wake` when it is free (None: the VM is being suspended or woken now).
+    pub fn try_lock_wake(&self, vm: &str) -> Result<Option<Lock>> {
+        self.try_lock(&format!("wake-{}", vm_lock_name(vm)))
+    }
+
     /// Held while volumes are copied out of a VM (its containers paused): one copy at a time.
     pub fn lock_data_source(&self, vm: &str) -> Result<Lock> {
         self.lock(&format!("data-src-{}", vm_lock_name(vm)))

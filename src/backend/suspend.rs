@@ -161,6 +161,29 @@ fn wake_as(state: &State, backend: &dyn Backend, vm: &str, waker: Waker) -> Resu
     Ok(true)
 }
 
+/// A VM the backend stops to suspend it (Colima) that runs while its record says suspended: a
+/// suspend or a wake was interrupted midway (Ctrl-C during `colima stop`). It is finished as a
+/// wake, under the wake lock: the containers that ran are started again, the record dropped.
+/// True when that was so; nothing is done while another process suspends or wakes it now.
+pub fn finish_interrupted(state: &State, backend: &dyn Backend, vm: &str) -> bool {
+    let backend = backend.unwrapped();
+    if backend.freezes_processes() || !path(state, vm).exists() {
+        return false;
+    }
+    let Ok(Some(_lock)) = state.try_lock_wake(vm) else {
+        return false;
+    };
+    let Some(rec) = record(state, vm) else {
+        return true;
+    };
+    output::info(format!(
+        "VM {vm} runs, though a suspend of it did not finish: it stays running"
+    ));
+    start_again(backend, vm, &rec.containers);
+    let _ = std::fs::remove_file(path(state, vm));
+    true
+}
+
 /// Before a suspended VM is stopped or deleted: thaws a frozen one (a frozen process cannot
 /// die) and drops the record; a VM the backend stopped stays stopped.
 pub fn settle(state: &State, backend: &dyn Backend, vm: &str) -> Result<()> {

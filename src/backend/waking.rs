@@ -47,6 +47,11 @@ impl Backend for Waking {
     }
     fn info(&self, vm: &str) -> Result<VmInfo> {
         let mut info = self.inner.info(vm)?;
+        if info.state == VmState::Running
+            && suspend::finish_interrupted(&self.state, self.inner.as_ref(), vm)
+        {
+            return Ok(info);
+        }
         let suspended = suspend::record(&self.state, vm).is_some() || self.inner.is_frozen(vm);
         if suspended && matches!(info.state, VmState::Running | VmState::Stopped) {
             info.state = VmState::Suspended;

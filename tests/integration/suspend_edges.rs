@@ -221,6 +221,29 @@ fn page(port: u16) -> Option<String> {
     buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
 
+/// A Colima suspend interrupted before the VM stopped (its record written, the VM still
+/// running) is no suspension: the next command sees the VM running, and it counts as such.
+fn an_interrupted_colima_suspend_leaves_the_vm_running_and_counted() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let a = colima_stack(&env, &repo, "a");
+    env.vmoat(&a, &["up"]).ok();
+    let va = vm_name(&env, &a);
+    let record = env.state_dir().join("vms").join(&va).join("suspended.json");
+    env.write(
+        &record,
+        r#"{"since": 1, "reason": "suspend", "containers": []}"#,
+    );
+    assert_eq!(vm_state(&env, &a), "Running");
+    assert!(!record.exists(), "the stale record was dropped");
+    // Running, it holds its memory: a second 2 GiB VM does not fit a 3 GiB budget.
+    let b = colima_stack(&env, &repo, "b");
+    let r = env.vmoat(&b, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    env.vmoat(&a, &["suspend"]).ok();
+    assert_eq!(vm_state(&env, &a), "Suspended");
+}
+
 fn waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -283,6 +306,7 @@ fn waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tun
 }
 
 crate::tests! {
+    an_interrupted_colima_suspend_leaves_the_vm_running_and_counted: StackColima;
     suspend_refuses_a_vm_running_a_command_unless_forced: StackNetns;
     down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout: StackNetns;
     an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down: StackNetns;
