@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// A worktree whose up command makes two docker networks, `a` and `b`, and runs busybox httpd
-/// as `web` on `a`, published on 8080.
+/// A worktree whose up command makes two docker networks, `front` and `back`, and runs busybox
+/// httpd as `web` on `front`, published on 8080. (Names that are no hex prefix: `docker network
+/// inspect` takes a prefix of an id too.)
 fn two_network_stack(env: &Env) -> PathBuf {
     let fs = busybox_rootfs(env);
     let repo = env.repo("proj");
@@ -16,9 +17,9 @@ fn two_network_stack(env: &Env) -> PathBuf {
     env.write(&wt.join("www/index.html"), "the stack's page\n");
     let up = format!(
         "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; \
-         for n in a b; do docker network inspect $n >/dev/null 2>&1 || docker network create $n >/dev/null; done; \
+         for n in front back; do docker network inspect $n >/dev/null 2>&1 || docker network create $n >/dev/null; done; \
          docker rm -f web >/dev/null 2>&1; \
-         docker run -d --name web --network a --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
+         docker run -d --name web --network front --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
         fs.display()
     );
     env.write(
@@ -30,7 +31,7 @@ fn two_network_stack(env: &Env) -> PathBuf {
     wt
 }
 
-/// An address of the host's own, on a dummy interface: a service there stands for the
+/// An address of the host's own, on an interface of its own: a service there stands for the
 /// internet. Removed on drop.
 struct HostAddr {
     dev: String,
@@ -48,8 +49,10 @@ impl HostAddr {
             dev: format!("vmd{tag}"),
             ip: format!("10.233.{third}.1"),
         };
+        let peer = format!("vme{tag}");
         for args in [
-            vec!["link", "add", &a.dev, "type", "dummy"],
+            // A veth pair, both ends on the host: kernels without the dummy driver have it.
+            vec!["link", "add", &a.dev, "type", "veth", "peer", "name", &peer],
             vec!["addr", "add", &format!("{}/32", a.ip), "dev", &a.dev],
             vec!["link", "set", &a.dev, "up"],
         ] {
@@ -107,7 +110,7 @@ fn containers_reach_out_and_docker_networks_stay_apart() {
         .spawn()
         .unwrap();
     env.children.borrow_mut().push(server);
-    for network in ["bridge", "a"] {
+    for network in ["bridge", "front"] {
         let mut got = String::new();
         assert!(
             wait_until(Duration::from_secs(20), || {
@@ -126,7 +129,7 @@ fn containers_reach_out_and_docker_networks_stay_apart() {
                 "docker",
                 "inspect",
                 "-f",
-                "{{.NetworkSettings.Networks.a.IPAddress}}",
+                "{{.NetworkSettings.Networks.front.IPAddress}}",
                 "web",
             ],
         )
@@ -134,17 +137,17 @@ fn containers_reach_out_and_docker_networks_stay_apart() {
         .stdout
         .trim()
         .to_string();
-    assert!(!web_ip.is_empty());
-    let same = fetch_from_container(&env, &wt, "a", &web_ip, 80, "");
+    assert!(web_ip.parse::<std::net::Ipv4Addr>().is_ok(), "{web_ip:?}");
+    let same = fetch_from_container(&env, &wt, "front", &web_ip, 80, "");
     assert!(
         same.contains("the stack's page"),
-        "a container of network a reaches web at {web_ip}: {same:?}"
+        "a container of network front reaches web at {web_ip}: {same:?}"
     );
-    for other in ["b", "bridge"] {
+    for other in ["back", "bridge"] {
         let got = fetch_from_container(&env, &wt, other, &web_ip, 80, "");
         assert!(
             !got.contains("the stack's page"),
-            "a container of {other} reached web on network a at {web_ip}"
+            "a container of {other} reached web on network front at {web_ip}"
         );
     }
     env.vmoat(&wt, &["destroy", "-f"]).ok();
