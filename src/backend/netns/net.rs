@@ -113,20 +113,47 @@ fn has_tap(id: &str) -> bool {
 /// apart (a container reaches another network only through a published port), as on a docker
 /// host. Published ports need no rule: docker-proxy listens on them in the namespace. The rules
 /// replace the namespace's nat and filter tables whole, so a restart writes the same again.
-pub(super) fn set_firewall(id: &str) -> Result<()> {
-    let file = Netns::run_dir(id).join("firewall.rules");
-    let restore = |rules: &str| -> Result<()> {
-        std::fs::write(&file, rules)?;
-        Cmd::new("nsenter")
-            .arg(format!("--net={}", Netns::netns_path(id).display()))
-            .args(["--", "iptables-restore"])
-            .arg(&file)
+///
+/// This starts writing them; [`Firewall::wait`] waits for it. The kernel takes tens of
+/// milliseconds to set up a namespace's first tables, mostly waiting, so the daemon starts
+/// meanwhile (no container runs before `start` returns).
+pub(super) fn start_firewall(id: &str) -> Result<Firewall> {
+    let child = restore(id, &firewall_rules(true))?
+        .spawn_with(std::process::Stdio::null(), std::process::Stdio::piped())?;
+    Ok(Firewall {
+        id: id.to_string(),
+        child,
+    })
+}
+
+/// An `iptables-restore` started by [`start_firewall`].
+pub(super) struct Firewall {
+    id: String,
+    child: std::process::Child,
+}
+
+impl Firewall {
+    pub(super) fn wait(self) -> Result<()> {
+        if self.child.wait_with_output()?.status.success() {
+            return Ok(());
+        }
+        // Without the physdev match (a kernel built without it) routed traffic between two
+        // user networks passes; their traffic to and from the default bridge is still kept
+        // apart.
+        restore(&self.id, &firewall_rules(false))?
             .checked()
             .map(drop)
-    };
-    // Without the physdev match (a kernel built without it) routed traffic between two user
-    // networks passes; their traffic to and from the default bridge is still kept apart.
-    restore(&firewall_rules(true)).or_else(|_| restore(&firewall_rules(false)))
+    }
+}
+
+/// The command that makes `rules` the namespace's tables.
+fn restore(id: &str, rules: &str) -> Result<Cmd> {
+    let file = Netns::run_dir(id).join("firewall.rules");
+    std::fs::write(&file, rules)?;
+    Ok(Cmd::new("nsenter")
+        .arg(format!("--net={}", Netns::netns_path(id).display()))
+        .args(["--", "iptables-restore"])
+        .arg(file))
 }
 
 /// The namespace's nat and filter tables for `iptables-restore`. `physdev`: tell traffic
