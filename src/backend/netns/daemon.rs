@@ -42,7 +42,7 @@ impl Netns {
             .arg(run.join("docker.pid"))
             .arg("--cgroup-parent")
             .arg(format!("/{}/{id}", cgroup::ROOT))
-            // The namespace's firewall is written once by `net::set_firewall`.
+            // The namespace's firewall is `net::start_firewall`'s: one `iptables-restore`.
             .arg("--iptables=false");
         if std::env::var_os("GOGC").is_none() {
             cmd = cmd.env("GOGC", GO_GC);
