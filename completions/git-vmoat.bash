@@ -1553,7 +1553,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__resume)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1647,7 +1647,7 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__suspend)
-            opts="-q -v -h --quiet --verbose --backend --help"
+            opts="-q -v -h --force --quiet --verbose --backend --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

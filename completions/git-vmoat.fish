@@ -150,6 +150,7 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -l backend 
 colima\t''
 netns\t''
 rootless\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -l force -d 'Suspend even while a git-vmoat command (`ssh`, `test`, `up`…) runs in the VM; it continues when the VM resumes'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand suspend" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -157,6 +158,7 @@ complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l backend -
 colima\t''
 netns\t''
 rootless\t''"
+complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -l force -d 'Start the VM even when the running VMs and it exceed the memory budget (vm.budget)'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s q -l quiet -d 'Print only errors'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s v -l verbose -d 'Also show every command git-vmoat runs'
 complete -c git-vmoat -n "__fish_git_vmoat_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'

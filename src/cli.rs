@@ -62,9 +62,9 @@ pub enum Command {
     ///
     /// Any command that needs the VM, or a connection to one of its tunnels, resumes it. The
     /// watcher suspends VMs idle for `vm.suspend-after` by itself.
-    Suspend,
+    Suspend(SuspendArgs),
     /// Resume a suspended VM now (instead of at its next use).
-    Resume,
+    Resume(StartArgs),
     /// Delete the VM and its data (closes tunnels). Worktree files are never touched.
     Destroy(DestroyArgs),
     /// The stack's volumes: list them, copy them again from a sibling, snapshot and restore.
@@ -142,6 +142,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Start the VM even when the running VMs and it exceed the memory budget (vm.budget).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    /// Suspend even while a git-vmoat command (`ssh`, `test`, `up`…) runs in the VM; it
+    /// continues when the VM resumes.
     #[arg(long)]
     pub force: bool,
 }

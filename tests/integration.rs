@@ -26,6 +26,7 @@ mod integration {
     pub mod safety;
     pub mod setup;
     pub mod suspend;
+    pub mod suspend_edges;
     pub mod top;
     pub mod tunnels;
     pub mod tunnels_wake;
@@ -56,6 +57,7 @@ fn main() -> std::process::ExitCode {
         safety::tests(),
         setup::tests(),
         suspend::tests(),
+        suspend_edges::tests(),
         top::tests(),
         tunnels::tests(),
         tunnels_wake::tests(),

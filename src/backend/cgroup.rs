@@ -93,6 +93,11 @@ fn dir_for(vm: &str, controller: &str) -> Option<PathBuf> {
 /// kernel says it is done: a frozen worktree uses no CPU, and its memory can be swapped out.
 pub fn set_frozen(vm: &str, frozen: bool) -> Result<()> {
     let dir = dir_for(vm, "freezer").context("this host has no cgroup freezer")?;
+    set_frozen_at(&dir, frozen)
+}
+
+/// `set_frozen` on one cgroup dir: v2 (`cgroup.freeze`) when the dir has it, else v1's freezer.
+fn set_frozen_at(dir: &Path, frozen: bool) -> Result<()> {
     let v2 = dir.join("cgroup.freeze").exists();
     let (file, value, done) = if v2 {
         ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
@@ -138,9 +143,10 @@ pub fn holds_self(vm: &str) -> bool {
 
 /// Whether the worktree's cgroup is frozen (or freezing).
 pub fn is_frozen(vm: &str) -> bool {
-    let Some(dir) = dir_for(vm, "freezer") else {
-        return false;
-    };
+    dir_for(vm, "freezer").is_some_and(|dir| is_frozen_at(&dir))
+}
+
+fn is_frozen_at(dir: &Path) -> bool {
     if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.freeze")) {
         return s.trim() == "1";
     }
@@ -432,6 +438,98 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory
         })
         .unwrap();
         assert_eq!(l, Layout::V2(PathBuf::from("/sys/fs/cgroup")));
+    }
+
+    /// A cgroup2 hierarchy to make a test cgroup in: a mounted one (a hybrid host's `unified`
+    /// too: the v2 freezer is a core file, no controller needed), else one mounted for the
+    /// test at `tmp`. None: not root, or the kernel has no cgroup2.
+    fn cgroup2_root(tmp: &Path) -> Option<PathBuf> {
+        if !rustix::process::geteuid().is_root() {
+            return None;
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if let Some(m) = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        }) {
+            return Some(m);
+        }
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "cgroup2", "cgroup2"])
+            .arg(tmp)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| tmp.to_path_buf())
+    }
+
+    fn counter(file: &Path) -> Option<u64> {
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Polls until `f` holds (5 s at most).
+    fn soon(mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn the_v2_freezer_stops_a_real_process_and_thaw_lets_it_run_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mnt = tmp.path().join("cgroup2");
+        std::fs::create_dir(&mnt).unwrap();
+        let Some(root) = cgroup2_root(&mnt) else {
+            eprintln!("skipped: needs root and a cgroup2 hierarchy");
+            return;
+        };
+        let dir = root.join(format!("git-vmoat-freeze-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        assert!(
+            dir.join("cgroup.freeze").exists(),
+            "no v2 freezer in {dir:?}"
+        );
+        // The shell moves itself into the cgroup before it counts, so every count is inside.
+        let file = tmp.path().join("count");
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$0"; i=0; while :; do i=$((i+1)); echo $i > "$1"; sleep 0.01; done"#)
+            .arg(dir.join("cgroup.procs"))
+            .arg(&file)
+            .spawn()
+            .unwrap();
+        let result = std::panic::catch_unwind(|| {
+            assert!(soon(|| counter(&file).is_some_and(|n| n > 3)), "it counts");
+            assert!(!is_frozen_at(&dir));
+            set_frozen_at(&dir, true).unwrap();
+            assert!(is_frozen_at(&dir));
+            let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap();
+            assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+            let at = counter(&file).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(counter(&file), Some(at), "a frozen process does not run");
+            set_frozen_at(&dir, false).unwrap();
+            assert!(!is_frozen_at(&dir));
+            assert!(
+                soon(|| counter(&file).is_some_and(|n| n > at + 3)),
+                "thawed, it counts on"
+            );
+        });
+        let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+        let _ = child.kill();
+        let _ = child.wait();
+        // The last `sleep` may outlive the shell briefly; rmdir waits for the cgroup to empty.
+        soon(|| std::fs::remove_dir(&dir).is_ok());
+        if root == mnt {
+            let _ = std::process::Command::new("umount").arg(&mnt).status();
+        }
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
     }
 
     #[test]

@@ -231,7 +231,12 @@ impl Making<'_> {
 
     /// `volume` is whole: it stays.
     pub fn finish(&mut self, volume: &str) -> Result<()> {
-        self.volumes.retain(|v| v != volume);
+        self.finish_all(&[volume.to_string()])
+    }
+
+    /// These volumes are whole, together (one write: a set is never half kept).
+    pub fn finish_all(&mut self, volumes: &[String]) -> Result<()> {
+        self.volumes.retain(|v| !volumes.contains(v));
         self.write()
     }
 

@@ -81,12 +81,53 @@ pub fn suspend(state: &State, backend: &dyn Backend, vm: &str, reason: &str) -> 
     Ok(())
 }
 
-/// Wakes a suspended VM (thaws it, or starts it and its containers again); false when it was
-/// not suspended. Costs one failed `open` when it is not.
+/// Wakes a suspended VM for a tunnel connection (thaws it, or starts it and its containers
+/// again): over the memory budget it wakes anyway, with a warning. False when it was not
+/// suspended. Costs one failed `open` when it is not.
 pub fn wake(state: &State, backend: &dyn Backend, vm: &str) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Tunnel)
+}
+
+/// Wakes a suspended VM for a command that needs it: over the memory budget it is refused as
+/// `up` is (idle VMs evicted when `vm.evict` is on), unless `force`.
+pub fn wake_for_command(
+    state: &State,
+    backend: &dyn Backend,
+    vm: &str,
+    force: bool,
+) -> Result<bool> {
+    wake_as(state, backend, vm, Waker::Command { force })
+}
+
+/// What wakes a suspended VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waker {
+    /// A command that needs the VM (`ssh`, `up`, `resume`…): over the memory budget it is
+    /// refused as `up` is, unless `force`.
+    Command { force: bool },
+    /// A connection to one of its tunnels: never refused (the request would fail), but warned
+    /// about in the tunnel's log.
+    Tunnel,
+}
+
+/// The memory-budget check every wake goes through: Err refuses the wake.
+pub type WakeCheck = fn(&State, &dyn Backend, &str, Waker) -> Result<()>;
+
+static WAKE_CHECK: std::sync::OnceLock<WakeCheck> = std::sync::OnceLock::new();
+
+/// Sets the wake check, once per process: the layer that knows configs and budgets sets it,
+/// so that this one, below it, depends on neither.
+pub fn set_wake_check(check: WakeCheck) {
+    let _ = WAKE_CHECK.set(check);
+}
+
+fn wake_as(state: &State, backend: &dyn Backend, vm: &str, waker: Waker) -> Result<bool> {
     let backend = backend.unwrapped();
     if !path(state, vm).exists() && !backend.is_frozen(vm) {
         return Ok(false);
+    }
+    if let Some(check) = WAKE_CHECK.get() {
+        check(state, backend, vm, waker)?;
     }
     let _lock = state.lock_wake(vm)?;
     let rec = record(state, vm);
@@ -202,21 +243,48 @@ pub fn lease(state: &State, vm: &str) -> Lease {
 
 /// Whether a live git-vmoat process holds a lease on the VM (stale ones are removed).
 pub fn leased(state: &State, vm: &str) -> bool {
+    !lease_holders(state, vm).is_empty()
+}
+
+/// Whether a live git-vmoat process other than this one's callers (a `git vmoat ssh` this
+/// command runs under) holds a lease on the VM.
+pub fn leased_by_others(state: &State, vm: &str) -> bool {
+    let mine = ancestors();
+    lease_holders(state, vm).iter().any(|p| !mine.contains(p))
+}
+
+/// The pids holding a lease on the VM; stale leases are removed.
+fn lease_holders(state: &State, vm: &str) -> Vec<u32> {
     let dir = state.vm_dir_path(vm).join(files::BUSY_DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return false;
+        return vec![];
     };
-    let mut any = false;
+    let mut live = vec![];
     for e in entries.flatten() {
         let pid = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
         match pid {
-            Some(pid) if crate::exec::process_alive(pid) => any = true,
+            Some(pid) if crate::exec::process_alive(pid) => live.push(pid),
             _ => {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    any
+    live
+}
+
+/// This process's parent, its parent, and so on (Linux; elsewhere none are known).
+fn ancestors() -> Vec<u32> {
+    let mut out = vec![];
+    let mut pid = std::process::id();
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.get(s.rfind(')')? + 2..)?.split(' ').nth(1)?.parse().ok())
+        .filter(|&p: &u32| p > 1 && out.len() < 64)
+    {
+        out.push(parent);
+        pid = parent;
+    }
+    out
 }
 
 /// The idle rule's memory between watcher passes.

@@ -22,7 +22,7 @@ impl Waking {
     }
 
     fn wake(&self, vm: &str) -> Result<()> {
-        suspend::wake(&self.state, self.inner.as_ref(), vm)?;
+        suspend::wake_for_command(&self.state, self.inner.as_ref(), vm, false)?;
         // Whatever a volume copy that died left in this VM is undone before it is used.
         super::copy_guard::recover(&self.state, self.inner.as_ref(), vm);
         Ok(())
@@ -60,11 +60,20 @@ impl Backend for Waking {
         self.inner.reserves_memory()
     }
     fn stop_containers(&self, vm: &str, timeout: Duration) {
-        // Never woken just to be stopped: a stopped VM has no containers running, and a frozen
-        // one's daemon stops them itself once `stop` thawed it.
-        if suspend::record(&self.state, vm).is_none() && !self.inner.is_frozen(vm) {
-            self.inner.stop_containers(vm, timeout);
+        if suspend::record(&self.state, vm).is_some() || self.inner.is_frozen(vm) {
+            // A VM the backend stopped is never started just to be stopped: nothing runs in it.
+            if !self.inner.freezes_processes() {
+                return;
+            }
+            // A frozen one is thawed (not woken: nothing is started again) so that its
+            // containers get `timeout` as on a running VM; its daemon would give them docker's
+            // own default when it is stopped.
+            if let Err(e) = suspend::settle(&self.state, self.inner.as_ref(), vm) {
+                crate::output::warn(format!("{e:#}"));
+                return;
+            }
         }
+        self.inner.stop_containers(vm, timeout);
     }
     fn preflight(&self, spec: &StartSpec<'_>) -> Result<()> {
         self.inner.preflight(spec)
@@ -79,7 +88,7 @@ impl Backend for Waking {
         self.inner.start(vm, spec, &current)
     }
     fn resume(&self, vm: &str) -> Result<()> {
-        if suspend::wake(&self.state, self.inner.as_ref(), vm)? {
+        if suspend::wake_for_command(&self.state, self.inner.as_ref(), vm, false)? {
             return Ok(());
         }
         self.inner.resume(vm)

@@ -202,7 +202,24 @@ fn clone_again(ctx: &Ctx, vm: &str, a: &DataCloneArgs) -> Result<()> {
                 output::warn(format!("{} has no volume {}", r.from, r.missing.join(", ")));
             }
         }
-        None => output::info("nothing was copied"),
+        // Asked for by name, a copy that could not be made is an error (a script must know).
+        None => {
+            return Err(hint(
+                format!(
+                    "no sibling worktree's VM has {}{}; nothing was copied",
+                    if keys == ["all"] {
+                        "any volume".to_string()
+                    } else {
+                        keys.join(", ")
+                    },
+                    a.from
+                        .as_deref()
+                        .map(|f| format!(" (looked in {f})"))
+                        .unwrap_or_default()
+                ),
+                "start the stack of a worktree that has the data (`git vmoat up` there), or name it with --from; see `git vmoat data ls --all`",
+            ));
+        }
     }
     Ok(())
 }

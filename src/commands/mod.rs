@@ -49,6 +49,8 @@ pub type Mcp = fn(Option<crate::backend::BackendKind>) -> Result<()>;
 pub use mcp::{exec as mcp_exec, serve as mcp_serve};
 
 pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
+    // Every wake of a suspended VM, in any command or tunnel, is checked against the budget.
+    crate::backend::suspend::set_wake_check(crate::steps::admission::admit_wake);
     let flag = cli.backend;
     // Commands that make or use a VM: config (trusted) and the backend.
     let vm = || Ctx::load(flag);
@@ -99,8 +101,8 @@ pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
         Command::Watch(a) => watch::run(&a),
         Command::Gc(a) => gc::run(&a),
         Command::Down => down::run(base()?),
-        Command::Suspend => suspend::run(base()?),
-        Command::Resume => suspend::resume(base()?),
+        Command::Suspend(a) => suspend::run(base()?, a.force),
+        Command::Resume(a) => suspend::resume(base()?, a.force),
         Command::Destroy(a) => destroy::run(base()?, &a),
         Command::Data(c) => data::run(&vm()?, &c),
     }

@@ -8,8 +8,9 @@ use crate::context::Base;
 use crate::error::hint;
 use crate::output;
 
-/// `suspend`: found by identity like `down`; needs no config or trust.
-pub fn run(base: Base) -> Result<()> {
+/// `suspend`: found by identity like `down`; needs no config or trust. A VM running a
+/// git-vmoat command (an agent's tests, a shell) is suspended only with `force`.
+pub fn run(base: Base, force: bool) -> Result<()> {
     let Some((vm, backend, base)) = base.existing_vm()? else {
         output::info("this worktree has no VM: nothing to suspend");
         return Ok(());
@@ -21,9 +22,17 @@ pub fn run(base: Base) -> Result<()> {
             Ok(())
         }
         VmState::Running => {
-            if suspend::leased(&base.state, &vm) {
+            if suspend::leased_by_others(&base.state, &vm) {
+                if !force {
+                    return Err(hint(
+                        format!(
+                            "a git-vmoat command runs in VM {vm} (`ssh`, `test`, `up`…): suspending would stop it midway; nothing was changed"
+                        ),
+                        "wait until it ends, or pass --force (it then waits until the VM is resumed)",
+                    ));
+                }
                 output::warn(format!(
-                    "a git-vmoat command runs in VM {vm} (`ssh`, `test`, `up`…): it waits until the VM is resumed"
+                    "a git-vmoat command runs in VM {vm}: it waits until the VM is resumed"
                 ));
             }
             suspend::suspend(&base.state, backend.as_ref(), &vm, "suspend")?;
@@ -44,8 +53,9 @@ pub fn run(base: Base) -> Result<()> {
     }
 }
 
-/// `resume`: wakes a suspended VM now (instead of at its next use).
-pub fn resume(base: Base) -> Result<()> {
+/// `resume`: wakes a suspended VM now (instead of at its next use); `force` wakes it over the
+/// memory budget.
+pub fn resume(base: Base, force: bool) -> Result<()> {
     let Some((vm, backend, base)) = base.existing_vm()? else {
         return Err(hint(
             "this worktree has no VM",
@@ -53,7 +63,7 @@ pub fn resume(base: Base) -> Result<()> {
         ));
     };
     backend.ensure_installed()?;
-    if !suspend::wake(&base.state, backend.as_ref(), &vm)? {
+    if !suspend::wake_for_command(&base.state, backend.as_ref(), &vm, force)? {
         output::info(format!(
             "VM {vm} is not suspended ({})",
             backend.info(&vm)?.state

@@ -238,7 +238,12 @@ fn from_sibling(
         });
     }
     let direct = direct(ctx.backend.as_ref(), b, req.via)?;
-    check_space(ctx, vm, &items)?;
+    check_space(
+        ctx,
+        vm,
+        items.iter().map(|i| i.bytes).sum(),
+        "nothing was copied",
+    )?;
     let started = Instant::now();
     let targets: Vec<String> = items.iter().map(|i| i.target.clone()).collect();
     let stopped = if req.replace {
@@ -393,9 +398,8 @@ fn direct(mine: &dyn Backend, theirs: &dyn Backend, via: Via) -> Result<bool> {
     }
 }
 
-/// Refuses before anything is made when the VM's disk cannot hold the copies.
-fn check_space(ctx: &Ctx, vm: &str, items: &[Item]) -> Result<()> {
-    let need: u64 = items.iter().map(|i| i.bytes).sum();
+/// Refuses before anything is made when the VM's disk cannot hold `need` bytes of copies.
+pub(super) fn check_space(ctx: &Ctx, vm: &str, need: u64, unchanged: &str) -> Result<()> {
     let mine = ctx.backend.as_ref();
     let root = mine
         .docker(vm)?
@@ -410,7 +414,7 @@ fn check_space(ctx: &Ctx, vm: &str, items: &[Item]) -> Result<()> {
     if need > free {
         return Err(hint(
             format!(
-                "VM {vm} has {} free, too little for the volumes to copy ({}); nothing was copied",
+                "VM {vm} has {} free, too little for the volumes to copy ({}); {unchanged}",
                 super::size(free),
                 super::size(need)
             ),
@@ -420,7 +424,7 @@ fn check_space(ctx: &Ctx, vm: &str, items: &[Item]) -> Result<()> {
     Ok(())
 }
 
-fn disk_full(e: anyhow::Error, vm: &str) -> anyhow::Error {
+pub(super) fn disk_full(e: anyhow::Error, vm: &str) -> anyhow::Error {
     if copy::is_disk_full(&e) {
         return hint(
             format!(

@@ -89,10 +89,19 @@ pub fn snapshot(ctx: &Ctx, vm: &str, name: &str) -> Result<(Vec<String>, u64, Du
     let names: Vec<String> = vols.iter().map(|v| v.name.clone()).collect();
     let dirs: Vec<String> = vols.iter().map(|v| v.mountpoint.clone()).collect();
     let bytes = copy::sizes(b, vm, &dirs).iter().sum();
+    super::clone::check_space(ctx, vm, bytes, "no snapshot was made")?;
     let mut making = guard::making(&ctx.state, b, vm)?;
+    let copies: Vec<String> = vols
+        .iter()
+        .map(|v| format!("{PREFIX}{name}.{}", v.name))
+        .collect();
+    // All or nothing: every copy is recorded as half made until the last one is whole, so an
+    // error, Ctrl-C or kill midway leaves no snapshot that looks complete.
+    for snap in &copies {
+        making.start(snap)?;
+    }
     let paused = guard::pause(&ctx.state, b, vm, &names)?;
-    for v in &vols {
-        let snap = format!("{PREFIX}{name}.{}", v.name);
+    for (v, snap) in vols.iter().zip(&copies) {
         let mut labels = BTreeMap::new();
         labels.insert(SNAP.to_string(), name.to_string());
         labels.insert(OF.to_string(), v.name.clone());
@@ -100,11 +109,11 @@ pub fn snapshot(ctx: &Ctx, vm: &str, name: &str) -> Result<(Vec<String>, u64, Du
             LABELS.to_string(),
             serde_json::to_string(&v.stack_labels())?,
         );
-        making.start(&snap)?;
-        let copy = super::create(b, vm, &snap, &labels)?;
-        copy::replace_in_vm(b, vm, &v.mountpoint, &copy.mountpoint)?;
-        making.finish(&snap)?;
+        let copy = super::create(b, vm, snap, &labels)?;
+        copy::replace_in_vm(b, vm, &v.mountpoint, &copy.mountpoint)
+            .map_err(|e| super::clone::disk_full(e, vm))?;
     }
+    making.finish_all(&copies)?;
     Ok((names, bytes, paused.release()))
 }
 

@@ -5,6 +5,9 @@
 
 mod copy;
 #[cfg(target_os = "linux")]
+mod event;
+mod netns;
+#[cfg(target_os = "linux")]
 mod relay;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -22,6 +25,7 @@ use crate::backend::{Backend, BackendKind, suspend};
 use crate::exec::Cmd;
 use crate::state::State;
 use copy::Upstream;
+use netns::Follow;
 
 /// How often at most a connection's traffic is noted for the idle rule.
 const MARK_EVERY_SECS: u64 = 5;
@@ -84,26 +88,22 @@ pub fn run(a: &Args<'_>) -> Result<()> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, host))
         .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?;
     let state = State::from_root(a.state.to_path_buf());
-    let route = match a.kind {
-        BackendKind::Netns => {
-            enter_netns(Path::new(a.marker))?;
-            Route::Netns
-        }
+    // The listening socket, bound before, stays in the host's network; every connection made
+    // from now on reaches the namespace's own loopback.
+    let (route, ns) = match a.kind {
+        BackendKind::Netns => (Route::Netns, Some(Follow::enter(Path::new(a.marker))?)),
         BackendKind::Rootless => {
             // Its network namespace belongs to its user namespace (linked beside the marker):
             // only from inside that may this process enter it.
-            enter_userns(&Path::new(a.marker).with_file_name("user"))?;
-            enter_netns(Path::new(a.marker))?;
-            Route::Netns
+            netns::enter_userns(&Path::new(a.marker).with_file_name("user"))?;
+            (Route::Netns, Some(Follow::enter(Path::new(a.marker))?))
         }
         BackendKind::Colima => {
             let colima = Colima::new(state.clone());
             // Fetched now, while the VM is known to run; a failure is retried per connection.
             let target = colima.tunnel_ssh(a.vm).ok();
-            Route::Ssh {
-                colima,
-                target: Mutex::new(target),
-            }
+            let target = Mutex::new(target);
+            (Route::Ssh { colima, target }, None)
         }
         BackendKind::Auto => bail!("a forwarder needs a concrete backend (netns or colima)"),
     };
@@ -126,50 +126,33 @@ pub fn run(a: &Args<'_>) -> Result<()> {
             }
         }
     });
+    #[cfg(target_os = "linux")]
+    if let Some(ns) = ns {
+        return event::run(listener, fwd, ns);
+    }
     for conn in listener.incoming() {
         let Ok(client) = conn else { continue };
         let fwd = Arc::clone(&fwd);
         // Threads made after entering a namespace start in it too.
-        std::thread::spawn(move || fwd.serve(client));
+        std::thread::spawn(move || fwd.serve(client, None));
     }
     Ok(())
 }
 
-/// Moves this (still single-threaded) process into a rootless VM's user namespace, where it
-/// is root over the VM's namespaces and, outside them, the user it was.
-fn enter_userns(userns: &Path) -> Result<()> {
-    use std::os::fd::AsFd;
-    let ns =
-        std::fs::File::open(userns).with_context(|| format!("opening {}", userns.display()))?;
-    rustix::thread::move_into_link_name_space(
-        ns.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::User),
-    )
-    .with_context(|| format!("entering {}", userns.display()))
-}
-
-/// Moves this process into the namespace: the listening socket, bound before, stays in the
-/// host's, while every connection made from now on reaches the namespace's own loopback.
-fn enter_netns(netns: &Path) -> Result<()> {
-    use std::os::fd::AsFd;
-    let ns = std::fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    rustix::thread::move_into_link_name_space(
-        ns.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .with_context(|| format!("entering {}", netns.display()))
-}
-
 impl Forwarder {
-    fn serve(&self, client: TcpStream) {
+    /// Serves one connection on this thread; `ns`: this thread's namespace (netns), looked at
+    /// again after a wake, which may have started the VM in a new one.
+    fn serve(&self, client: TcpStream, ns: Option<Follow>) {
         self.open.fetch_add(1, Ordering::Relaxed);
-        self.serve_one(client);
+        self.serve_one(client, ns);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn serve_one(&self, client: TcpStream) {
+    fn serve_one(&self, client: TcpStream, ns: Option<Follow>) {
         self.mark();
-        if let Err(e) = self.wake_if_suspended() {
+        let woke = self.wake_if_suspended();
+        let woke = woke.and_then(|()| ns.map_or(Ok(()), |mut ns| ns.refresh()));
+        if let Err(e) = woke {
             crate::output::warn(format!("{e:#}"));
             return;
         }
@@ -183,10 +166,15 @@ impl Forwarder {
         }
     }
 
+    /// Whether the VM is suspended now (one failed open when it is not).
+    fn suspended(&self) -> bool {
+        suspend::record(&self.state, &self.vm).is_some()
+    }
+
     /// A suspended VM is woken before the connection goes in: the first request is slower
-    /// but never fails. One stat when it is not suspended.
+    /// but never fails.
     fn wake_if_suspended(&self) -> Result<()> {
-        if suspend::record(&self.state, &self.vm).is_none() {
+        if !self.suspended() {
             return Ok(());
         }
         let _one = WAKING.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::backend::{self, Backend, VmState, suspend};
+use crate::backend::suspend::{self, Waker};
+use crate::backend::{self, Backend, VmState};
+use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::hint;
 use crate::output;
@@ -83,12 +85,12 @@ pub(crate) fn holders(state: &State, except: &str) -> Result<Vec<Holder>> {
 }
 
 /// The memory budget in bytes: `vm.budget`, else this machine's RAM minus `vm.reserve`.
-pub(crate) fn budget(ctx: &Ctx) -> Option<u64> {
-    if ctx.cfg.budget > 0 {
-        return Some(ctx.cfg.budget * GIB);
+pub(crate) fn budget(cfg: &Config) -> Option<u64> {
+    if cfg.budget > 0 {
+        return Some(cfg.budget * GIB);
     }
     let host = super::provision::host_ram_bytes()?;
-    Some(host.saturating_sub(ctx.cfg.reserve * GIB))
+    Some(host.saturating_sub(cfg.reserve * GIB))
 }
 
 /// What the new VM will hold: its memory when the backend reserves it; a netns worktree what
@@ -110,47 +112,151 @@ fn need(ctx: &Ctx, owner_repo: Option<&str>, others: &[Holder]) -> u64 {
         .map_or(cap.min(GIB), |u| u.min(cap))
 }
 
-/// Admits `vm` (about to be created or started) or says why not; evicts idle VMs when
-/// `vm.evict` is on; `force` proceeds over budget with a warning.
-pub(crate) fn admit(ctx: &Ctx, vm: &str, force: bool) -> Result<()> {
-    let Some(budget) = budget(ctx) else {
-        return Ok(());
-    };
-    let names = crate::registry::load(&ctx.state)?;
-    let owner_repo = names.get(vm).map(|o| o.repo.as_str());
+/// Where `vm` would leave the memory budget if it started.
+struct Over {
+    budget: u64,
+    total: u64,
+    need: u64,
+    others: Vec<Holder>,
+}
+
+impl Over {
+    /// `held + need > budget`, for messages.
+    fn sum(&self, vm: &str) -> String {
+        format!(
+            "{} held + {} for {vm} > {}",
+            gib(self.total),
+            gib(self.need),
+            gib(self.budget)
+        )
+    }
+}
+
+/// Makes room for `vm` in `budget`, suspending idle VMs when `evict` allows; what stays over
+/// it when that is not enough (None: it fits).
+fn make_room(
+    state: &State,
+    vm: &str,
+    budget: u64,
+    evict: bool,
+    need: impl Fn(&[Holder]) -> u64,
+) -> Result<Option<Over>> {
     loop {
-        let others = holders(&ctx.state, vm)?;
-        let need = need(ctx, owner_repo, &others);
+        let others = holders(state, vm)?;
+        let need = need(&others);
         let total: u64 = others.iter().map(|h| h.held).sum();
         if total + need <= budget {
-            return Ok(());
-        }
-        if force {
-            output::warn(format!(
-                "over the memory budget ({} held + {} for {vm} > {}): going on as --force asks",
-                gib(total),
-                gib(need),
-                gib(budget)
-            ));
-            return Ok(());
+            return Ok(None);
         }
         // Evict only when suspending every idle VM would make the room: never for nothing.
         let reclaimable: u64 = idle(&others).map(|h| h.held.saturating_sub(h.after)).sum();
-        if ctx.cfg.evict
+        if evict
             && total.saturating_sub(reclaimable) + need <= budget
             && let Some(victim) = pick_idle(&others)
         {
-            let b = backend::select(victim.owner.backend, &ctx.state)?;
+            let b = backend::select(victim.owner.backend, state)?;
             output::info(format!(
                 "over the memory budget: suspending {} ({}, idle {}) to make room for {vm}",
                 victim.vm,
                 gib(victim.held),
                 idle_text(victim.last_active)
             ));
-            suspend::suspend(&ctx.state, b.as_ref(), &victim.vm, "evicted")?;
+            suspend::suspend(state, b.as_ref(), &victim.vm, "evicted")?;
             continue;
         }
-        return Err(refusal(vm, budget, total, need, &others, ctx.cfg.evict));
+        return Ok(Some(Over {
+            budget,
+            total,
+            need,
+            others,
+        }));
+    }
+}
+
+/// Admits `vm` (about to be created or started) or says why not; evicts idle VMs when
+/// `vm.evict` is on; `force` proceeds over budget with a warning.
+pub(crate) fn admit(ctx: &Ctx, vm: &str, force: bool) -> Result<()> {
+    let Some(budget) = budget(&ctx.cfg) else {
+        return Ok(());
+    };
+    let names = crate::registry::load(&ctx.state)?;
+    let owner_repo = names.get(vm).map(|o| o.repo.as_str());
+    let evict = ctx.cfg.evict && !force;
+    let Some(over) = make_room(&ctx.state, vm, budget, evict, |o| need(ctx, owner_repo, o))? else {
+        return Ok(());
+    };
+    if force {
+        output::warn(format!(
+            "over the memory budget ({}): going on as --force asks",
+            over.sum(vm)
+        ));
+        return Ok(());
+    }
+    Err(refusal(vm, &over, ctx.cfg.evict, Verb::Start))
+}
+
+/// Before a suspended VM is woken: a wake that takes memory (a stopped Colima VM started
+/// again; a frozen worktree still holds its memory) is admitted as `up` admits a start, idle
+/// VMs evicted when its `vm.evict` is on. What cannot be known (its owner, its config) lets
+/// the wake go on: a VM is never kept asleep on a guess.
+pub(crate) fn admit_wake(state: &State, b: &dyn Backend, vm: &str, waker: Waker) -> Result<()> {
+    if !b.reserves_memory() || b.freezes_processes() {
+        return Ok(());
+    }
+    let Some(owner) = crate::registry::load(state)
+        .ok()
+        .and_then(|n| n.get(vm).cloned())
+    else {
+        return Ok(());
+    };
+    let cfg = match Config::load(&owner.root, state) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            output::detail(format!(
+                "waking {vm}: its config is not readable, so no budget check: {e:#}"
+            ));
+            return Ok(());
+        }
+    };
+    let Some(budget) = budget(&cfg) else {
+        return Ok(());
+    };
+    let need = b
+        .info(vm)
+        .ok()
+        .and_then(|i| i.memory_bytes)
+        .unwrap_or(cfg.memory * GIB);
+    let force = waker == Waker::Command { force: true };
+    let over = match make_room(state, vm, budget, cfg.evict && !force, |_| need) {
+        Ok(None) => return Ok(()),
+        Ok(Some(over)) => over,
+        // A failed eviction fails a command, never a connection.
+        Err(e) if waker == Waker::Tunnel => {
+            output::warn(format!("making room for {vm}: {e:#}"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let sum = over.sum(vm);
+    match waker {
+        Waker::Command { force: false } => Err(refusal(vm, &over, cfg.evict, Verb::Resume)),
+        Waker::Command { force: true } => {
+            output::warn(format!(
+                "over the memory budget ({sum}): resuming {vm} as --force asks"
+            ));
+            Ok(())
+        }
+        Waker::Tunnel => {
+            output::warn(format!(
+                "resuming {vm} for a tunnel connection over the memory budget ({sum}): a connection is never refused; free room with `git vmoat suspend` or `git vmoat down` in another worktree{}",
+                if cfg.evict {
+                    ""
+                } else {
+                    ", or set vm.evict = true to suspend idle VMs by itself"
+                }
+            ));
+            Ok(())
+        }
     }
 }
 
@@ -174,21 +280,30 @@ fn pick_idle(others: &[Holder]) -> Option<&Holder> {
     idle(others).min_by_key(|h| h.last_active.unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
-fn refusal(
-    vm: &str,
-    budget: u64,
-    total: u64,
-    need: u64,
-    others: &[Holder],
-    evict: bool,
-) -> anyhow::Error {
+/// What was refused, for the refusal's words.
+#[derive(Clone, Copy)]
+enum Verb {
+    /// `up` or `provision` of a new or stopped VM.
+    Start,
+    /// A command waking a suspended VM.
+    Resume,
+}
+
+fn refusal(vm: &str, over: &Over, evict: bool, verb: Verb) -> anyhow::Error {
+    let (doing, force) = match verb {
+        Verb::Start => ("starting", "pass --force"),
+        Verb::Resume => (
+            "resuming",
+            "resume it anyway with `git vmoat resume --force`",
+        ),
+    };
     let mut msg = format!(
-        "starting {vm} would exceed the memory budget: {} held by running VMs + {} for {vm} > {} (vm.budget)",
-        gib(total),
-        gib(need),
-        gib(budget)
+        "{doing} {vm} would exceed the memory budget: {} held by running VMs + {} for {vm} > {} (vm.budget)",
+        gib(over.total),
+        gib(over.need),
+        gib(over.budget)
     );
-    let mut rows: Vec<&Holder> = others.iter().filter(|h| h.held > 0).collect();
+    let mut rows: Vec<&Holder> = over.others.iter().filter(|h| h.held > 0).collect();
     rows.sort_by_key(|h| std::cmp::Reverse(h.held));
     for h in rows {
         msg.push_str(&format!(
@@ -204,7 +319,7 @@ fn refusal(
             h.owner.root.display()
         ));
     }
-    let evict_note = if others.is_empty() {
+    let evict_note = if over.others.is_empty() {
         "this VM alone is over it: lower vm.memory or raise vm.budget; "
     } else if evict {
         "suspending the idle VMs would not make the room; "
@@ -214,7 +329,7 @@ fn refusal(
     hint(
         msg,
         format!(
-            "{evict_note}free room with `git vmoat suspend` or `git vmoat down` in one of those worktrees,{} raise vm.budget, or pass --force",
+            "{evict_note}free room with `git vmoat suspend` or `git vmoat down` in one of those worktrees,{} raise vm.budget, or {force}",
             if evict {
                 ""
             } else {
@@ -268,7 +383,13 @@ mod tests {
     #[test]
     fn the_refusal_lists_the_vms_and_what_frees_room() {
         let vms = [holder("wt-a", VmState::Running, false, Some(120))];
-        let text = crate::output::error_text(&refusal("wt-b", 2 * GIB, GIB, 2 * GIB, &vms, false));
+        let over = Over {
+            budget: 2 * GIB,
+            total: GIB,
+            need: 2 * GIB,
+            others: vms.to_vec(),
+        };
+        let text = crate::output::error_text(&refusal("wt-b", &over, false, Verb::Start));
         for want in [
             "wt-a",
             "1.0 GiB",

@@ -95,20 +95,56 @@ pub(crate) fn newest_change(root: &Path) -> Option<SystemTime> {
     newest
 }
 
-/// How long the VM has been idle by every sign (zero while one says it is busy).
-pub(crate) fn idle_for(state: &State, b: &dyn Backend, vm: &str, root: &Path) -> Duration {
+/// How long the VM has been idle by every sign (zero while one says it is busy), given its
+/// `vm.suspend-after`.
+pub(crate) fn idle_for(
+    state: &State,
+    b: &dyn Backend,
+    vm: &str,
+    root: &Path,
+    after: Duration,
+) -> Duration {
     let now = SystemTime::now();
     let busy = UNIX_EPOCH + Duration::from_secs(sample(state, b, vm, now));
-    let last = [
-        Some(busy),
-        suspend::last_active(state, vm),
-        newest_change(root),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(now);
-    now.duration_since(last).unwrap_or_default()
+    let others = busy.max(suspend::last_active(state, vm).unwrap_or(busy));
+    let (idle, changed) = idle_with(now, others, after, || {
+        output::detail(format!("idle {vm}: looking for file changes"));
+        newest_change(root)
+    });
+    if let Some(t) = changed {
+        remember_busy(state, vm, t);
+    }
+    idle
+}
+
+/// The idle time from the newest of the cheap signs (`others`) and the worktree's newest file
+/// change, and that change when it is the newest sign. The worktree walk, the one costly sign
+/// (tens of thousands of files every pass), is made only once the cheap signs say the VM has
+/// been idle for `after`: a change can only shorten the idle time, so the verdict is the same.
+fn idle_with(
+    now: SystemTime,
+    others: SystemTime,
+    after: Duration,
+    walk: impl FnOnce() -> Option<SystemTime>,
+) -> (Duration, Option<SystemTime>) {
+    let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    if since(others) < after {
+        return (since(others), None);
+    }
+    match walk().filter(|c| *c > others) {
+        Some(c) => (since(c), Some(c)),
+        None => (since(others), None),
+    }
+}
+
+/// Keeps a file change the walk found as the VM's last busy time: the cheap signs then say it
+/// is busy until `after` has passed from it, and no walk is made before.
+fn remember_busy(state: &State, vm: &str, t: SystemTime) {
+    let mut act = suspend::activity(state, vm);
+    act.busy_at = act.busy_at.max(unix(t));
+    if let Ok(dir) = state.vm_dir(vm) {
+        let _ = crate::state::write_json(&dir.join(files::ACTIVITY), &act);
+    }
 }
 
 /// Suspends this repository's running VMs that have been idle for their `vm.suspend-after`.
@@ -139,7 +175,7 @@ pub(crate) fn suspend_idle(state: &State, common: &Path) {
         if !b.info(&k.name).is_ok_and(|i| i.state == VmState::Running) {
             continue;
         }
-        let idle = idle_for(state, b.as_ref(), &k.name, &k.owner.root);
+        let idle = idle_for(state, b.as_ref(), &k.name, &k.owner.root, after);
         output::detail(format!("idle {}: {}s", k.name, idle.as_secs()));
         if idle < after {
             continue;
@@ -158,6 +194,32 @@ pub(crate) fn suspend_idle(state: &State, common: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worktree_is_walked_only_once_the_cheap_signs_say_idle_long_enough() {
+        let now = SystemTime::now();
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let after = Duration::from_secs(600);
+        let walked = std::cell::Cell::new(0);
+        let walk = |found: Option<SystemTime>| {
+            walked.set(walked.get() + 1);
+            found
+        };
+        // Busy 10 s ago by CPU, traffic or a command: no walk, whatever the files say.
+        let (idle, changed) = idle_with(now, ago(10), after, || walk(Some(now)));
+        assert_eq!((idle.as_secs(), changed, walked.get()), (10, None, 0));
+        // Idle long enough by those signs: the walk decides, and a newer change is kept.
+        let (idle, changed) = idle_with(now, ago(900), after, || walk(Some(ago(30))));
+        assert_eq!(
+            (idle.as_secs(), changed, walked.get()),
+            (30, Some(ago(30)), 1)
+        );
+        // An older change (or none) changes nothing.
+        let (idle, changed) = idle_with(now, ago(900), after, || walk(Some(ago(5000))));
+        assert_eq!((idle.as_secs(), changed, walked.get()), (900, None, 2));
+        let (idle, _) = idle_with(now, ago(900), after, || walk(None));
+        assert_eq!(idle.as_secs(), 900);
+    }
 
     #[test]
     fn the_newest_change_skips_git_and_sees_nested_files() {

@@ -22,7 +22,7 @@ pub(crate) fn running_vm(ctx: &Ctx) -> Result<String> {
     let vm = ctx.vm_name()?;
     let mut state = ctx.backend.info(&vm)?.state;
     if state == VmState::Suspended {
-        crate::backend::suspend::wake(&ctx.state, ctx.backend.as_ref(), &vm)?;
+        crate::backend::suspend::wake_for_command(&ctx.state, ctx.backend.as_ref(), &vm, false)?;
         state = ctx.backend.info(&vm)?.state;
     }
     if state != VmState::Running {

@@ -69,7 +69,12 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode, force: bool) -> Result<String> {
         }
         VmState::Missing => create(ctx, &vm, &spec, recorded, &stamp_path, force)?,
         VmState::Suspended => {
-            crate::backend::suspend::wake(&ctx.state, ctx.backend.as_ref(), &vm)?;
+            crate::backend::suspend::wake_for_command(
+                &ctx.state,
+                ctx.backend.as_ref(),
+                &vm,
+                force,
+            )?;
         }
         other => {
             super::admission::admit(ctx, &vm, force)?;

@@ -265,6 +265,15 @@ fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
         "first",
         "the copy came with the sibling's file"
     );
+    // Asked for by name, a volume no sibling has is an error that changes nothing.
+    let r = env.vmoat(&b, &["data", "clone", "--yes", "nope"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("no sibling worktree's VM has nope; nothing was copied"),
+        "{r:?}"
+    );
+    assert_eq!(origin(&env, &b), "first");
 
     env.vmoat(&a, &["suspend"]).ok();
     env.vmoat(&b, &["down"]).ok();
@@ -434,6 +443,47 @@ fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
     );
 }
 
+/// A snapshot killed between its volumes is no snapshot: the next command removes the copies
+/// made so far, and none is listed.
+fn a_snapshot_killed_midway_is_removed_whole() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let (a, _b) = big_pair(&env, 600);
+    let mut snap = env
+        .cmd(bin(), &a)
+        .args(["data", "snapshot", "s1"])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `appdata` is copied first; the copy of the 600 MiB `big` has begun once its volume exists.
+    let vols = ["volume", "ls", "-q"];
+    assert!(wait_until(Duration::from_secs(60), || {
+        docker_in(&env, "wt-first", &vols)
+            .lines()
+            .any(|v| v == "git-vmoat-snap.s1.big")
+    }));
+    let pgid = rustix::process::Pid::from_raw(snap.id() as i32).unwrap();
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).unwrap();
+    snap.wait().unwrap();
+    assert!(
+        docker_in(&env, "wt-first", &vols).contains("git-vmoat-snap.s1.appdata"),
+        "killed after a first volume was copied"
+    );
+
+    let ls: serde_json::Value =
+        serde_json::from_str(&env.vmoat(&a, &["data", "ls", "--json"]).ok().stdout).unwrap();
+    assert_eq!(ls["snapshots"], serde_json::json!([]), "{ls}");
+    assert!(
+        !docker_in(&env, "wt-first", &vols).contains("git-vmoat-snap."),
+        "every copy of the dead snapshot was removed"
+    );
+    let r = env.vmoat(&a, &["data", "restore", "s1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    env.vmoat(&a, &["data", "snapshot", "s1"]).ok();
+}
+
 /// A copy that cannot fit is refused before anything is made or paused; one that fills the
 /// disk anyway is undone whole.
 fn a_disk_too_small_for_the_copy_is_refused_whole() {
@@ -482,6 +532,7 @@ crate::tests! {
     a_new_worktree_gets_a_consistent_copy_of_its_siblings_database: StackNetns, Postgres;
     siblings_that_lack_the_volume_or_sleep_still_give_theirs: StackNetns;
     a_copy_killed_halfway_leaves_nothing_paused_or_half_made: StackNetns;
+    a_snapshot_killed_midway_is_removed_whole: StackNetns;
     a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
     volumes_stream_between_colima_vms_and_snapshot_there: StackColima;
 }

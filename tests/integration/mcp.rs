@@ -112,9 +112,25 @@ fn refused_until_approved(env: &Env, wt: &Path) {
             {"tool": "up", "args": {"wait_seconds": 5}},
             {"tool": "test"},
             {"tool": "exec", "args": {"argv": ["true"]}},
+            {"tool": "logs", "args": {"lines": "ten"}},
         ]),
     );
     tools_are_listed_with_their_argument_names(&r);
+    // Arguments of the wrong type: a tool error like the others, saying which and what to do.
+    let bad = call(&r, 4, true);
+    assert!(
+        bad["structured"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid arguments for logs"),
+        "{bad:#}"
+    );
+    assert!(
+        bad["structured"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("schema")
+    );
     // The same report as the CLI's, field for field.
     let status = &call(&r, 0, false)["structured"];
     assert_eq!(status, &cli_json(env, wt, &["status", "--json"]));

@@ -1,6 +1,7 @@
 //! Tunnels through git-vmoat's own forwarder on a container stack: bulk data arrives byte-exact,
 //! and a connection to a suspended VM's tunnel wakes the VM (netns: thawed; Colima: started
-//! again through the stand-in) and is served, by the same forwarder process.
+//! again through the stand-in) and is served, by the same forwarder process; a netns tunnel
+//! follows the namespace `up` makes again after the VM's dockerd crashed.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -184,7 +185,69 @@ fn a_colima_tunnel_rides_ssh_survives_a_suspend_and_starts_the_vm_again() {
     );
 }
 
+/// The identity (device, inode) of the namespace a name in /run/netns stands for now.
+fn netns_inode(id: &str) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/run/netns/{id}")).unwrap();
+    (m.dev(), m.ino())
+}
+
+/// After the VM's dockerd crashes, `up` makes a new network namespace under the same name: the
+/// forwarder already running must follow it, not keep connecting in the old, empty one.
+fn a_netns_tunnel_follows_the_namespace_up_made_again_after_a_crash() {
+    let env = Env::new();
+    let wt = stack(&env, "crash", "netns");
+    env.vmoat(&wt, &["up"]).ok();
+    let port = tunnel(&env, &wt);
+    assert_eq!(page(port).as_deref(), Some("the stack's page\n"));
+    let forwarder = status(&env, &wt)["tunnels"][0]["pid"].as_i64().unwrap();
+    let id = netns_id(&env, "wt-crash");
+    let before = netns_inode(&id);
+    let pid: i32 = std::fs::read_to_string(format!("/run/git-vmoat/{id}/docker.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            // Gone, or a zombie nobody reaped yet.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        }),
+        "dockerd did not die"
+    );
+    env.vmoat(&wt, &["up"]).ok();
+    assert_ne!(
+        netns_inode(&id),
+        before,
+        "up did not make the namespace again, so this test shows nothing"
+    );
+    let log = env.state_dir().join("vms/wt-crash/tunnel-8080.log");
+    assert_eq!(
+        page(port).as_deref(),
+        Some("the stack's page\n"),
+        "the tunnel still leads into the old namespace; the forwarder's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        status(&env, &wt)["tunnels"][0]["pid"].as_i64(),
+        Some(forwarder),
+        "the same forwarder serves on"
+    );
+}
+
 crate::tests! {
     a_netns_tunnel_moves_bulk_data_exactly_and_wakes_a_suspended_vm: StackNetns;
     a_colima_tunnel_rides_ssh_survives_a_suspend_and_starts_the_vm_again: StackColima;
+    a_netns_tunnel_follows_the_namespace_up_made_again_after_a_crash: StackNetns;
 }

@@ -241,6 +241,33 @@ impl Server {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Server {
+    /// The router's call, with arguments that do not fit a tool's schema answered like every
+    /// other tool error (message, hint, structured content), so a model can correct itself.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        let name = request.name.to_string();
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        match self.tool_router.call(tcc).await? {
+            rmcp::model::CallToolResponse::Complete(r)
+                if r.is_error == Some(true) && r.structured_content.is_none() =>
+            {
+                let said = r
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map_or_else(String::new, |t| t.text.clone());
+                let message = format!("invalid arguments for {name}: {said}");
+                let hint = "pass the arguments the tool's input schema lists (tools/list), with their types";
+                let data = json!({"version": JSON_VERSION, "error": message, "hint": hint});
+                Ok(error_result(&message, Some(hint), data).into())
+            }
+            other => Ok(other),
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("git-vmoat", env!("CARGO_PKG_VERSION")))

@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 
 use crate::error::hint;
 
+mod quick;
+
 /// The worktree a command acts on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Worktree {
     /// Real path of the worktree's top directory.
     pub root: PathBuf,
@@ -80,6 +82,14 @@ impl Worktree {
 
 /// Finds the worktree containing `cwd`, honouring GIT_DIR/GIT_WORK_TREE like git does.
 pub fn discover(cwd: &Path) -> Result<Worktree> {
+    match quick::discover(cwd) {
+        Some(wt) => Ok(wt),
+        None => open_and_read(cwd),
+    }
+}
+
+/// `discover` by opening the repository: every layout and override git knows.
+fn open_and_read(cwd: &Path) -> Result<Worktree> {
     // Only the repository's own config matters here; skipping the user's and the system's
     // files keeps every command's start as cheap as `git rev-parse`.
     let isolated = gix::sec::trust::Mapping {

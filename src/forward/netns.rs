@@ -1,0 +1,76 @@
+//! The forwarder's place in a VM's network namespace (netns, rootless): entered once at start,
+//! and again whenever the name now stands for another namespace (`up` made it anew after the
+//! VM's dockerd crashed), so a running forwarder never relays into a namespace that is gone.
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The namespace a thread is in, by its name and its identity (device, inode) when entered.
+/// Namespaces are per thread: each thread that connects keeps its own `Follow`.
+#[derive(Clone)]
+pub struct Follow {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Follow {
+    /// Moves the calling thread (and threads it starts later) into the namespace at `path`.
+    pub fn enter(path: &Path) -> Result<Self> {
+        let mut f = Self {
+            path: path.to_path_buf(),
+            id: (0, 0),
+        };
+        f.enter_now()?;
+        Ok(f)
+    }
+
+    fn enter_now(&mut self) -> Result<()> {
+        let ns = std::fs::File::open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        let meta = ns.metadata()?;
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .with_context(|| format!("entering {}", self.path.display()))?;
+        self.id = (meta.dev(), meta.ino());
+        Ok(())
+    }
+
+    /// Enters the namespace the name stands for now, if that is another one; one stat when not.
+    /// A missing name (the VM is stopped) keeps the old one: its connections fail as they would.
+    pub fn refresh(&mut self) -> Result<()> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) != self.id => self.enter_now(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Moves this (still single-threaded) process into a rootless VM's user namespace, where it
+/// is root over the VM's namespaces and, outside them, the user it was.
+pub fn enter_userns(userns: &Path) -> Result<()> {
+    let ns =
+        std::fs::File::open(userns).with_context(|| format!("opening {}", userns.display()))?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::User),
+    )
+    .with_context(|| format!("entering {}", userns.display()))
+}
+
+#[cfg(test)]
+impl Follow {
+    /// The namespace this thread is in already, by a name that always stands for it.
+    pub fn here() -> Self {
+        let path = PathBuf::from("/proc/thread-self/ns/net");
+        let m = std::fs::metadata(&path).unwrap();
+        Self {
+            id: (m.dev(), m.ino()),
+            path,
+        }
+    }
+}
