@@ -1,5 +1,6 @@
 //! Docker networking inside a netns VM, as on a docker host: containers reach out through the
-//! uplink, containers of one network reach each other, and two networks stay apart.
+//! uplink, except from an internal network; containers of one network reach each other, and two
+//! networks stay apart.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,9 +8,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// A worktree whose up command makes two docker networks, `front` and `back`, and runs busybox
-/// httpd as `web` on `front`, published on 8080. (Names that are no hex prefix: `docker network
-/// inspect` takes a prefix of an id too.)
+/// A worktree whose up command makes docker networks `front`, `back` and the internal `inner`,
+/// and runs busybox httpd as `web` on `front`, published on 8080. (Names that are no hex
+/// prefix: `docker network inspect` takes a prefix of an id too.)
 fn two_network_stack(env: &Env) -> PathBuf {
     let fs = busybox_rootfs(env);
     let repo = env.repo("proj");
@@ -18,6 +19,7 @@ fn two_network_stack(env: &Env) -> PathBuf {
     let up = format!(
         "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; \
          for n in front back; do docker network inspect $n >/dev/null 2>&1 || docker network create $n >/dev/null; done; \
+         docker network inspect inner >/dev/null 2>&1 || docker network create --internal inner >/dev/null; \
          docker rm -f web >/dev/null 2>&1; \
          docker run -d --name web --network front --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
         fs.display()
@@ -88,9 +90,9 @@ fn fetch_from_container(
     env.vmoat(wt, &["ssh", "sh", "-c", &script]).stdout
 }
 
-/// Egress from containers on the default bridge and on a user network; a container reaches
-/// another of its network by address; a container of another network, or of the default
-/// bridge, does not.
+/// Egress from containers on the default bridge and on a user network, none from an internal
+/// one; a container reaches another of its network by address; a container of another network,
+/// or of the default bridge, does not.
 fn containers_reach_out_and_docker_networks_stay_apart() {
     let env = Env::new();
     let wt = two_network_stack(&env);
@@ -120,6 +122,12 @@ fn containers_reach_out_and_docker_networks_stay_apart() {
             "egress from a container on {network}: {got:?}"
         );
     }
+
+    let inner = fetch_from_container(&env, &wt, "inner", &host.ip, port, "egress.txt");
+    assert!(
+        !inner.contains("out and back"),
+        "a container of an internal network reached out"
+    );
 
     let web_ip = env
         .vmoat(

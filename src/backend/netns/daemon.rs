@@ -41,9 +41,7 @@ impl Netns {
             .arg("--pidfile")
             .arg(run.join("docker.pid"))
             .arg("--cgroup-parent")
-            .arg(format!("/{}/{id}", cgroup::ROOT))
-            // The namespace's firewall is `net::start_firewall`'s: one `iptables-restore`.
-            .arg("--iptables=false");
+            .arg(format!("/{}/{id}", cgroup::ROOT));
         if std::env::var_os("GOGC").is_none() {
             cmd = cmd.env("GOGC", GO_GC);
         }

@@ -242,9 +242,8 @@ impl Backend for Netns {
             .args(["-n", &id, "link", "set", "lo", "up"])
             .checked()?;
         cgroup::create(&id, spec.cpus, spec.memory_gib)?;
-        // Firewall, uplink and daemon start side by side: none needs another to start, and the
-        // daemon takes longest, so the others are ready by the time it answers.
-        let firewall = net::start_firewall(&id);
+        // The uplink and the daemon start side by side: neither needs the other to start, and
+        // the daemon takes longer, so the uplink is ready by the time it answers.
         let uplink = net::start_uplink(&id, fresh);
         let daemon = if Self::dockerd_pid(&id).is_none() {
             // A stale pid file from a killed daemon would make dockerd refuse to start.
@@ -254,11 +253,6 @@ impl Backend for Netns {
             None
         };
         let waited = daemon.map(|child| self.await_dockerd(vm, &id, child));
-        if let Err(e) = firewall.and_then(net::Firewall::wait) {
-            output::warn(format!(
-                "{vm}'s firewall could not be set, so its containers cannot reach the internet and its docker networks are not kept apart: {e:#}"
-            ));
-        }
         if let Err(e) = uplink.and_then(net::Uplink::wait) {
             output::warn(format!(
                 "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"

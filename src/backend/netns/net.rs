@@ -12,8 +12,6 @@ use crate::exec::{self, Cmd};
 /// The namespace's interface to slirp4netns, and the address slirp gives it.
 const TAP: &str = "tap0";
 const TAP_ADDR: &str = "10.0.2.100/24";
-/// slirp4netns's network: what comes from it needs no masquerading.
-const TAP_NET: &str = "10.0.2.0/24";
 
 /// The namespace's way out: slirp4netns, a user-mode TCP/IP stack in the host's namespace that
 /// turns the namespace's outgoing connections into ordinary sockets of its own. `apt` and
@@ -104,74 +102,6 @@ fn has_tap(id: &str) -> bool {
         .is_ok_and(|o| {
             o.status.success() && has_addr(&String::from_utf8_lossy(&o.stdout), TAP, TAP_ADDR)
         })
-}
-
-/// The namespace's firewall, in place of the one dockerd would write (it runs with
-/// `--iptables=false`: its 70-odd `iptables` runs per start cost a fifth of a fresh `up`'s CPU
-/// and wall time). What a stack relies on stays: containers reach out through the uplink
-/// (masqueraded as the tap's address, which slirp4netns expects), and docker's networks stay
-/// apart (a container reaches another network only through a published port), as on a docker
-/// host. Published ports need no rule: docker-proxy listens on them in the namespace. The rules
-/// replace the namespace's nat and filter tables whole, so a restart writes the same again.
-///
-/// This starts writing them; [`Firewall::wait`] waits for it. The kernel takes tens of
-/// milliseconds to set up a namespace's first tables, mostly waiting, so the daemon starts
-/// meanwhile (no container runs before `start` returns).
-pub(super) fn start_firewall(id: &str) -> Result<Firewall> {
-    let child = restore(id, &firewall_rules(true))?
-        .spawn_with(std::process::Stdio::null(), std::process::Stdio::piped())?;
-    Ok(Firewall {
-        id: id.to_string(),
-        child,
-    })
-}
-
-/// An `iptables-restore` started by [`start_firewall`].
-pub(super) struct Firewall {
-    id: String,
-    child: std::process::Child,
-}
-
-impl Firewall {
-    pub(super) fn wait(self) -> Result<()> {
-        if self.child.wait_with_output()?.status.success() {
-            return Ok(());
-        }
-        // Without the physdev match (a kernel built without it) routed traffic between two
-        // user networks passes; their traffic to and from the default bridge is still kept
-        // apart.
-        restore(&self.id, &firewall_rules(false))?
-            .checked()
-            .map(drop)
-    }
-}
-
-/// The command that makes `rules` the namespace's tables.
-fn restore(id: &str, rules: &str) -> Result<Cmd> {
-    let file = Netns::run_dir(id).join("firewall.rules");
-    std::fs::write(&file, rules)?;
-    Ok(Cmd::new("nsenter")
-        .arg(format!("--net={}", Netns::netns_path(id).display()))
-        .args(["--", "iptables-restore"])
-        .arg(file))
-}
-
-/// The namespace's nat and filter tables for `iptables-restore`. `physdev`: tell traffic
-/// bridged within one network (which passes the filter when br_netfilter is loaded) from
-/// traffic routed between two networks.
-fn firewall_rules(physdev: bool) -> String {
-    let between_networks = if physdev {
-        "-A FORWARD -i br-+ -o br-+ -m physdev ! --physdev-is-bridged -j DROP\n"
-    } else {
-        ""
-    };
-    format!(
-        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
-         -A POSTROUTING ! -s {TAP_NET} -o {TAP} -j MASQUERADE\nCOMMIT\n\
-         *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-         -A FORWARD -i docker0 -o br-+ -j DROP\n-A FORWARD -i br-+ -o docker0 -j DROP\n\
-         {between_networks}COMMIT\n"
-    )
 }
 
 /// Removes what earlier versions set up for a namespace's uplink: a veth pair and firewall
@@ -269,23 +199,6 @@ mod tests {
         assert!(!has_addr(IP_ADDR_HOST, TAP, TAP_ADDR));
         assert!(has_addr(IP_ADDR_HOST, "eth0", "192.0.2.2/24"));
         assert!(!has_addr("", TAP, TAP_ADDR), "no tap yet");
-    }
-
-    #[test]
-    fn the_firewall_masquerades_the_uplink_and_keeps_networks_apart() {
-        let r = firewall_rules(true);
-        assert!(r.starts_with("*nat\n") && r.ends_with("COMMIT\n"), "{r}");
-        assert!(r.contains("-A POSTROUTING ! -s 10.0.2.0/24 -o tap0 -j MASQUERADE\n"));
-        for rule in [
-            "-A FORWARD -i docker0 -o br-+ -j DROP\n",
-            "-A FORWARD -i br-+ -o docker0 -j DROP\n",
-            "-A FORWARD -i br-+ -o br-+ -m physdev ! --physdev-is-bridged -j DROP\n",
-        ] {
-            assert!(r.contains(rule), "{rule} in {r}");
-        }
-        assert_eq!(r.matches("COMMIT\n").count(), 2);
-        assert!(!firewall_rules(false).contains("physdev"));
-        assert!(firewall_rules(false).contains("-i docker0 -o br-+ -j DROP"));
     }
 
     /// `iptables -S <chain>` (iptables v1.8.9, nf_tables) with rules of an earlier version.
