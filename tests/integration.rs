@@ -21,6 +21,7 @@ mod integration {
     pub mod mcp;
     pub mod messages;
     pub mod netns;
+    pub mod netns_docker;
     pub mod rootless;
     pub mod safety;
     pub mod setup;
@@ -51,6 +52,7 @@ fn main() -> std::process::ExitCode {
         mcp::tests(),
         messages::tests(),
         netns::tests(),
+        netns_docker::tests(),
         rootless::tests(),
         safety::tests(),
         setup::tests(),

@@ -131,9 +131,23 @@ pub(crate) fn probe_answer(out: &str) -> String {
 /// How often the health wait says it is still waiting when it cannot rewrite a live line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// How often the health URL is polled once the stack has been slow for a while; the first
-/// polls come quicker (from `FIRST_POLL`, doubling), as most stacks answer within a second.
+/// polls come quicker (from `FIRST_POLL`, doubling up to `QUICK_POLL` for `QUICK_FOR`), as most
+/// stacks answer within seconds: a wait doubled up to seconds would overshoot the moment the
+/// stack answers by up to as much, which on a busy machine is the moment it answers late.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 const FIRST_POLL: Duration = Duration::from_millis(100);
+const QUICK_POLL: Duration = Duration::from_millis(250);
+const QUICK_FOR: Duration = Duration::from_secs(10);
+
+/// The pause after one taking `pause`, `elapsed` into the wait.
+fn next_poll(pause: Duration, elapsed: Duration) -> Duration {
+    let cap = if elapsed < QUICK_FOR {
+        QUICK_POLL
+    } else {
+        POLL_EVERY
+    };
+    (pause * 2).min(cap)
+}
 
 fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()> {
     let start = Instant::now();
@@ -180,7 +194,7 @@ fn wait_healthy(ctx: &Ctx, vm: &str, url: &str, timeout: Duration) -> Result<()>
             ));
         }
         let pause = next_pause.min(timeout - elapsed);
-        next_pause = (next_pause * 2).min(POLL_EVERY);
+        next_pause = next_poll(next_pause, elapsed);
         if live {
             // The elapsed time ticks every second between polls.
             let until = Instant::now() + pause;
@@ -272,6 +286,23 @@ mod tests {
             "wget: can't connect to remote host (127.0.0.1): Connection refused"
         );
         assert_eq!(probe_answer(""), "no answer");
+    }
+
+    #[test]
+    fn health_polls_stay_quick_for_a_while_then_slow_down() {
+        let ms = Duration::from_millis;
+        let mut pause = FIRST_POLL;
+        let mut elapsed = Duration::ZERO;
+        let mut pauses = vec![];
+        while elapsed < Duration::from_secs(20) {
+            pauses.push(pause);
+            elapsed += pause;
+            pause = next_poll(pause, elapsed);
+        }
+        assert_eq!(pauses[..4], [ms(100), ms(200), ms(250), ms(250)]);
+        let quick = pauses.iter().take_while(|p| **p <= QUICK_POLL).count();
+        assert!(quick > 30, "{pauses:?}");
+        assert_eq!(pauses.last(), Some(&POLL_EVERY), "{pauses:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! everything of a worktree, and unmounting what a killed daemon left.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -10,6 +11,13 @@ use super::{Netns, cgroup};
 use crate::exec::{self, Cmd};
 use crate::output;
 
+/// Go's garbage collector target for the daemon and what it starts (containerd, shims, runc,
+/// and dockerd itself re-run for each image unpack and container start): the default (100)
+/// collects several times while each of these large binaries initialises, a good part of a
+/// fresh `up`'s CPU time; parallel `up`s on a small machine wait for exactly that CPU. The
+/// price is a larger heap between collections (a few MiB for a small stack).
+const GO_GC: &str = "400";
+
 impl Netns {
     /// Whether the daemon answers its API's `/_ping`: asked in-process, since a `docker`
     /// CLI per poll costs tens of milliseconds of CPU, which parallel starts compete for.
@@ -17,12 +25,12 @@ impl Netns {
         docker_ready_at(&Self::socket(vm))
     }
 
-    pub(super) fn start_dockerd(&self, vm: &str, id: &str) -> Result<()> {
+    /// Starts the worktree's dockerd; [`Netns::await_dockerd`] waits until it answers.
+    pub(super) fn spawn_dockerd(&self, vm: &str, id: &str) -> Result<Child> {
         let run = Self::run_dir(id);
         let data = self.data_dir(vm).join("docker");
         std::fs::create_dir_all(&data)?;
-        let log = self.data_dir(vm).join("dockerd.log");
-        let mut child = Self::enter(id)
+        let mut cmd = Self::enter(id)
             .arg("dockerd")
             .arg("--data-root")
             .arg(&data)
@@ -33,8 +41,20 @@ impl Netns {
             .arg("--pidfile")
             .arg(run.join("docker.pid"))
             .arg("--cgroup-parent")
-            .arg(format!("/{}/{id}", cgroup::ROOT))
-            .spawn_detached(&log)?;
+            .arg(format!("/{}/{id}", cgroup::ROOT));
+        if std::env::var_os("GOGC").is_none() {
+            cmd = cmd.env("GOGC", GO_GC);
+        }
+        cmd.spawn_detached(&self.log(vm))
+    }
+
+    fn log(&self, vm: &str) -> PathBuf {
+        self.data_dir(vm).join("dockerd.log")
+    }
+
+    /// Waits until the dockerd [`Netns::spawn_dockerd`] started answers its API.
+    pub(super) fn await_dockerd(&self, vm: &str, id: &str, mut child: Child) -> Result<()> {
+        let log = self.log(vm);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if Self::docker_ready(id) {

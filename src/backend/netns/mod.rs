@@ -234,24 +234,31 @@ impl Backend for Netns {
         std::fs::create_dir_all(&run)?;
         std::fs::write(run.join(OWNER), data.as_os_str().as_encoded_bytes())
             .with_context(|| format!("writing {}", run.join(OWNER).display()))?;
-        if !Self::netns_path(&id).exists() {
+        let fresh = !Self::netns_path(&id).exists();
+        if fresh {
             Cmd::new("ip").args(["netns", "add", &id]).checked()?;
         }
         Cmd::new("ip")
             .args(["-n", &id, "link", "set", "lo", "up"])
             .checked()?;
         cgroup::create(&id, spec.cpus, spec.memory_gib)?;
-        if let Err(e) = net::ensure_uplink(&id) {
+        // The uplink and the daemon start side by side: neither needs the other to start, and
+        // the daemon takes longer, so the uplink is ready by the time it answers.
+        let uplink = net::start_uplink(&id, fresh);
+        let daemon = if Self::dockerd_pid(&id).is_none() {
+            // A stale pid file from a killed daemon would make dockerd refuse to start.
+            let _ = std::fs::remove_file(Self::run_dir(&id).join("docker.pid"));
+            Some(self.spawn_dockerd(vm, &id)?)
+        } else {
+            None
+        };
+        let waited = daemon.map(|child| self.await_dockerd(vm, &id, child));
+        if let Err(e) = uplink.and_then(net::Uplink::wait) {
             output::warn(format!(
                 "{vm} has no network uplink, so apt and docker pull inside it cannot reach the internet: {e:#}"
             ));
         }
-        if Self::dockerd_pid(&id).is_none() {
-            // A stale pid file from a killed daemon would make dockerd refuse to start.
-            let _ = std::fs::remove_file(Self::run_dir(&id).join("docker.pid"));
-            self.start_dockerd(vm, &id)?;
-        }
-        Ok(())
+        waited.unwrap_or(Ok(()))
     }
 
     fn resume(&self, vm: &str) -> Result<()> {

@@ -20,18 +20,18 @@ const TAP_ADDR: &str = "10.0.2.100/24";
 /// 0.0.0.0 there is reachable only through the tunnels on 127.0.0.1. The host's own loopback
 /// stays closed to it too (other worktrees' tunnels live there). It runs in the worktree's
 /// cgroup, so it is stopped, and limited, with everything else of the worktree.
-pub(super) fn ensure_uplink(id: &str) -> Result<()> {
-    // slirp4netns's tap goes away with it, so a configured tap means it is running.
-    let has_tap = || {
-        Cmd::new("ip")
-            .args(["-n", id, "-4", "-o", "addr", "show", "dev", TAP])
-            .output()
-            .is_ok_and(|o| {
-                o.status.success() && has_addr(&String::from_utf8_lossy(&o.stdout), TAP, TAP_ADDR)
-            })
-    };
-    if has_tap() {
-        return Ok(());
+///
+/// This starts it; [`Uplink::wait`] waits until it has configured its tap, so the caller can
+/// start the daemon meanwhile (neither needs the other to start). `fresh`: the namespace was
+/// just made, so no uplink can be running in it yet.
+pub(super) fn start_uplink(id: &str, fresh: bool) -> Result<Uplink> {
+    let log = Netns::run_dir(id).join("slirp4netns.log");
+    if !fresh && has_tap(id) {
+        return Ok(Uplink {
+            id: id.to_string(),
+            child: None,
+            log,
+        });
     }
     if !exec::on_path("slirp4netns") {
         return Err(hint(
@@ -39,8 +39,7 @@ pub(super) fn ensure_uplink(id: &str) -> Result<()> {
             "apt install slirp4netns",
         ));
     }
-    let log = Netns::run_dir(id).join("slirp4netns.log");
-    let mut child = Netns::in_cgroup(id)
+    let child = Netns::in_cgroup(id)
         .args([
             "slirp4netns",
             "--configure",
@@ -51,24 +50,58 @@ pub(super) fn ensure_uplink(id: &str) -> Result<()> {
         .arg(Netns::netns_path(id))
         .arg(TAP)
         .spawn_detached(&log)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has_tap() {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "slirp4netns exited ({}): {}",
-                exec::status_code(status),
-                std::fs::read_to_string(&log).unwrap_or_default().trim()
-            );
+    Ok(Uplink {
+        id: id.to_string(),
+        child: Some(child),
+        log,
+    })
+}
+
+/// A slirp4netns started by [`start_uplink`] (`child` None: one was running already).
+pub(super) struct Uplink {
+    id: String,
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+}
+
+impl Uplink {
+    /// Waits until the tap is configured; an error when slirp4netns exits or takes too long.
+    pub(super) fn wait(self) -> Result<()> {
+        let Some(mut child) = self.child else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !has_tap(&self.id) {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "slirp4netns exited ({}): {}",
+                    exec::status_code(status),
+                    std::fs::read_to_string(&self.log)
+                        .unwrap_or_default()
+                        .trim()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "slirp4netns did not configure {TAP} within 10 s (log: {})",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if Instant::now() > deadline {
-            bail!(
-                "slirp4netns did not configure {TAP} within 10 s (log: {})",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
     }
-    Ok(())
+}
+
+/// Whether the namespace's tap is configured: slirp4netns's tap goes away with it, so a
+/// configured tap means it is running.
+fn has_tap(id: &str) -> bool {
+    Cmd::new("ip")
+        .args(["-n", id, "-4", "-o", "addr", "show", "dev", TAP])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && has_addr(&String::from_utf8_lossy(&o.stdout), TAP, TAP_ADDR)
+        })
 }
 
 /// Removes what earlier versions set up for a namespace's uplink: a veth pair and firewall
