@@ -152,7 +152,20 @@ pub fn scan(state: &State, common: &Path, recorded_here: bool) -> Result<Vec<(Kn
         } else {
             None
         };
-        let verdict = decide(&k, linked, &Fs);
+        let verdict = if !is_mine
+            && owner.common_ino.is_some()
+            && owner.common_ino == registry::dir_ino(common)
+        {
+            // The same directory with another id: the id was edited, not the repository
+            // replaced. Its VMs are kept for the id to be put back.
+            Verdict::Kept(format!(
+                "the repository at {} is the one it was made for, but its vmoat.id changed (was {})",
+                common.display(),
+                owner.repo
+            ))
+        } else {
+            decide(&k, linked, &Fs)
+        };
         let mut k = k;
         // Follow moves: where git says the worktree is now (locked ones too), and where the
         // repository is.

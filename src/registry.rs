@@ -164,6 +164,18 @@ pub fn ensure_repo_id(state: &State, wt: &mut Worktree) -> Result<(String, bool)
         wt.repo_id = Some(id.clone());
         return Ok((id, false));
     }
+    if let Some(raw) = repo::raw_repo_id(&wt.common_dir)
+        && repo::repo_id_of(&raw).is_none()
+    {
+        // Never written over: VMs of this repository may be recorded under what it was.
+        return Err(crate::error::hint(
+            format!(
+                "{} holds vmoat.id = {raw:?}, which is not an id git-vmoat made; nothing was changed",
+                file.display()
+            ),
+            "put back the id it had (`git vmoat gc --all --dry-run` lists VMs by repository), or remove the line (`git config --unset vmoat.id`) to start afresh",
+        ));
+    }
     let id = repo::new_repo_id()?;
     crate::git::file_config_set(&file, repo::REPO_ID_KEY, &id)?;
     wt.repo_id = Some(id.clone());

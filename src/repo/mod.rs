@@ -182,8 +182,7 @@ fn open_and_read(cwd: &Path) -> Result<Worktree> {
     let repo_id = repo
         .config_snapshot()
         .string(REPO_ID_KEY)
-        .map(|v| v.to_string())
-        .filter(|v| is_repo_id(v));
+        .and_then(|v| repo_id_of(&v.to_string()));
     Ok(Worktree {
         root,
         main_root,
@@ -213,6 +212,23 @@ pub fn is_repo_id(s: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// The repository id a config value holds: git-vmoat's form, whatever the case it was edited
+/// into; None for anything else.
+pub fn repo_id_of(value: &str) -> Option<String> {
+    let id = value.trim().to_ascii_lowercase();
+    is_repo_id(&id).then_some(id)
+}
+
+/// The `vmoat.id` value of a common dir's config as written, well-formed or not.
+pub fn raw_repo_id(common_dir: &Path) -> Option<String> {
+    let file = gix::config::File::from_path_no_includes(
+        common_dir.join("config"),
+        gix::config::Source::Local,
+    )
+    .ok()?;
+    file.string(REPO_ID_KEY).map(|v| v.to_string())
+}
+
 /// A fresh random repository id (128 bits from the OS).
 pub fn new_repo_id() -> Result<String> {
     use std::io::Read;
@@ -226,14 +242,7 @@ pub fn new_repo_id() -> Result<String> {
 /// The repository id stored in a common dir's config, if any (for telling a moved repository
 /// from a copied one).
 pub fn read_repo_id(common_dir: &Path) -> Option<String> {
-    let file = gix::config::File::from_path_no_includes(
-        common_dir.join("config"),
-        gix::config::Source::Local,
-    )
-    .ok()?;
-    file.string(REPO_ID_KEY)
-        .map(|v| v.to_string())
-        .filter(|v| is_repo_id(v))
+    raw_repo_id(common_dir).and_then(|v| repo_id_of(&v))
 }
 
 fn realpath(p: &Path) -> Result<PathBuf> {

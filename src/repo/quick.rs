@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use gix::discover::repository::Path as Found;
 use gix::discover::upwards::{Options, TrustPolicy};
 
-use super::{REPO_ID_KEY, Worktree, is_repo_id};
+use super::{REPO_ID_KEY, Worktree, repo_id_of};
 
 /// Variables that change where git looks for the repository; with any set, the full open
 /// applies them as git does.
@@ -65,8 +65,7 @@ pub(super) fn discover(cwd: &Path) -> Option<Worktree> {
     };
     let repo_id = config
         .string(REPO_ID_KEY)
-        .map(|v| v.to_string())
-        .filter(|v| is_repo_id(v));
+        .and_then(|v| repo_id_of(&v.to_string()));
     Some(Worktree {
         root,
         main_root: Some(main_root),

@@ -35,6 +35,37 @@ fn gc_all_reclaims_the_vms_of_a_deleted_repository_only_when_asked() {
     );
 }
 
+/// A repository whose `vmoat.id` was edited by hand keeps its VM: upper case still reads as
+/// the id; anything else is refused by `up` (never written over), and `gc --all` keeps the VM
+/// for the id to be put back instead of reclaiming it as another repository's.
+fn an_edited_repository_id_never_costs_the_vm() {
+    let env = Env::new();
+    let repo = repo_with_config(&env, "edited", CONFIG);
+    env.vmoat(&repo, &["up"]).ok();
+    let id = env.git(&repo, &["config", "vmoat.id"]).trim().to_string();
+    env.git(&repo, &["config", "vmoat.id", &id.to_ascii_uppercase()]);
+    assert_eq!(env.vmoat(&repo, &["name"]).ok().stdout.trim(), "wt-edited");
+
+    env.git(&repo, &["config", "vmoat.id", "not-an-id"]);
+    let r = env.vmoat(&repo, &["up"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not an id git-vmoat made"), "{r:?}");
+    assert_eq!(
+        env.git(&repo, &["config", "vmoat.id"]).trim(),
+        "not-an-id",
+        "never written over"
+    );
+    env.vmoat(&env.home, &["gc", "--all"]).ok();
+    assert!(
+        env.profile("wt-edited").is_some(),
+        "kept for the id to come back"
+    );
+    env.git(&repo, &["config", "vmoat.id", &id]);
+    let r = env.vmoat(&repo, &["status", "--json"]).ok();
+    assert!(r.stdout.contains("\"wt-edited\""), "{r:?}");
+}
+
 crate::tests! {
     gc_all_reclaims_the_vms_of_a_deleted_repository_only_when_asked: Ssh;
+    an_edited_repository_id_never_costs_the_vm: Ssh;
 }
