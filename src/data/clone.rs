@@ -54,18 +54,21 @@ impl Report {
                 }
             })
             .collect();
+        let paused = match self.paused_containers {
+            0 => "no container used them".to_string(),
+            c => format!(
+                "its container{} paused {:.1}s ({c})",
+                if c == 1 { "" } else { "s" },
+                self.paused.as_secs_f64()
+            ),
+        };
         format!(
-            "copied {n} volume{} ({}) from {} in {:.1}s ({}), its containers paused {:.1}s ({}): {}",
+            "copied {n} volume{} ({}) from {} in {:.1}s ({}), {paused}: {}",
             if n == 1 { "" } else { "s" },
             super::size(self.bytes()),
             self.from,
             self.seconds,
             self.how,
-            self.paused.as_secs_f64(),
-            match self.paused_containers {
-                1 => "1 container".to_string(),
-                c => format!("{c} containers"),
-            },
             names.join(", ")
         )
     }
@@ -524,7 +527,7 @@ mod tests {
         };
         assert_eq!(
             r.line(),
-            "copied 1 volume (3.0 MiB) from wt-main in 1.3s (stream), its containers paused 1.1s (1 container): feat_pgdata (from main_pgdata)"
+            "copied 1 volume (3.0 MiB) from wt-main in 1.3s (stream), its container paused 1.1s (1): feat_pgdata (from main_pgdata)"
         );
     }
 }

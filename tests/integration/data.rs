@@ -124,7 +124,7 @@ fn a_new_worktree_gets_a_consistent_copy_of_its_siblings_database() {
         r.stderr.contains("copied 1 volume") && r.stderr.contains("from wt-first"),
         "{r:?}"
     );
-    assert!(r.stderr.contains("containers paused"), "{r:?}");
+    assert!(r.stderr.contains("its container paused"), "{r:?}");
     let after = last(&file);
     let logs = env.vmoat(&b, &["ssh", "docker", "logs", "db"]);
     let logs = format!("{}{}", logs.stdout, logs.stderr);
