@@ -46,6 +46,9 @@ pub mod files {
     pub const DATA_PAUSED: &str = "data-paused.json";
     /// In a VM's dir: the volumes a copy into it was making (removed again if it died).
     pub const DATA_PARTIAL: &str = "data-partial.json";
+    /// In a VM's dir: its containers a copy into it (or a restore) stopped (started again if
+    /// it died).
+    pub const DATA_STOPPED: &str = "data-stopped.json";
     /// In a VM's dir: where each of its volumes came from.
     pub const DATA_ORIGIN: &str = "data.json";
 }

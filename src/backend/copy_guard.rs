@@ -30,6 +30,47 @@ struct PartialRecord {
     volumes: Vec<String>,
 }
 
+fn stopped_path(state: &State, vm: &str) -> PathBuf {
+    state.vm_dir_path(vm).join(files::DATA_STOPPED)
+}
+
+/// Records the VM's containers a copy is about to stop (before it does: if it dies while
+/// stopping them, starting a running container again is harmless).
+pub fn record_stopped(state: &State, vm: &str, containers: &[String]) -> Result<()> {
+    let rec = PauseRecord {
+        pid: std::process::id(),
+        containers: containers.to_vec(),
+    };
+    crate::state::write_json(&state.vm_dir(vm)?.join(files::DATA_STOPPED), &rec)
+}
+
+/// The stopped containers were started again (or are no longer this process's to start).
+pub fn clear_stopped(state: &State, vm: &str) {
+    let _ = std::fs::remove_file(stopped_path(state, vm));
+}
+
+/// Starts the containers a copy that died had stopped, then drops the record.
+fn undo_stopped(state: &State, b: &dyn Backend, vm: &str) {
+    let path = stopped_path(state, vm);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    let rec: PauseRecord = serde_json::from_slice(&bytes).unwrap_or_default();
+    if rec.pid != 0 && crate::exec::process_alive(rec.pid) {
+        return;
+    }
+    if !rec.containers.is_empty() {
+        let Ok(cmd) = b.docker(vm) else { return };
+        match cmd.arg("start").args(&rec.containers).output() {
+            Ok(o) if o.status.success() => output::info(format!(
+                "started again the containers of {vm} an interrupted copy had stopped"
+            )),
+            _ => return,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 fn paused_path(state: &State, vm: &str) -> PathBuf {
     state.vm_dir_path(vm).join(files::DATA_PAUSED)
 }
@@ -285,8 +326,9 @@ fn undo_partial(state: &State, b: &dyn Backend, vm: &str) {
     let _ = std::fs::remove_file(&path);
 }
 
-/// Undoes what a copy that died left in `vm` (paused containers, half-made volumes); nothing
-/// while a live copy holds the VM. Costs two failed `stat`s when there is nothing.
+/// Undoes what a copy that died left in `vm` (paused or stopped containers, half-made
+/// volumes); nothing while a live copy holds the VM. Costs three failed `stat`s when there is
+/// nothing.
 pub fn recover(state: &State, b: &dyn Backend, vm: &str) {
     if paused_path(state, vm).exists()
         && let Ok(Some(_lock)) = state.try_lock_data_source(vm)
@@ -297,6 +339,12 @@ pub fn recover(state: &State, b: &dyn Backend, vm: &str) {
         && let Ok(Some(_lock)) = state.try_lock_data_target(vm)
     {
         undo_partial(state, b, vm);
+    }
+    // After the half volumes are gone: the containers start on the volumes they had.
+    if stopped_path(state, vm).exists()
+        && let Ok(Some(_lock)) = state.try_lock_data_target(vm)
+    {
+        undo_stopped(state, b, vm);
     }
 }
 
@@ -310,7 +358,9 @@ pub fn recover_all(state: &State, open: &dyn Fn(&str) -> Option<Box<dyn Backend>
             continue;
         };
         let p = e.path();
-        if (p.join(files::DATA_PAUSED).exists() || p.join(files::DATA_PARTIAL).exists())
+        if [files::DATA_PAUSED, files::DATA_PARTIAL, files::DATA_STOPPED]
+            .iter()
+            .any(|f| p.join(f).exists())
             && let Some(b) = open(&vm)
         {
             recover(state, b.as_ref(), &vm);

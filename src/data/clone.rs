@@ -463,6 +463,7 @@ pub(super) fn stop_users(ctx: &Ctx, vm: &str, volumes: &[String]) -> Result<Vec<
         if ids.len() == 1 { "" } else { "s" },
         if ids.len() == 1 { "s" } else { "" }
     ));
+    guard::record_stopped(&ctx.state, vm, &ids)?;
     mine.docker(vm)?
         .args(["stop", "-t", &ctx.cfg.stop_timeout.to_string()])
         .args(&ids)
@@ -479,8 +480,9 @@ pub fn start_again(ctx: &Ctx, vm: &str, ids: &[String]) {
         .backend
         .docker(vm)
         .and_then(|d| d.arg("start").args(ids).checked());
-    if let Err(e) = started {
-        output::warn(format!("starting the containers of {vm} again: {e:#}"));
+    match started {
+        Ok(_) => guard::clear_stopped(&ctx.state, vm),
+        Err(e) => output::warn(format!("starting the containers of {vm} again: {e:#}")),
     }
 }
 

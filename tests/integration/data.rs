@@ -512,6 +512,30 @@ fn a_snapshot_killed_midway_is_removed_whole() {
     env.vmoat(&a, &["data", "snapshot", "s1"]).ok();
 }
 
+/// A copy (or restore) that died after stopping this VM's containers that use the volumes:
+/// the next command touching the VM starts them again.
+fn containers_an_interrupted_copy_stopped_are_started_again() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let b = bb_worktree(&env, &repo, "second", "[]", None);
+    env.vmoat(&b, &["up"]).ok();
+    docker_in(&env, "wt-second", &["stop", "-t", "0", "app"]);
+    let running = ["inspect", "-f", "{{.State.Running}}", "app"];
+    assert_eq!(docker_in(&env, "wt-second", &running), "false");
+    // What the copy wrote before stopping them, its process gone since.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let record = env.state_dir().join("vms/wt-second/data-stopped.json");
+    env.write(
+        &record,
+        &format!("{{\"pid\": {pid}, \"containers\": [\"app\"]}}"),
+    );
+    env.vmoat(&b, &["ssh", "true"]).ok();
+    assert_eq!(docker_in(&env, "wt-second", &running), "true");
+    assert!(!record.exists());
+}
+
 /// A copy that cannot fit is refused before anything is made or paused; one that fills the
 /// disk anyway is undone whole.
 fn a_disk_too_small_for_the_copy_is_refused_whole() {
@@ -561,6 +585,7 @@ crate::tests! {
     siblings_that_lack_the_volume_or_sleep_still_give_theirs: StackNetns;
     a_copy_killed_halfway_leaves_nothing_paused_or_half_made: StackNetns;
     a_snapshot_killed_midway_is_removed_whole: StackNetns;
+    containers_an_interrupted_copy_stopped_are_started_again: StackNetns;
     a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
     volumes_stream_between_colima_vms_and_snapshot_there: StackColima;
 }
