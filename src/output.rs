@@ -180,6 +180,16 @@ impl std::fmt::Display for Note {
 }
 
 /// Writes lines of data to stdout; a broken pipe surfaces as an io error (exit 0 in main).
+/// Asks `question` on the terminal (the caller checked there is one): true for y/yes.
+pub fn ask_yes(question: &str) -> anyhow::Result<bool> {
+    use std::io::BufRead;
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 pub fn data(text: impl AsRef<str>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_ref().as_bytes())?;

@@ -2,7 +2,6 @@
 //! worktree's VM (`docker save` there streamed into `docker load` here, through the host, no
 //! temp file), so only the first worktree of a project pays for building and pulling.
 
-use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -216,20 +215,11 @@ fn stream(from: crate::exec::Cmd, to: crate::exec::Cmd, images: &[String]) -> Re
         .spawn_with(Stdio::null(), Stdio::piped())?;
     let mut src = save.stdout.take().context("docker save has no stdout")?;
     let mut dst = load.stdin.take().context("docker load has no stdin")?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    let copied: std::io::Result<()> = (|| loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        dst.write_all(&buf[..n])?;
-        total += n as u64;
-    })();
+    let copied = std::io::copy(&mut src, &mut dst);
     drop(dst);
     let save_out = save.wait_with_output()?;
     let load_out = load.wait_with_output()?;
-    copied.context("streaming the images")?;
+    let total = copied.context("streaming the images")?;
     if !save_out.status.success() {
         bail!(
             "docker save failed: {}",

@@ -1,7 +1,7 @@
 //! `data`: the stack's volumes in this worktree's VM: list them (sizes, where each came from),
 //! copy them again from a sibling, and keep snapshots to restore.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -236,11 +236,9 @@ fn confirm(vm: &str, volumes: &[String]) -> Result<()> {
             "pass --yes to replace them without asking",
         ));
     }
-    eprint!("{what} (their containers are stopped meanwhile). Go on? [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
+    if output::ask_yes(&format!(
+        "{what} (their containers are stopped meanwhile). Go on?"
+    ))? {
         Ok(())
     } else {
         Err(hint(

@@ -1,7 +1,7 @@
 //! `destroy`: delete the VM and its data, closing its tunnels first; worktree files are never
 //! touched.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 use anyhow::Result;
 
@@ -76,11 +76,9 @@ fn say_data(backend: &dyn crate::backend::Backend, vm: &str) {
 
 /// Asks on the terminal (the caller checked there is one).
 fn confirm(vm: &str) -> Result<()> {
-    eprint!("Delete VM {vm} with its containers, images and volumes? [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
+    if output::ask_yes(&format!(
+        "Delete VM {vm} with its containers, images and volumes?"
+    ))? {
         Ok(())
     } else {
         Err(hint(

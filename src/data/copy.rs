@@ -2,7 +2,7 @@
 //! that are created and never started, so no image has to be pulled), or copied directly by a
 //! shell where the daemons' files are (reflinked where the filesystem can).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -99,18 +99,7 @@ pub fn stream(from: &Holder<'_>, to: &Holder<'_>) -> Result<u64> {
         .spawn_with(Stdio::null(), Stdio::piped())?;
     let mut src = out.stdout.take().context("docker cp has no stdout")?;
     let mut dst = inn.stdin.take().context("docker cp has no stdin")?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    let copied: std::io::Result<()> = (|| {
-        loop {
-            let n = src.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            dst.write_all(&buf[..n])?;
-            total += n as u64;
-        }
-    })();
+    let copied = std::io::copy(&mut src, &mut dst);
     drop(dst);
     let out_done = out.wait_with_output()?;
     let in_done = inn.wait_with_output()?;
@@ -122,7 +111,7 @@ pub fn stream(from: &Holder<'_>, to: &Holder<'_>) -> Result<u64> {
             );
         }
     }
-    copied.context("streaming the volume's files")?;
+    let total = copied.context("streaming the volume's files")?;
     Ok(total)
 }
 

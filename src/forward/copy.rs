@@ -166,13 +166,13 @@ fn end_child(pid: u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A server that answers each connection with `reply(request)` after the client half-closes.
-    fn echo_server(reply: fn(Vec<u8>) -> Vec<u8>) -> u16 {
+    pub(in crate::forward) fn echo_server(reply: fn(Vec<u8>) -> Vec<u8>) -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {

@@ -291,20 +291,10 @@ mod tests {
 
     /// A server that answers each connection with its request reversed, after the half-close.
     fn reversing_server() -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let mut c = c.unwrap();
-                std::thread::spawn(move || {
-                    let mut req = vec![];
-                    c.read_to_end(&mut req).unwrap();
-                    req.reverse();
-                    c.write_all(&req).unwrap();
-                });
-            }
-        });
-        port
+        crate::forward::copy::tests::echo_server(|mut req| {
+            req.reverse();
+            req
+        })
     }
 
     /// An event loop forwarding to `guest` (in this namespace); its port and its forwarder.

@@ -94,6 +94,10 @@ pub fn discover(cwd: &Path) -> Result<Worktree> {
 /// moved): from inside one it finds the checkout around it, and acting there would act on
 /// another worktree's VM. Refused instead, as git itself refuses there.
 fn refuse_broken_inner(cwd: &Path, wt: &Worktree) -> Result<()> {
+    // At the top of the worktree (most commands) there is nothing in between to look at.
+    if cwd == wt.root {
+        return Ok(());
+    }
     let Ok(here) = std::fs::canonicalize(cwd) else {
         return Ok(());
     };

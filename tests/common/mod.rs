@@ -463,6 +463,37 @@ pub fn busybox_rootfs(env: &Env) -> PathBuf {
     root
 }
 
+/// The worktree's VM name, as `git vmoat name` prints it.
+pub fn vm_name(env: &Env, wt: &Path) -> String {
+    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
+}
+
+/// The worktree's VM state, as `git vmoat status --json` reports it.
+pub fn vm_state(env: &Env, wt: &Path) -> String {
+    let r = env.vmoat(wt, &["status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no state in {v:#}"))
+        .to_string()
+}
+
+/// Kills the netns VM's dockerd with SIGKILL (a daemon crash); returns its pid.
+pub fn kill_dockerd(env: &Env, vm: &str) -> i32 {
+    let pid: i32 =
+        std::fs::read_to_string(format!("/run/git-vmoat/{}/docker.pid", netns_id(env, vm)))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    pid
+}
+
 /// The machine-wide name the netns backend gives a VM's namespace, cgroup and runtime dir:
 /// the VM name plus a short hash of the state dir (the backend's own rule).
 pub fn netns_id(env: &Env, vm: &str) -> String {

@@ -25,10 +25,6 @@ fn path_with(dir: &Path) -> String {
     )
 }
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
 /// A profile as the stand-in records it, without booting anything.
 fn fake_profile(env: &Env, name: &str, status: &str, cpus: u64, memory_gib: u64) {
     env.write(

@@ -243,12 +243,6 @@ fn origin(env: &Env, wt: &Path) -> String {
         .to_string()
 }
 
-fn state_of(env: &Env, wt: &Path) -> String {
-    let s: serde_json::Value =
-        serde_json::from_str(&env.vmoat(wt, &["status", "--json"]).ok().stdout).unwrap();
-    s["state"].as_str().unwrap_or_default().to_string()
-}
-
 /// A volume the sibling lacks is said and starts empty; a suspended sibling is woken to copy
 /// from, a stopped one started and stopped again.
 fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
@@ -312,7 +306,7 @@ fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
         "{r:?}"
     );
     assert_eq!(origin(&env, &c), "first");
-    assert_eq!(state_of(&env, &a), "Running", "woken, in use");
+    assert_eq!(vm_state(&env, &a), "Running", "woken, in use");
 
     for wt in [&a, &c] {
         env.vmoat(wt, &["down"]).ok();
@@ -324,7 +318,7 @@ fn siblings_that_lack_the_volume_or_sleep_still_give_theirs() {
         "{r:?}"
     );
     assert_eq!(origin(&env, &d), "first");
-    assert_eq!(state_of(&env, &a), "Stopped", "left as it was");
+    assert_eq!(vm_state(&env, &a), "Stopped", "left as it was");
 }
 
 /// Between two Colima VMs the files stream through the host; snapshots work there too.

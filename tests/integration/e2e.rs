@@ -62,10 +62,6 @@ fn tunnel_port(env: &Env, wt: &Path) -> u16 {
     lines[0].rsplit(':').next().unwrap().parse().unwrap()
 }
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
 /// Everything on this machine that mentions `needle`: processes, mounts, namespaces.
 fn traces(needle: &str) -> Vec<String> {
     let mut found = vec![];

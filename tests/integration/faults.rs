@@ -36,19 +36,7 @@ fn a_killed_dockerd_fails_the_running_test_and_the_next_up_recovers() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let pid: i32 = std::fs::read_to_string(format!(
-        "/run/git-vmoat/{}/docker.pid",
-        netns_id(&env, "wt-feat")
-    ))
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill_dockerd(&env, "wt-feat");
     let out = test.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(0), "the test saw its daemon die");
     let s: serde_json::Value =

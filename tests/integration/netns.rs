@@ -206,10 +206,6 @@ impl Drop for Neighbour {
     }
 }
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
 fn tunnel_port(env: &Env, wt: &Path) -> u16 {
     let r = env.vmoat(wt, &["tunnel"]).ok();
     r.stdout

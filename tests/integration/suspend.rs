@@ -27,19 +27,6 @@ fn stack(env: &Env, repo: &Path, name: &str, extra_up: &str, config: &str) -> Pa
     wt
 }
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
-fn vm_state(env: &Env, wt: &Path) -> String {
-    let r = env.vmoat(wt, &["status", "--json"]).ok();
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v["state"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no state in {v:#}"))
-        .to_string()
-}
-
 /// Every pid in the worktree's cgroup tree of one v1 hierarchy (or the v2 tree).
 fn pids_in(hierarchy: &str, id: &str) -> BTreeSet<u32> {
     let root = ["/sys/fs/cgroup", hierarchy, "git-vmoat", id]

@@ -9,16 +9,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
-fn vm_state(env: &Env, wt: &Path) -> String {
-    let r = env.vmoat(wt, &["status", "--json"]).ok();
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v["state"].as_str().unwrap_or_default().to_string()
-}
-
 /// A netns worktree whose only container is `sleep` as PID 1, which ignores SIGTERM: only the
 /// kill after the stop timeout ends it.
 fn stubborn(env: &Env, name: &str) -> PathBuf {

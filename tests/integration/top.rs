@@ -41,10 +41,6 @@ fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
 }
 
-fn vm_name(env: &Env, wt: &Path) -> String {
-    env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()
-}
-
 fn row<'a>(report: &'a Value, vm: &str) -> &'a Value {
     report["vms"]
         .as_array()

@@ -203,16 +203,7 @@ fn a_netns_tunnel_follows_the_namespace_up_made_again_after_a_crash() {
     let forwarder = status(&env, &wt)["tunnels"][0]["pid"].as_i64().unwrap();
     let id = netns_id(&env, "wt-crash");
     let before = netns_inode(&id);
-    let pid: i32 = std::fs::read_to_string(format!("/run/git-vmoat/{id}/docker.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let pid = kill_dockerd(&env, "wt-crash");
     assert!(
         wait_until(Duration::from_secs(10), || {
             // Gone, or a zombie nobody reaped yet.
