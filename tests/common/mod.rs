@@ -463,6 +463,53 @@ pub fn busybox_rootfs(env: &Env) -> PathBuf {
     root
 }
 
+/// A tmpfs mounted for a test, unmounted (after the VMs on it are gone) when dropped.
+pub struct SmallDisk {
+    pub dir: PathBuf,
+    pub vms: Vec<PathBuf>,
+    pub env_vars: Vec<(String, String)>,
+}
+
+impl SmallDisk {
+    pub fn mount(dir: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        Self {
+            env_vars: vec![("GIT_VMOAT_STATE_DIR".into(), dir.display().to_string())],
+            dir,
+            vms: vec![],
+        }
+    }
+
+    pub fn shrink(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        for wt in &self.vms {
+            let _ = std::process::Command::new(bin())
+                .args(["destroy", "-f"])
+                .current_dir(wt)
+                .envs(self.env_vars.iter().cloned())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output();
+        }
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+    }
+}
+
 /// The worktree's VM name, as `git vmoat name` prints it.
 pub fn vm_name(env: &Env, wt: &Path) -> String {
     env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()

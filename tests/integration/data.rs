@@ -530,6 +530,47 @@ fn containers_an_interrupted_copy_stopped_are_started_again() {
     assert!(!record.exists());
 }
 
+/// A snapshot that cannot fit beside the volumes is refused before anything is copied.
+fn a_snapshot_too_big_for_the_disk_is_refused_before_copying() {
+    let mut env = Env::new();
+    // The state dir on a tmpfs: roomy for `up`, then shrunk to 32 MiB more than is used, so
+    // the 64 MiB of volume data fit once but not twice.
+    let mut disk = SmallDisk::mount(env.tmp.path().join("state"), "2g");
+    env.extra_env.extend(disk.env_vars.clone());
+    let repo = env.repo("proj");
+    let a = bb_worktree(&env, &repo, "first", "[]", Some(64));
+    disk.vms.push(a.clone());
+    env.vmoat(&a, &["up"]).ok();
+    // This state dir is not the one `docker_in` knows: ask through the VM.
+    let docker = |args: &[&str]| {
+        let mut argv = vec!["ssh", "docker"];
+        argv.extend(args);
+        env.vmoat(&a, &argv).stdout.trim().to_string()
+    };
+    let stat = ["exec", "app", "busybox", "stat", "-c", "%s", "/big/blob"];
+    let full = (64u64 << 20).to_string();
+    assert!(wait_until(Duration::from_secs(60), || docker(&stat) == full));
+    let used = std::process::Command::new("df")
+        .args(["-B1M", "--output=used"])
+        .arg(&disk.dir)
+        .output()
+        .unwrap();
+    let used: u64 = String::from_utf8_lossy(&used.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    disk.shrink(&format!("{}m", used + 32));
+    let r = env.vmoat(&a, &["data", "snapshot", "s1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("too little") && r.stderr.contains("no snapshot was made"),
+        "{r:?}"
+    );
+    assert!(!docker(&["volume", "ls", "-q"]).contains("git-vmoat-snap."));
+    assert_eq!(docker(&PAUSED), "false");
+}
+
 /// A copy that cannot fit is refused before anything is made or paused; one that fills the
 /// disk anyway is undone whole.
 fn a_disk_too_small_for_the_copy_is_refused_whole() {
@@ -581,5 +622,6 @@ crate::tests! {
     a_snapshot_killed_midway_is_removed_whole: StackNetns;
     containers_an_interrupted_copy_stopped_are_started_again: StackNetns;
     a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
+    a_snapshot_too_big_for_the_disk_is_refused_before_copying: StackNetns, Root;
     volumes_stream_between_colima_vms_and_snapshot_there: StackColima;
 }

@@ -200,53 +200,6 @@ fn check_status_all_disk(env: &Env, wt: &Path) {
     assert!(row(&all, &vm)["suspended_since"].is_null(), "{all:#}");
 }
 
-/// A tmpfs mounted for a test, unmounted (after the VMs on it are gone) when dropped.
-struct SmallDisk {
-    dir: PathBuf,
-    vms: Vec<PathBuf>,
-    env_vars: Vec<(String, String)>,
-}
-
-impl SmallDisk {
-    fn mount(dir: PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        Self {
-            env_vars: vec![("GIT_VMOAT_STATE_DIR".into(), dir.display().to_string())],
-            dir,
-            vms: vec![],
-        }
-    }
-
-    fn shrink(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        for wt in &self.vms {
-            let _ = Command::new(bin())
-                .args(["destroy", "-f"])
-                .current_dir(wt)
-                .envs(self.env_vars.iter().cloned())
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .output();
-        }
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
-
 /// `up` refuses to make a VM where its disk would not fit: exit 1, how much is free and needed,
 /// what to remove (the state dir's VMs by size), and nothing made: no name, no data dir.
 fn up_refuses_a_new_vm_when_its_disk_would_not_fit() {
