@@ -510,6 +510,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The tests' web stack: busybox httpd serving the worktree's `www` dir on the VM's port 8080
+/// (its image imported from the busybox rootfs once per VM).
+pub fn httpd_up(env: &Env) -> String {
+    format!(
+        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
+        busybox_rootfs(env).display()
+    )
+}
+
 /// The worktree's VM name, as `git vmoat name` prints it.
 pub fn vm_name(env: &Env, wt: &Path) -> String {
     env.vmoat(wt, &["name"]).ok().stdout.trim().to_string()

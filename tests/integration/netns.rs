@@ -11,14 +11,10 @@ use crate::common::*;
 
 /// A worktree whose stack is busybox httpd published by docker on 0.0.0.0:8080 in the VM.
 fn stack(env: &Env, name: &str) -> PathBuf {
-    let fs = busybox_rootfs(env);
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
     env.write(&wt.join("www/index.html"), "the stack's page\n");
-    let up = format!(
-        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
-        fs.display()
-    );
+    let up = httpd_up(env);
     env.write(
         &wt.join("vmoat.toml"),
         &format!(

@@ -11,13 +11,9 @@ use crate::common::*;
 
 /// A worktree whose stack is busybox httpd on 8080 in its VM; `extra_up` runs after it.
 fn stack(env: &Env, repo: &Path, name: &str, extra_up: &str, config: &str) -> PathBuf {
-    let fs = busybox_rootfs(env);
     let wt = env.worktree(repo, &env.home.join("src").join(name), name);
     env.write(&wt.join("www/index.html"), "page\n");
-    let up = format!(
-        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null{extra_up}",
-        fs.display()
-    );
+    let up = format!("{}{extra_up}", httpd_up(env));
     env.write(
         &wt.join("vmoat.toml"),
         &format!(
@@ -242,13 +238,9 @@ fn the_vm_cannot_be_suspended_or_destroyed_from_inside_it() {
 fn suspend_on_colima_stops_and_resume_starts_the_vm_and_its_containers() {
     let env = Env::new();
     let repo = env.repo("proj");
-    let fs = busybox_rootfs(&env);
     let wt = env.worktree(&repo, &env.home.join("src").join("c"), "c");
     env.write(&wt.join("www/index.html"), "page\n");
-    let up = format!(
-        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
-        fs.display()
-    );
+    let up = httpd_up(&env);
     env.write(
         &wt.join("vmoat.toml"),
         &format!("backend = \"colima\"\n[vm]\nmemory = 2\n[commands]\nup = {up:?}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n"),

@@ -175,13 +175,9 @@ fn file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherw
 /// A Colima worktree whose stack is busybox httpd on the VM's port 8080, in a 2 GiB VM under
 /// a 3 GiB budget: two such VMs do not fit together.
 fn colima_stack(env: &Env, repo: &Path, name: &str) -> PathBuf {
-    let fs = busybox_rootfs(env);
     let wt = env.worktree(repo, &env.home.join("src").join(name), name);
     env.write(&wt.join("www/index.html"), "page\n");
-    let up = format!(
-        "docker image inspect bb >/dev/null 2>&1 || tar -C {} -c . | docker import - bb >/dev/null; docker rm -f web >/dev/null 2>&1; docker run -d --name web --pull never -p 8080:80 -v \"$PWD/www:/www\" bb httpd -f -p 80 -h /www >/dev/null",
-        fs.display()
-    );
+    let up = httpd_up(env);
     env.write(
         &wt.join("vmoat.toml"),
         &format!("backend = \"colima\"\n[vm]\nmemory = 2\nbudget = 3\n[commands]\nup = {up:?}\n[health]\nurl = \"http://127.0.0.1:8080/\"\ntimeout = 60\n"),
