@@ -12,6 +12,7 @@ mod integration {
     pub mod colima;
     pub mod config;
     pub mod data;
+    pub mod data_recovery;
     pub mod docs;
     pub mod e2e;
     pub mod faults;
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
         colima::tests(),
         config::tests(),
         data::tests(),
+        data_recovery::tests(),
         docs::tests(),
         e2e::tests(),
         faults::tests(),

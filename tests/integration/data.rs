@@ -208,7 +208,13 @@ fn recopy_snapshot_list_destroy(env: &Env, b: &Path) {
 
 /// A busybox stack whose container writes its worktree's name into volume `appdata` once;
 /// with `big`, also that many MiB into volume `big`.
-fn bb_worktree(env: &Env, repo: &Path, name: &str, volumes: &str, big: Option<u32>) -> PathBuf {
+pub(super) fn bb_worktree(
+    env: &Env,
+    repo: &Path,
+    name: &str,
+    volumes: &str,
+    big: Option<u32>,
+) -> PathBuf {
     let fs = env.tmp.path().join("rootfs");
     if !fs.exists() {
         busybox_rootfs(env);
@@ -353,7 +359,7 @@ fn volumes_stream_between_colima_vms_and_snapshot_there() {
     assert_eq!(origin(&env, &b), "first", "restored");
 }
 
-fn docker_in(env: &Env, vm: &str, args: &[&str]) -> String {
+pub(super) fn docker_in(env: &Env, vm: &str, args: &[&str]) -> String {
     let sock = format!("unix:///run/git-vmoat/{}/docker.sock", netns_id(env, vm));
     let out = std::process::Command::new("docker")
         .env("DOCKER_HOST", sock)
@@ -364,7 +370,7 @@ fn docker_in(env: &Env, vm: &str, args: &[&str]) -> String {
 }
 
 /// A sibling with a big volume, and a second worktree up without any copy.
-fn big_pair(env: &Env, mib: u32) -> (PathBuf, PathBuf) {
+pub(super) fn big_pair(env: &Env, mib: u32) -> (PathBuf, PathBuf) {
     let repo = env.repo("proj");
     let a = bb_worktree(env, &repo, "first", "[]", Some(mib));
     env.vmoat(&a, &["up"]).ok();
@@ -416,7 +422,7 @@ fn kill_mid_copy(env: &Env, b: &Path) {
     );
 }
 
-const PAUSED: [&str; 4] = ["inspect", "-f", "{{.State.Paused}}", "app"];
+pub(super) const PAUSED: [&str; 4] = ["inspect", "-f", "{{.State.Paused}}", "app"];
 
 /// Nothing of a dead copy is left in either VM (records, half volume, copy containers).
 fn nothing_left(env: &Env) -> bool {
@@ -463,112 +469,6 @@ fn a_copy_killed_halfway_leaves_nothing_paused_or_half_made() {
         wait_until(Duration::from_secs(30), || nothing_left(&env)),
         "the watcher undoes it too"
     );
-}
-
-/// A snapshot killed between its volumes is no snapshot: the next command removes the copies
-/// made so far, and none is listed.
-fn a_snapshot_killed_midway_is_removed_whole() {
-    use std::os::unix::process::CommandExt;
-    let env = Env::new();
-    let (a, _b) = big_pair(&env, 600);
-    let mut snap = env
-        .cmd(bin(), &a)
-        .args(["data", "snapshot", "s1"])
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // `appdata` is copied first; the copy of the 600 MiB `big` has begun once its volume exists.
-    let vols = ["volume", "ls", "-q"];
-    assert!(wait_until(Duration::from_secs(60), || {
-        docker_in(&env, "wt-first", &vols)
-            .lines()
-            .any(|v| v == "git-vmoat-snap.s1.big")
-    }));
-    let pgid = rustix::process::Pid::from_raw(snap.id() as i32).unwrap();
-    rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).unwrap();
-    snap.wait().unwrap();
-    assert!(
-        docker_in(&env, "wt-first", &vols).contains("git-vmoat-snap.s1.appdata"),
-        "killed after a first volume was copied"
-    );
-
-    let ls: serde_json::Value =
-        serde_json::from_str(&env.vmoat(&a, &["data", "ls", "--json"]).ok().stdout).unwrap();
-    assert_eq!(ls["snapshots"], serde_json::json!([]), "{ls}");
-    assert!(
-        !docker_in(&env, "wt-first", &vols).contains("git-vmoat-snap."),
-        "every copy of the dead snapshot was removed"
-    );
-    let r = env.vmoat(&a, &["data", "restore", "s1"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    env.vmoat(&a, &["data", "snapshot", "s1"]).ok();
-}
-
-/// A copy (or restore) that died after stopping this VM's containers that use the volumes:
-/// the next command touching the VM starts them again.
-fn containers_an_interrupted_copy_stopped_are_started_again() {
-    let env = Env::new();
-    let repo = env.repo("proj");
-    let b = bb_worktree(&env, &repo, "second", "[]", None);
-    env.vmoat(&b, &["up"]).ok();
-    docker_in(&env, "wt-second", &["stop", "-t", "0", "app"]);
-    let running = ["inspect", "-f", "{{.State.Running}}", "app"];
-    assert_eq!(docker_in(&env, "wt-second", &running), "false");
-    // What the copy wrote before stopping them, its process gone since.
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let pid = gone.id();
-    gone.wait().unwrap();
-    let record = env.state_dir().join("vms/wt-second/data-stopped.json");
-    env.write(
-        &record,
-        &format!("{{\"pid\": {pid}, \"containers\": [\"app\"]}}"),
-    );
-    env.vmoat(&b, &["ssh", "true"]).ok();
-    assert_eq!(docker_in(&env, "wt-second", &running), "true");
-    assert!(!record.exists());
-}
-
-/// A snapshot that cannot fit beside the volumes is refused before anything is copied.
-fn a_snapshot_too_big_for_the_disk_is_refused_before_copying() {
-    let mut env = Env::new();
-    // The state dir on a tmpfs: roomy for `up`, then shrunk to 32 MiB more than is used, so
-    // the 64 MiB of volume data fit once but not twice.
-    let mut disk = SmallDisk::mount(env.tmp.path().join("state"), "2g");
-    env.extra_env.extend(disk.env_vars.clone());
-    let repo = env.repo("proj");
-    let a = bb_worktree(&env, &repo, "first", "[]", Some(64));
-    disk.vms.push(a.clone());
-    env.vmoat(&a, &["up"]).ok();
-    // This state dir is not the one `docker_in` knows: ask through the VM.
-    let docker = |args: &[&str]| {
-        let mut argv = vec!["ssh", "docker"];
-        argv.extend(args);
-        env.vmoat(&a, &argv).stdout.trim().to_string()
-    };
-    let stat = ["exec", "app", "busybox", "stat", "-c", "%s", "/big/blob"];
-    let full = (64u64 << 20).to_string();
-    assert!(wait_until(Duration::from_secs(60), || docker(&stat) == full));
-    let used = std::process::Command::new("df")
-        .args(["-B1M", "--output=used"])
-        .arg(&disk.dir)
-        .output()
-        .unwrap();
-    let used: u64 = String::from_utf8_lossy(&used.stdout)
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap();
-    disk.shrink(&format!("{}m", used + 32));
-    let r = env.vmoat(&a, &["data", "snapshot", "s1"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("too little") && r.stderr.contains("no snapshot was made"),
-        "{r:?}"
-    );
-    assert!(!docker(&["volume", "ls", "-q"]).contains("git-vmoat-snap."));
-    assert_eq!(docker(&PAUSED), "false");
 }
 
 /// A copy that cannot fit is refused before anything is made or paused; one that fills the
@@ -619,9 +519,6 @@ crate::tests! {
     a_new_worktree_gets_a_consistent_copy_of_its_siblings_database: StackNetns, Postgres;
     siblings_that_lack_the_volume_or_sleep_still_give_theirs: StackNetns;
     a_copy_killed_halfway_leaves_nothing_paused_or_half_made: StackNetns;
-    a_snapshot_killed_midway_is_removed_whole: StackNetns;
-    containers_an_interrupted_copy_stopped_are_started_again: StackNetns;
     a_disk_too_small_for_the_copy_is_refused_whole: StackNetns, Root;
-    a_snapshot_too_big_for_the_disk_is_refused_before_copying: StackNetns, Root;
     volumes_stream_between_colima_vms_and_snapshot_there: StackColima;
 }
