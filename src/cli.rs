@@ -123,6 +123,16 @@ pub enum Command {
     /// Internal: the background job of a new worktree.
     #[command(name = "__job", hide = true)]
     Job,
+    /// Internal: finishes a `down` of a suspended VM that dies before the VM is stopped.
+    #[command(name = "__stop-guard", hide = true)]
+    StopGuard {
+        #[arg(long)]
+        state: std::path::PathBuf,
+        #[arg(long)]
+        vm: String,
+        #[arg(long, value_enum)]
+        kind: crate::backend::BackendKind,
+    },
     /// Internal: the port forwarder behind a tunnel.
     #[command(name = "__forward", hide = true)]
     Forward {

@@ -74,6 +74,13 @@ impl Cmd {
         self
     }
 
+    /// Starts the child in a process group of its own: Ctrl-C at our terminal does not reach it.
+    pub fn own_process_group(mut self) -> Self {
+        use std::os::unix::process::CommandExt;
+        self.inner.process_group(0);
+        self
+    }
+
     /// Sends the child's stdout to our stderr: its output is a message, not our data.
     pub fn stdout_to_stderr(mut self) -> Self {
         self.stdout_to_stderr = true;

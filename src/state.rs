@@ -36,6 +36,8 @@ pub mod files {
     pub const LOCKS_DIR: &str = "locks";
     /// In a VM's dir: that it is suspended, since when, and what to start again on resume.
     pub const SUSPENDED: &str = "suspended.json";
+    /// In a VM's dir: a `down` under way of it (thawed to be stopped), finished if it died.
+    pub const STOPPING: &str = "stopping.json";
     /// In a VM's dir: touched by its forwarders when a tunnel carries traffic (its mtime counts).
     pub const TRAFFIC: &str = "traffic";
     /// In a VM's dir: the idle rule's last CPU sample and when the VM was last seen busy.

@@ -10,6 +10,7 @@ pub mod netns;
 mod netns_checks;
 pub mod rootless;
 mod rootless_checks;
+pub mod stopping;
 pub mod suspend;
 pub mod usage;
 pub mod waking;
@@ -291,6 +292,11 @@ pub trait Backend {
     fn resume(&self, vm: &str) -> Result<()>;
     /// Stops the VM, keeping its disk. No error when it is not running.
     fn stop(&self, vm: &str) -> Result<()>;
+    /// Whether a stopped VM may still hold host state that `stop` clears (a `down` interrupted
+    /// once the daemon was told to stop leaves a netns VM's namespace, cgroup, runtime dir).
+    fn stopped_holds_host_state(&self) -> bool {
+        true
+    }
     /// Suspends a running VM: by default it is stopped with its disk kept (its containers are
     /// started again by `crate::suspend`); a backend that can freeze keeps every process.
     fn freeze(&self, vm: &str) -> Result<()> {

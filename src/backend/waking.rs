@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::suspend;
 use super::{Backend, BackendKind, ExecOut, Io, StartSpec, VmInfo, VmState};
+use super::{stopping, suspend};
 use crate::exec::Cmd;
 use crate::state::State;
 
@@ -46,6 +46,8 @@ impl Backend for Waking {
         self.inner.shares_host_fs()
     }
     fn info(&self, vm: &str) -> Result<VmInfo> {
+        // A `down` that died midway is finished before the VM is looked at (or used).
+        stopping::finish_interrupted(&self.state, self.inner.as_ref(), vm);
         let mut info = self.inner.info(vm)?;
         if info.state == VmState::Running
             && suspend::finish_interrupted(&self.state, self.inner.as_ref(), vm)
@@ -84,6 +86,7 @@ impl Backend for Waking {
         self.inner.preflight(spec)
     }
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
+        stopping::forget(&self.state, vm);
         self.wake(vm)?;
         let current = if *current == VmState::Suspended {
             self.inner.info(vm)?.state
@@ -101,6 +104,9 @@ impl Backend for Waking {
     fn stop(&self, vm: &str) -> Result<()> {
         suspend::settle(&self.state, self.inner.as_ref(), vm)?;
         self.inner.stop(vm)
+    }
+    fn stopped_holds_host_state(&self) -> bool {
+        self.inner.stopped_holds_host_state()
     }
     fn unwrapped(&self) -> &dyn Backend {
         self.inner.unwrapped()

@@ -72,6 +72,9 @@ pub fn run(cli: Cli, mcp: Mcp) -> Result<()> {
             marker: &marker,
             spec: &spec,
         }),
+        Command::StopGuard { state, vm, kind } => {
+            crate::backend::stopping::guard(&crate::state::State::from_root(state), kind, &vm)
+        }
         Command::Init(a) => init::run(&a),
         Command::Trust => trust::run(),
         Command::Version => version::run(),

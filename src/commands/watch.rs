@@ -45,10 +45,13 @@ pub fn run(args: &WatchArgs) -> Result<()> {
             None => reconcile::repos(&st).unwrap_or_default(),
         },
         |repo| {
-            crate::backend::copy_guard::recover_all(&state, &|vm| {
+            let open = |vm: &str| {
                 let names = crate::registry::load(&state).ok()?;
                 crate::backend::select(names.get(vm)?.backend, &state).ok()
-            });
+            };
+            crate::backend::copy_guard::recover_all(&state, &open);
+            // A `down` of a suspended VM that died midway (its guard too) is finished.
+            crate::backend::stopping::finish_all(&state, &open);
             if let Err(e) = collect(&state, repo, true, Reclaim::Watcher) {
                 output::warn(format!("reconciling {}: {e:#}", repo.display()));
             }

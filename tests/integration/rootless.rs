@@ -288,26 +288,24 @@ fn suspend_down_up_keep_data(a: &As, b_wt: &Path, pb: u16) {
     assert_eq!(r.stdout, "kept\n", "{r:?}");
 }
 
-/// A killed dockerd leaves its containers running (their shims outlive it): the next `up`
-/// clears them before starting afresh.
-fn a_dead_daemons_leftovers_are_cleared(a: &As, wt: &Path) {
+/// The user's live processes named `comm` whose command line holds `needle`.
+fn processes_with(a: &As, comm: &str, needle: &str) -> Vec<u32> {
+    live_processes(a.user.uid)
+        .iter()
+        .filter(|s| s.contains(&format!("({comm})")))
+        .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Kills the worktree's VM's dockerd (a crash) and waits until its VM counts as stopped.
+fn kill_dockerd_of(a: &As, wt: &Path) {
     let vm = a.vmoat(wt, &["name"]).ok().stdout.trim().to_string();
-    let data_root = format!("rootless/{vm}/docker");
-    let with = |comm: &str, needle: &str| -> Vec<u32> {
-        live_processes(a.user.uid)
-            .iter()
-            .filter(|s| s.contains(&format!("({comm})")))
-            .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
-            .filter(|pid: &u32| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-            })
-            .collect()
-    };
-    let dockerd = with("dockerd", &data_root);
+    let dockerd = processes_with(a, "dockerd", &format!("rootless/{vm}/docker"));
     assert_eq!(dockerd.len(), 1, "{dockerd:?}");
-    // The stack of that worktree is `sleep 600` in a container: the only sleep of this user.
-    assert_eq!(with("sleep", "600").len(), 1);
     let st = std::process::Command::new("kill")
         .args(["-KILL", &dockerd[0].to_string()])
         .status()
@@ -321,6 +319,15 @@ fn a_dead_daemons_leftovers_are_cleared(a: &As, wt: &Path) {
                 .is_ok_and(|j| j["state"] == "Stopped")
     };
     assert!(wait_until(Duration::from_secs(5), stopped));
+}
+
+/// A killed dockerd leaves its containers running (their shims outlive it): the next `up`
+/// clears them before starting afresh.
+fn a_dead_daemons_leftovers_are_cleared(a: &As, wt: &Path) {
+    let with = |comm: &str, needle: &str| processes_with(a, comm, needle);
+    // The stack of that worktree is `sleep 600` in a container: the only sleep of this user.
+    assert_eq!(with("sleep", "600").len(), 1);
+    kill_dockerd_of(a, wt);
     let r = a.vmoat(wt, &["up"]);
     assert!(r.stderr.contains("docker daemon had died"), "{r:?}");
     assert_eq!(
@@ -464,7 +471,60 @@ fn gc_reclaims_a_rootless_vm_whose_state_dir_is_gone() {
     assert!(http_get(port).is_none(), "the forwarder is gone");
 }
 
+/// The identity (device, inode) of the namespace a forwarder's marker stands for now.
+fn ns_identity(marker: &str) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(marker).unwrap();
+    (m.dev(), m.ino())
+}
+
+/// After the VM's dockerd crashes, `up` makes the VM again in new user and network namespaces:
+/// the forwarder already running must follow them, not keep connecting in the old, empty ones.
+fn a_rootless_tunnel_follows_the_vm_up_made_again_after_a_crash() {
+    let env = Env::new();
+    let user = TempUser::create(&env).expect("a test user");
+    let repo = env.repo("proj");
+    let wt = worktree(&env, &repo, "crash", "exec httpd -f -p 80 -h /www", 60);
+    user.own_home(&env);
+    let a = As { env, user };
+    a.vmoat(&wt, &["up"]).ok();
+    let port = a.tunnel_port(&wt);
+    assert_eq!(http_get(port).as_deref(), Some("crash's own page\n"));
+    let r = a.vmoat(&wt, &["status", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let forwarder = j["tunnels"][0]["pid"].as_i64().expect("a forwarder");
+    let argv = std::fs::read(format!("/proc/{forwarder}/cmdline")).unwrap();
+    let marker = String::from_utf8_lossy(&argv)
+        .split('\0')
+        .find(|s| s.ends_with("/net"))
+        .expect("the forwarder's namespace")
+        .to_string();
+    let before = ns_identity(&marker);
+    kill_dockerd_of(&a, &wt);
+    a.vmoat(&wt, &["up"]).ok();
+    assert_ne!(
+        ns_identity(&marker),
+        before,
+        "up did not make the namespace again, so this test shows nothing"
+    );
+    let log = a.env.state_dir().join("vms/wt-crash/tunnel-8080.log");
+    assert_eq!(
+        http_get(port).as_deref(),
+        Some("crash's own page\n"),
+        "the tunnel still leads into the old namespace; the forwarder's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let r = a.vmoat(&wt, &["status", "--json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        j["tunnels"][0]["pid"].as_i64(),
+        Some(forwarder),
+        "the same forwarder serves on"
+    );
+}
+
 crate::tests! {
+    a_rootless_tunnel_follows_the_vm_up_made_again_after_a_crash: Rootless;
     rootless_vms_isolate_contain_and_leave_nothing: Rootless;
     doctor_checks_the_rootless_backend: Rootless;
     rootless_as_root_is_refused_with_a_hint: Root;

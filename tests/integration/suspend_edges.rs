@@ -7,11 +7,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::process::Signal;
+
 use crate::common::*;
 
 /// A netns worktree whose only container is `sleep` as PID 1, which ignores SIGTERM: only the
-/// kill after the stop timeout ends it.
-fn stubborn(env: &Env, name: &str) -> PathBuf {
+/// kill after the stop timeout (`timeout` seconds) ends it.
+fn stubborn(env: &Env, name: &str, timeout: u64) -> PathBuf {
     let fs = busybox_rootfs(env);
     let repo = env.repo("proj");
     let wt = env.worktree(&repo, &env.home.join("src").join(name), name);
@@ -21,14 +23,14 @@ fn stubborn(env: &Env, name: &str) -> PathBuf {
     );
     env.write(
         &wt.join("vmoat.toml"),
-        &format!("backend = \"netns\"\n[vm]\nstop-timeout = 1\n[commands]\nup = {up:?}\n"),
+        &format!("backend = \"netns\"\n[vm]\nstop-timeout = {timeout}\n[commands]\nup = {up:?}\n"),
     );
     wt
 }
 
 fn down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout() {
     let env = Env::new();
-    let wt = stubborn(&env, "frozen");
+    let wt = stubborn(&env, "frozen", 1);
     env.vmoat(&wt, &["up"]).ok();
     env.vmoat(&wt, &["suspend"]).ok();
     assert_eq!(vm_state(&env, &wt), "Suspended");
@@ -46,7 +48,7 @@ fn down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout() {
 /// unless forced: that would stop the command midway.
 fn suspend_refuses_a_vm_running_a_command_unless_forced() {
     let env = Env::new();
-    let wt = stubborn(&env, "busy");
+    let wt = stubborn(&env, "busy", 1);
     env.vmoat(&wt, &["up"]).ok();
     let shell = env
         .cmd(bin(), &wt)
@@ -84,8 +86,9 @@ fn suspend_refuses_a_vm_running_a_command_unless_forced() {
     assert_eq!(vm_state(&env, &wt), "Running");
 }
 
-/// Ctrl-C reaches every process of the terminal's foreground group: `down` and its children.
-fn interrupt_when(env: &Env, wt: &Path, args: &[&str], line: &str) -> String {
+/// Ctrl-C (`sig` INT) reaches every process of the terminal's foreground group: `down` and its
+/// children; KILL is sent to them all the same. The path of their stderr's log comes back.
+fn interrupt_when(env: &Env, wt: &Path, args: &[&str], line: &str, sig: Signal) -> PathBuf {
     let log = env
         .tmp
         .path()
@@ -103,34 +106,140 @@ fn interrupt_when(env: &Env, wt: &Path, args: &[&str], line: &str) -> String {
         "{}",
         text()
     );
-    let _ = rustix::process::kill_process_group(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    );
+    let _ = rustix::process::kill_process_group(rustix::process::Pid::from_child(&child), sig);
     child.wait().unwrap();
-    text()
+    log
 }
 
 fn an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down() {
     let env = Env::new();
-    let wt = stubborn(&env, "cut");
+    let wt = stubborn(&env, "cut", 1);
     env.vmoat(&wt, &["up"]).ok();
     let id = netns_id(&env, &vm_name(&env, &wt));
     env.vmoat(&wt, &["suspend"]).ok();
     // Interrupted once its daemon was told to stop, the daemon goes on stopping by itself and
     // leaves the VM `Stopped` with its namespace; interrupted just before, the VM runs on.
-    let log = interrupt_when(&env, &wt, &["down"], "stopping VM");
+    let log = interrupt_when(&env, &wt, &["down"], "stopping VM", Signal::INT);
     wait_until(Duration::from_secs(30), || vm_state(&env, &wt) == "Stopped");
     let r = env.vmoat(&wt, &["down"]).ok();
     assert!(
         !Path::new("/run/netns").join(&id).exists(),
-        "the next down leaves no namespace behind: {log}\n{r:?}"
+        "the next down leaves no namespace behind: {}\n{r:?}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert!(!Path::new("/run/git-vmoat").join(&id).exists(), "{r:?}");
     assert_eq!(vm_state(&env, &wt), "Stopped");
     // And it starts again as usual.
     env.vmoat(&wt, &["up"]).ok();
     assert_eq!(vm_state(&env, &wt), "Running");
+}
+
+/// The pids of the guards that finish the stop of an interrupted `down` in this test's state dir.
+fn stop_guards(env: &Env) -> Vec<i32> {
+    let state = env.state_dir().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv = String::from_utf8_lossy(&argv);
+            argv.contains("__stop-guard") && argv.contains(&state)
+        })
+        .collect()
+}
+
+/// Killed (-9) with the `docker stop` it ran, while a container that ignores SIGTERM held it
+/// after the thaw, a `down` of a suspended VM is finished by its guard: the VM is not left
+/// running, and the guard says so on the `down`'s stderr.
+fn a_killed_down_of_a_suspended_vm_is_finished_by_its_guard() {
+    let env = Env::new();
+    let wt = stubborn(&env, "killed", 20);
+    env.vmoat(&wt, &["up"]).ok();
+    let vm = vm_name(&env, &wt);
+    let id = netns_id(&env, &vm);
+    env.vmoat(&wt, &["suspend"]).ok();
+    let log = interrupt_when(
+        &env,
+        &wt,
+        &["down"],
+        "stopping 1 container (up to 20s)…",
+        Signal::KILL,
+    );
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(120), || !Path::new("/run/netns")
+            .join(&id)
+            .exists()),
+        "the thawed VM was left running: {}",
+        text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || text()
+            .contains(&format!("stopped {vm}"))),
+        "{}",
+        text()
+    );
+    assert!(
+        text().contains(&format!("a `down` of VM {vm} was interrupted")),
+        "{}",
+        text()
+    );
+    assert!(stop_guards(&env).is_empty(), "the guard is done");
+    let record = env.state_dir().join("vms").join(&vm).join("stopping.json");
+    assert!(!record.exists());
+    assert_eq!(vm_state(&env, &wt), "Stopped");
+    // An uninterrupted `down` leaves no guard behind.
+    env.vmoat(&wt, &["up"]).ok();
+    env.vmoat(&wt, &["suspend"]).ok();
+    env.vmoat(&wt, &["down"]).ok();
+    assert!(stop_guards(&env).is_empty() && !record.exists());
+    assert_eq!(vm_state(&env, &wt), "Stopped");
+}
+
+/// A `down` killed with its guard leaves its record: the watcher finishes the stop.
+fn a_down_killed_with_its_guard_is_finished_by_the_watcher() {
+    let env = Env::new();
+    let wt = stubborn(&env, "orphan", 8);
+    env.vmoat(&wt, &["up"]).ok();
+    let vm = vm_name(&env, &wt);
+    let id = netns_id(&env, &vm);
+    env.vmoat(&wt, &["suspend"]).ok();
+    interrupt_when(
+        &env,
+        &wt,
+        &["down"],
+        "stopping 1 container (up to 8s)…",
+        Signal::KILL,
+    );
+    let guards = stop_guards(&env);
+    assert_eq!(guards.len(), 1, "{guards:?}");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(guards[0]).unwrap(),
+        Signal::KILL,
+    );
+    let record = env.state_dir().join("vms").join(&vm).join("stopping.json");
+    assert!(record.exists(), "the stop is still to finish");
+    let w = Watcher::start(&env, &wt, &["--interval", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || !Path::new("/run/netns")
+            .join(&id)
+            .exists()),
+        "the thawed VM was left running: {}",
+        w.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || !record.exists()),
+        "{}",
+        w.log()
+    );
+    assert!(
+        w.log()
+            .contains(&format!("a `down` of VM {vm} was interrupted")),
+        "{}",
+        w.log()
+    );
+    assert_eq!(vm_state(&env, &wt), "Stopped");
 }
 
 /// The watcher's idle rule: files changing in the worktree keep an otherwise idle VM awake, yet
@@ -296,6 +405,8 @@ crate::tests! {
     suspend_refuses_a_vm_running_a_command_unless_forced: StackNetns;
     down_of_a_suspended_vm_stops_its_containers_within_the_stop_timeout: StackNetns;
     an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down: StackNetns;
+    a_killed_down_of_a_suspended_vm_is_finished_by_its_guard: StackNetns;
+    a_down_killed_with_its_guard_is_finished_by_the_watcher: StackNetns;
     file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise: Netns;
     waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels: StackColima;
 }

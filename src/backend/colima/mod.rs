@@ -413,6 +413,11 @@ impl Backend for Colima {
         self.run_streamed(self.colima().args(["stop", vm]), "stopping the VM")
     }
 
+    /// A stopped Colima VM holds nothing on the host but its disk.
+    fn stopped_holds_host_state(&self) -> bool {
+        false
+    }
+
     fn live_usage(&self, vm: &str) -> super::Usage {
         self.measure(vm)
     }
