@@ -22,6 +22,9 @@ _git__vmoat() {
             git__vmoat,__job)
                 cmd="git__vmoat__subcmd____job"
                 ;;
+            git__vmoat,__stop-guard)
+                cmd="git__vmoat__subcmd____stop__subcmd__guard"
+                ;;
             git__vmoat,completions)
                 cmd="git__vmoat__subcmd__completions"
                 ;;
@@ -156,6 +159,9 @@ _git__vmoat() {
                 ;;
             git__vmoat__subcmd__help,__job)
                 cmd="git__vmoat__subcmd__help__subcmd____job"
+                ;;
+            git__vmoat__subcmd__help,__stop-guard)
+                cmd="git__vmoat__subcmd__help__subcmd____stop__subcmd__guard"
                 ;;
             git__vmoat__subcmd__help,completions)
                 cmd="git__vmoat__subcmd__help__subcmd__completions"
@@ -359,6 +365,36 @@ _git__vmoat() {
                 return 0
             fi
             case "${prev}" in
+                --backend)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd____stop__subcmd__guard)
+            opts="-q -v -h --state --vm --kind --quiet --verbose --backend --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto colima netns rootless" -- "${cur}"))
                     return 0
@@ -743,6 +779,20 @@ _git__vmoat() {
             return 0
             ;;
         git__vmoat__subcmd__help__subcmd____job)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__vmoat__subcmd__help__subcmd____stop__subcmd__guard)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

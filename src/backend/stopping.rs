@@ -13,23 +13,24 @@ use super::{Backend, BackendKind};
 use crate::output;
 use crate::state::{State, files};
 
-/// What an unfinished `down` left: when it began, and the stop-timeout it gave containers.
+/// What an unfinished `down` left: when it began, and the stop-timeout it gave containers
+/// (None: not known, from a damaged record).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     since: u64,
-    timeout: u64,
+    timeout: Option<u64>,
 }
 
 fn path(state: &State, vm: &str) -> PathBuf {
     state.vm_dir_path(vm).join(files::STOPPING)
 }
 
-/// A damaged record still means a stop to finish, with the default stop-timeout.
+/// A damaged record still means a stop to finish.
 fn read(state: &State, vm: &str) -> Option<Record> {
     let bytes = std::fs::read(path(state, vm)).ok()?;
     Some(serde_json::from_slice(&bytes).unwrap_or(Record {
         since: super::suspend::now_secs(),
-        timeout: crate::config::DEFAULT_STOP_TIMEOUT,
+        timeout: None,
     }))
 }
 
@@ -57,7 +58,7 @@ impl Drop for Stopping {
 pub fn begin(state: &State, kind: BackendKind, vm: &str, timeout: Duration) -> Result<Stopping> {
     let rec = Record {
         since: super::suspend::now_secs(),
-        timeout: timeout.as_secs(),
+        timeout: Some(timeout.as_secs()),
     };
     let path = state.vm_dir(vm)?.join(files::STOPPING);
     crate::state::write_json(&path, &rec)?;
@@ -149,12 +150,14 @@ fn finish_locked(state: &State, backend: &dyn Backend, vm: &str) -> bool {
     let b = backend.unwrapped();
     let ago = Duration::from_secs(super::suspend::now_secs().saturating_sub(rec.since));
     output::warn(format!(
-        "a `down` of VM {vm} was interrupted {} ago: stopping the VM now (containers get up to {}s)",
-        output::duration(ago),
-        rec.timeout
+        "a `down` of VM {vm} was interrupted {} ago: stopping the VM now",
+        output::duration(ago)
     ));
     let done = super::suspend::settle(state, b, vm).and_then(|()| {
-        b.stop_containers(vm, Duration::from_secs(rec.timeout));
+        // Not known: the daemon, stopping, gives them docker's own default.
+        if let Some(t) = rec.timeout {
+            b.stop_containers(vm, Duration::from_secs(t));
+        }
         b.stop(vm)
     });
     let _ = std::fs::remove_file(path(state, vm));
@@ -190,7 +193,7 @@ mod tests {
         assert!(!finish_interrupted(&state, &fake, "wt-a"));
         assert_eq!(fake.state_of("wt-a"), VmState::Running);
         drop(held);
-        // No `down` runs: the damaged record still means the VM is stopped.
+        // No `down` runs: the damaged record still means the VM is to be stopped.
         assert!(finish_interrupted(&state, &fake, "wt-a"));
         assert_eq!(fake.state_of("wt-a"), VmState::Stopped);
         assert!(!path(&state, "wt-a").exists());
