@@ -17,6 +17,7 @@ pub struct Cmd {
     stdin_inherit: bool,
     stdin_piped: bool,
     stdout_to_stderr: bool,
+    stdin_from: Option<Stdio>,
 }
 
 impl Cmd {
@@ -27,6 +28,7 @@ impl Cmd {
             stdin_inherit: false,
             stdin_piped: false,
             stdout_to_stderr: false,
+            stdin_from: None,
         }
     }
 
@@ -81,6 +83,12 @@ impl Cmd {
         self
     }
 
+    /// Gives the child `fd` (a socket, a file) as its stdin.
+    pub fn stdin_from(mut self, fd: std::os::fd::OwnedFd) -> Self {
+        self.stdin_from = Some(Stdio::from(fd));
+        self
+    }
+
     /// Sends the child's stdout to our stderr: its output is a message, not our data.
     pub fn stdout_to_stderr(mut self) -> Self {
         self.stdout_to_stderr = true;
@@ -103,7 +111,9 @@ impl Cmd {
 
     fn prepare(&mut self) {
         output::trace(self.display());
-        self.inner.stdin(if self.stdin_piped {
+        self.inner.stdin(if let Some(fd) = self.stdin_from.take() {
+            fd
+        } else if self.stdin_piped {
             Stdio::piped()
         } else if self.stdin_inherit {
             Stdio::inherit()

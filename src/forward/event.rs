@@ -111,6 +111,11 @@ impl Loop {
     /// Takes the waiting connections, a batch at most: a client that connects again as fast as
     /// it is answered must not keep the loop from the others' events (their ends, at least).
     fn accept_all(&mut self, listener: &TcpListener) {
+        // The connections wait in the listening socket for the worker that can reach the VM.
+        if self.ns.replaced() {
+            crate::output::info("the VM was made again: serving it from its new namespaces");
+            std::process::exit(super::rootless::MADE_AGAIN);
+        }
         for _ in 0..ACCEPT_BATCH {
             let fd = match rustix::net::accept_with(
                 listener,

@@ -9,6 +9,8 @@ mod event;
 mod netns;
 #[cfg(target_os = "linux")]
 mod relay;
+#[cfg(target_os = "linux")]
+mod rootless;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -83,15 +85,27 @@ static WAKING: Mutex<()> = Mutex::new(());
 
 /// Runs the forwarder until it is killed.
 pub fn run(a: &Args<'_>) -> Result<()> {
-    let (host, guest) = parse_spec(a.spec)?;
-    // Loopback only: a tunnel is for this machine, never for its network.
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, host))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?;
+    #[cfg(target_os = "linux")]
+    let worker = rootless::worker_spec();
+    #[cfg(not(target_os = "linux"))]
+    let worker: Option<String> = None;
+    let (host, guest) = parse_spec(worker.as_deref().unwrap_or(a.spec))?;
+    let listener = match &worker {
+        #[cfg(target_os = "linux")]
+        Some(_) => rootless::inherited_listener()?,
+        // Loopback only: a tunnel is for this machine, never for its network.
+        _ => TcpListener::bind((Ipv4Addr::LOCALHOST, host))
+            .with_context(|| format!("cannot listen on 127.0.0.1:{host}"))?,
+    };
     let state = State::from_root(a.state.to_path_buf());
     // The listening socket, bound before, stays in the host's network; every connection made
     // from now on reaches the namespace's own loopback.
     let (route, ns) = match a.kind {
         BackendKind::Netns => (Route::Netns, Some(Follow::enter(Path::new(a.marker))?)),
+        #[cfg(target_os = "linux")]
+        BackendKind::Rootless if worker.is_none() => {
+            return rootless::supervise(&listener, Path::new(a.marker), a.spec);
+        }
         BackendKind::Rootless => {
             // Its network namespace belongs to its user namespace (linked beside the marker):
             // only from inside that may this process enter it.

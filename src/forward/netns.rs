@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 pub struct Follow {
     path: PathBuf,
     id: (u64, u64),
+    /// Where the name linked to when entered (rootless: the VM's process); None: no link.
+    link: Option<PathBuf>,
 }
 
 impl Follow {
@@ -22,6 +24,7 @@ impl Follow {
         let mut f = Self {
             path: path.to_path_buf(),
             id: (0, 0),
+            link: std::fs::read_link(path).ok(),
         };
         f.enter_now()?;
         Ok(f)
@@ -50,6 +53,14 @@ impl Follow {
     }
 }
 
+impl Follow {
+    /// Whether the name, a link, now leads elsewhere: a rootless VM made again, in a new user
+    /// namespace this process cannot enter (one readlink).
+    pub fn replaced(&self) -> bool {
+        self.link.is_some() && std::fs::read_link(&self.path).ok() != self.link
+    }
+}
+
 /// Moves this (still single-threaded) process into a rootless VM's user namespace, where it
 /// is root over the VM's namespaces and, outside them, the user it was.
 pub fn enter_userns(userns: &Path) -> Result<()> {
@@ -71,6 +82,7 @@ impl Follow {
         Self {
             id: (m.dev(), m.ino()),
             path,
+            link: None,
         }
     }
 }
