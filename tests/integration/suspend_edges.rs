@@ -339,6 +339,24 @@ fn an_interrupted_colima_suspend_leaves_the_vm_running_and_counted() {
     assert_eq!(vm_state(&env, &a), "Suspended");
 }
 
+/// A stopped Colima VM holds nothing on the host: a second `down` asks Colima for no stop (a
+/// stopped netns VM's leftovers are cleared by it: see the interrupted `down` above).
+fn down_of_a_stopped_colima_vm_stops_nothing() {
+    let env = Env::new();
+    let repo = env.repo("proj");
+    let a = colima_stack(&env, &repo, "a");
+    env.vmoat(&a, &["up"]).ok();
+    env.vmoat(&a, &["down"]).ok();
+    env.clear_calls();
+    let r = env.vmoat(&a, &["down"]).ok();
+    assert!(r.stderr.contains("is already stopped"), "{r:?}");
+    assert!(
+        !env.call_lines().iter().any(|l| l.starts_with("stop")),
+        "{:?}",
+        env.call_lines()
+    );
+}
+
 fn waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels() {
     let env = Env::new();
     let repo = env.repo("proj");
@@ -409,4 +427,5 @@ crate::tests! {
     a_down_killed_with_its_guard_is_finished_by_the_watcher: StackNetns;
     file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise: Netns;
     waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels: StackColima;
+    down_of_a_stopped_colima_vm_stops_nothing: StackColima;
 }
