@@ -150,7 +150,7 @@ fn finish_locked(state: &State, backend: &dyn Backend, vm: &str) -> bool {
     let b = backend.unwrapped();
     let ago = Duration::from_secs(super::suspend::now_secs().saturating_sub(rec.since));
     output::warn(format!(
-        "a `down` of VM {vm} was interrupted {} ago: stopping the VM now",
+        "a `down` of VM {vm} begun {} ago was interrupted: stopping the VM now",
         output::duration(ago)
     ));
     let done = super::suspend::settle(state, b, vm).and_then(|()| {

@@ -181,7 +181,7 @@ fn a_killed_down_of_a_suspended_vm_is_finished_by_its_guard() {
         text()
     );
     assert!(
-        text().contains(&format!("a `down` of VM {vm} was interrupted")),
+        text().contains(&format!("a `down` of VM {vm} begun")),
         "{}",
         text()
     );
@@ -234,8 +234,7 @@ fn a_down_killed_with_its_guard_is_finished_by_the_watcher() {
         w.log()
     );
     assert!(
-        w.log()
-            .contains(&format!("a `down` of VM {vm} was interrupted")),
+        w.log().contains(&format!("a `down` of VM {vm} begun")),
         "{}",
         w.log()
     );
