@@ -43,10 +43,10 @@ impl GitEnv {
     /// The options of git's walk up from the current directory.
     pub(super) fn upwards(&self) -> upwards::Options<'static> {
         let mut opts = upwards::Options::default().apply_environment();
-        if let Some(cross) = self.across_fs.as_ref().and_then(|v| v.to_str()) {
-            if let Ok(b) = gix::config::Boolean::try_from(gix::bstr::BString::from(cross)) {
-                opts.cross_fs = b.into();
-            }
+        if let Some(cross) = self.across_fs.as_ref().and_then(|v| v.to_str())
+            && let Ok(b) = gix::config::Boolean::try_from(gix::bstr::BString::from(cross))
+        {
+            opts.cross_fs = b.into();
         }
         opts
     }

@@ -81,7 +81,6 @@ fn discovered_git_dir(cwd: &Path, env: &GitEnv) -> Result<PathBuf> {
         Ok((Found::LinkedWorkTree { git_dir, .. }, _)) => Ok(git_dir),
         Ok((Found::Repository(git_dir), _)) => Ok(git_dir),
         Err(err) => {
-            let err = gix::Error::from(err);
             if no_repository(&err) {
                 return Err(not_in_repository(cwd));
             }
@@ -166,9 +165,10 @@ fn worktree_id(git_dir: &Path, common_dir: &Path) -> Result<Option<String>> {
 /// intent, and acting on the wrong VM is not undone.
 fn refuse_foreign(root: &Path, git_dir: &Path, common_dir: &Path) -> Result<()> {
     let owner = enclosing_checkout(root);
-    let registered = registered_elsewhere(root, git_dir, common_dir);
-    let claimed_by = match (owner, registered) {
-        (Some((dot_git, owner)), _) if owner.as_deref() != Some(git_dir) => dot_git,
+    let nearest = owner.as_ref().and_then(|(dot_git, _)| dot_git.parent());
+    let registered = registered_elsewhere(root, git_dir, common_dir, nearest);
+    let claimed_by = match (&owner, registered) {
+        (Some((dot_git, owner)), _) if owner.as_deref() != Some(git_dir) => dot_git.clone(),
         (_, Some(checkout)) => checkout,
         _ => return Ok(()),
     };
@@ -198,8 +198,14 @@ fn enclosing_checkout(dir: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
 }
 
 /// A linked worktree of the repository, other than `git_dir`'s, whose recorded checkout holds
-/// `root`: caught even when that checkout's `.git` is missing.
-fn registered_elsewhere(root: &Path, git_dir: &Path, common_dir: &Path) -> Option<PathBuf> {
+/// `root`: caught even when that checkout's `.git` is missing. A checkout around the
+/// `nearest` one with a `.git` (a worktree nested in another) does not hold it.
+fn registered_elsewhere(
+    root: &Path,
+    git_dir: &Path,
+    common_dir: &Path,
+    nearest: Option<&Path>,
+) -> Option<PathBuf> {
     let entries = std::fs::read_dir(common_dir.join("worktrees")).ok()?;
     entries.flatten().find_map(|entry| {
         let admin = entry.path();
@@ -207,7 +213,8 @@ fn registered_elsewhere(root: &Path, git_dir: &Path, common_dir: &Path) -> Optio
         let checkout = dot_git.parent()?;
         let checkout = checkout.canonicalize().unwrap_or_else(|_| checkout.into());
         let ours = admin.canonicalize().is_ok_and(|a| a == git_dir);
-        (root.starts_with(&checkout) && !ours).then_some(checkout)
+        let farther = nearest.is_some_and(|n| n != checkout && n.starts_with(&checkout));
+        (root.starts_with(&checkout) && !ours && !farther).then_some(checkout)
     })
 }
 

@@ -172,6 +172,10 @@ fn git_work_tree_and_git_dir_resolve_as_git_resolves_them() {
     fx.agree("linked/lsub", &wt(p("linked")));
     fx.agree("linked", &wt(".".into()));
     fx.agree("main/.git", &wt(p("main")));
+    // A worktree nested in another one's checkout is its own.
+    fx.git("main", &["worktree", "add", "-q", "../linked/nested"]);
+    fx.agree("linked/nested", &wt(".".into()));
+    fx.agree("linked/lsub", &wt(p("linked/lsub")));
     // GIT_DIR with GIT_WORK_TREE, absolute or relative, a `.git` file too.
     fx.agree("plain", &both(p("main/.git"), p("main")));
     fx.agree("plain", &both("../main/.git".into(), "../main".into()));
