@@ -170,6 +170,19 @@ fn refuse_foreign(root: &Path, git_dir: &Path, common_dir: &Path) -> Result<()> 
     let claimed_by = match (&owner, registered) {
         (Some((dot_git, owner)), _) if owner.as_deref() != Some(git_dir) => dot_git.clone(),
         (_, Some(checkout)) => checkout,
+        // The git dir's own checkout, but a directory inside it (git takes the current
+        // directory for a `GIT_DIR` alone): the VM is the whole checkout's, never a part's.
+        (Some((_, _)), _) if nearest != Some(root) => {
+            return Err(hint(
+                format!(
+                    "the work tree {} is inside the checkout {} of the git dir {}, not its top",
+                    root.display(),
+                    nearest.map_or_else(|| "?".into(), |n| n.display().to_string()),
+                    git_dir.display()
+                ),
+                "run git-vmoat at the top of the worktree, or unset GIT_DIR and GIT_WORK_TREE",
+            ));
+        }
         _ => return Ok(()),
     };
     Err(hint(

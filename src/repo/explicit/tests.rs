@@ -130,6 +130,13 @@ impl Fixture {
         assert_eq!(git_top, self.base.join(top), "{vars:?} in {cwd}");
         self.fails(cwd, vars, "belongs to another worktree or repository");
     }
+
+    /// git takes `top`, a directory inside the git dir's own checkout; git-vmoat refuses.
+    fn inside(&self, cwd: &str, vars: &[(&str, String)], top: &str) {
+        let [git_top, ..] = self.git_says(cwd, vars).expect("git accepts the pairing");
+        assert_eq!(git_top, self.base.join(top), "{vars:?} in {cwd}");
+        self.fails(cwd, vars, "is inside the checkout");
+    }
 }
 
 /// main (a repository with an id) and its linked worktree `linked`, another repository,
@@ -175,7 +182,6 @@ fn git_work_tree_and_git_dir_resolve_as_git_resolves_them() {
     // A worktree nested in another one's checkout is its own.
     fx.git("main", &["worktree", "add", "-q", "../linked/nested"]);
     fx.agree("linked/nested", &wt(".".into()));
-    fx.agree("linked/lsub", &wt(p("linked/lsub")));
     // GIT_DIR with GIT_WORK_TREE, absolute or relative, a `.git` file too.
     fx.agree("plain", &both(p("main/.git"), p("main")));
     fx.agree("plain", &both("../main/.git".into(), "../main".into()));
@@ -191,10 +197,18 @@ fn git_work_tree_and_git_dir_resolve_as_git_resolves_them() {
     assert_eq!(home.main_root, Some(fx.base.join("dotfiles-home")));
     // GIT_DIR alone: core.worktree (relative to the git dir), else the cwd, which a linked
     // worktree's git dir takes too, even when its repository is bare.
-    fx.agree("main/sub", &dir(p("main/.git")));
-    fx.agree("main/sub", &dir("../.git".into()));
-    fx.agree("linked/lsub", &dir(p("main/.git/worktrees/linked")));
+    fx.agree("main", &dir(p("main/.git")));
+    fx.agree("linked", &dir(p("main/.git/worktrees/linked")));
     fx.agree("of-bare", &dir(p("bare.git/worktrees/of-bare")));
+    // ... but a directory inside the git dir's own checkout is only a part of its worktree.
+    fx.inside("main/sub", &dir(p("main/.git")), "main/sub");
+    fx.inside("main/sub", &dir("../.git".into()), "main/sub");
+    fx.inside(
+        "linked/lsub",
+        &dir(p("main/.git/worktrees/linked")),
+        "linked/lsub",
+    );
+    fx.inside("linked/lsub", &wt(p("linked/lsub")), "linked/lsub");
     fx.agree("plain", &dir(p("cw/.git")));
     // Nothing set, and a GIT_COMMON_DIR that says what discovery finds anyway.
     fx.agree("linked/lsub", &[]);
