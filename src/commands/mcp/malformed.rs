@@ -106,10 +106,7 @@ fn explain(value: &Value, err: &serde_json::Error) -> Verdict {
     let id = serde_json::from_value::<RequestId>(raw_id.clone()).ok();
     let error = if id.is_none() {
         invalid_request(
-            &format!(
-                "the request's `id` must be a string or an integer, not {}",
-                kind(raw_id)
-            ),
+            &format!("the request's `id` must be a string or an integer, not {raw_id}"),
             "give each request a unique string or integer `id`",
         )
     } else if object.get("jsonrpc") != Some(&json!("2.0")) {

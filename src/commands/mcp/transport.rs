@@ -54,7 +54,8 @@ where
                 Ok(Some(line)) => return Some(line),
                 Ok(None) => {}
                 Err(LinesCodecError::MaxLineLengthExceeded) => {
-                    crate::output::warn("MCP: dropped a message longer than 16 MiB");
+                    let mib = DEFAULT_MAX_LINE_LENGTH >> 20;
+                    crate::output::warn(format!("MCP: dropped a message longer than {mib} MiB"));
                     continue;
                 }
                 // Not UTF-8: nothing to parse and no id to answer.
@@ -107,5 +108,70 @@ where
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.finish_sending().await;
         self.write.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{JsonRpcMessage, RequestId};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    fn run(f: impl Future<Output = ()>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(f);
+    }
+
+    #[track_caller]
+    fn assert_request(message: Option<RxJsonRpcMessage<RoleServer>>, id: i64) {
+        match message {
+            Some(JsonRpcMessage::Request(r)) => assert_eq!(r.id, RequestId::Number(id)),
+            other => panic!("not request {id}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_here_and_the_next_one_passes() {
+        run(async {
+            let (mut client, input) = tokio::io::duplex(4096);
+            let (output, answers) = tokio::io::duplex(4096);
+            let mut t = Stdio::new(input, output);
+            let bad = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"status","arguments":"x"}}"#;
+            let good = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+            client
+                .write_all(format!("{bad}\n\n{good}\r\n").as_bytes())
+                .await
+                .unwrap();
+            drop(client);
+            assert_request(t.receive().await, 2);
+            let mut line = String::new();
+            BufReader::new(answers).read_line(&mut line).await.unwrap();
+            let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(
+                (&answer["id"], &answer["error"]["code"]),
+                (&1.into(), &(-32602).into())
+            );
+            assert!(t.receive().await.is_none());
+        });
+    }
+
+    #[test]
+    fn an_overlong_line_is_dropped_and_the_next_message_read() {
+        run(async {
+            let (mut client, input) = tokio::io::duplex(64 * 1024);
+            let mut t = Stdio::new(input, tokio::io::sink());
+            let writer = async move {
+                let long = vec![b'x'; DEFAULT_MAX_LINE_LENGTH + 1];
+                client.write_all(&long).await.unwrap();
+                let ping = b"\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n";
+                client.write_all(ping).await.unwrap();
+            };
+            let (_, first) = tokio::join!(writer, t.receive());
+            assert_request(first, 3);
+            assert!(t.receive().await.is_none());
+        });
     }
 }
