@@ -79,6 +79,9 @@ const KNOWN: &[&str] = &[
     "skills/get",
 ];
 
+/// How a `tools/call` is sent, for hints.
+const CALL_SHAPE: &str = "send {\"name\": \"<tool>\", \"arguments\": {…}} (tools/list names the tools and their arguments)";
+
 fn answer(id: Option<RequestId>, error: ErrorData) -> Verdict {
     Verdict::Answer(Box::new(JsonRpcMessage::error(error, id)))
 }
@@ -138,13 +141,12 @@ fn explain(value: &Value, err: &serde_json::Error) -> Verdict {
 
 /// The -32602 answer to `method` with `params` it cannot take, saying which part is wrong.
 fn invalid_params(method: &str, params: Option<&Value>) -> ErrorData {
-    const SHAPE: &str = "send {\"name\": \"<tool>\", \"arguments\": {…}} (tools/list names the tools and their arguments)";
     let params = params.filter(|p| !p.is_null());
     let Some(params) = params else {
         return if method == "tools/call" {
             params_error(
                 "tools/call needs `params` with the tool's `name`",
-                SHAPE,
+                CALL_SHAPE,
                 None,
             )
         } else {
@@ -158,21 +160,26 @@ fn invalid_params(method: &str, params: Option<&Value>) -> ErrorData {
             kind(params)
         );
         let hint = if method == "tools/call" {
-            SHAPE.to_string()
+            CALL_SHAPE.to_string()
         } else {
             format!("send the params of {method} as a JSON object")
         };
         return params_error(&message, &hint, None);
     }
-    if method != "tools/call" {
-        let hint = format!("see the MCP specification for the params of {method}");
-        return params_error(&format!("invalid params for {method}"), &hint, None);
+    if method == "tools/call" {
+        return invalid_call(params);
     }
+    let hint = format!("see the MCP specification for the params of {method}");
+    params_error(&format!("invalid params for {method}"), &hint, None)
+}
+
+/// The -32602 answer to a `tools/call` whose params are an object but no `CallToolRequest`.
+fn invalid_call(params: &Value) -> ErrorData {
     let name = match params.get("name") {
         None | Some(Value::Null) => {
             return params_error(
                 "tools/call without the tool's `name` in `params`",
-                SHAPE,
+                CALL_SHAPE,
                 None,
             );
         }
@@ -182,7 +189,7 @@ fn invalid_params(method: &str, params: Option<&Value>) -> ErrorData {
                 "the tool `name` of tools/call must be a string, not {}",
                 kind(other)
             );
-            return params_error(&message, SHAPE, None);
+            return params_error(&message, CALL_SHAPE, None);
         }
     };
     match params.get("arguments") {
@@ -208,7 +215,7 @@ fn invalid_params(method: &str, params: Option<&Value>) -> ErrorData {
                 .err()
                 .map_or_else(String::new, |e| format!(": {e}"));
             let message = format!("invalid params for tools/call of tool `{name}`{why}");
-            params_error(&message, SHAPE, Some(name))
+            params_error(&message, CALL_SHAPE, Some(name))
         }
     }
 }
