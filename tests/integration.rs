@@ -20,6 +20,7 @@ mod integration {
     pub mod git_side;
     pub mod lifecycle;
     pub mod mcp;
+    pub mod mcp_protocol;
     pub mod messages;
     pub mod netns;
     pub mod netns_docker;
@@ -52,6 +53,7 @@ fn main() -> std::process::ExitCode {
         git_side::tests(),
         lifecycle::tests(),
         mcp::tests(),
+        mcp_protocol::tests(),
         messages::tests(),
         netns::tests(),
         netns_docker::tests(),

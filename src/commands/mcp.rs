@@ -2,8 +2,10 @@
 //! tools instead of parsing its output. It runs in `git-vmoat-mcp` only (`exec` hands over to
 //! it): the async runtime and the SDK are not even in the binary every other command starts.
 
+mod malformed;
 mod server;
 mod tools;
+mod transport;
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -57,7 +59,8 @@ pub fn serve(flag: Option<BackendKind>) -> Result<()> {
     let result = runtime.block_on(async {
         let input = tokio::fs::File::from_std(std::fs::File::from(input));
         let output = tokio::fs::File::from_std(std::fs::File::from(output));
-        let service = server::Server::new(tools).serve((input, output)).await?;
+        let transport = transport::Stdio::new(input, output);
+        let service = server::Server::new(tools).serve(transport).await?;
         service.waiting().await?;
         anyhow::Ok(())
     });

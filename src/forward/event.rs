@@ -29,6 +29,9 @@ const POOL: usize = 64;
 /// VM → client), what each direction waits for, and what each socket is watched for.
 struct Conn {
     socks: [TcpStream; 2],
+    /// Connected to the namespace's own address: refused there (the port is no longer
+    /// published by docker), it is tried once more on the namespace's loopback.
+    retry: bool,
     ways: [Way; 2],
     waits: [Wait; 2],
     armed: [EventFlags; 2],
@@ -90,14 +93,14 @@ pub(super) fn run(listener: TcpListener, fwd: Arc<Forwarder>, ns: Follow) -> Res
 }
 
 /// A non-blocking connect to the guest port, in this thread's namespace.
-fn connect(guest: u16) -> std::io::Result<TcpStream> {
+fn connect(to: SocketAddrV4) -> std::io::Result<TcpStream> {
     let fd = rustix::net::socket_with(
         AddressFamily::INET,
         SocketType::STREAM,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?;
-    match rustix::net::connect(&fd, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, guest)) {
+    match rustix::net::connect(&fd, &to) {
         // In progress: its end (or refusal) shows as an event on the socket.
         Ok(()) | Err(Errno::INPROGRESS) | Err(Errno::INTR) => {}
         Err(e) => return Err(e.into()),
@@ -148,7 +151,16 @@ impl Loop {
             crate::output::warn(format!("{e:#}"));
         }
         let guest = self.fwd.guest;
-        let up = match connect(guest) {
+        let published = self.fwd.published.as_ref().is_some_and(|p| p.now());
+        let to = self.ns.target(guest, published);
+        let retry = *to.ip() != Ipv4Addr::LOCALHOST;
+        let up = match connect(to).or_else(|e| {
+            if retry {
+                connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, guest))
+            } else {
+                Err(e)
+            }
+        }) {
             Ok(up) => up,
             Err(e) => {
                 crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
@@ -172,6 +184,7 @@ impl Loop {
             .and_then(|()| epoll::add(&self.ep, &up, EventData::new_u64(2 * i as u64 + 1), armed));
         self.conns[i] = Some(Conn {
             socks: [client, up],
+            retry,
             ways,
             waits: [Wait::Read, Wait::Read],
             armed: [armed; 2],
@@ -221,7 +234,10 @@ impl Loop {
                 Ok(wait) => c.waits[w] = wait,
                 Err(e) => {
                     if e.raw_os_error() == Some(Errno::CONNREFUSED.raw_os_error()) {
-                        let guest = fwd.guest;
+                        if self.on_loopback(i) {
+                            return;
+                        }
+                        let guest = self.fwd.guest;
                         crate::output::warn(format!("connecting to port {guest} in the VM: {e}"));
                     }
                     self.close_broken(i);
@@ -269,6 +285,9 @@ impl Loop {
             return;
         };
         if side == 1 && sockopt::socket_error(&c.socks[1]).ok() == Some(Err(Errno::CONNREFUSED)) {
+            if self.on_loopback(i) {
+                return;
+            }
             let guest = self.fwd.guest;
             crate::output::warn(format!(
                 "connecting to port {guest} in the VM: {}",
@@ -276,6 +295,30 @@ impl Loop {
             ));
         }
         self.close_broken(i);
+    }
+
+    /// Connection `i`, refused at the namespace's own address, connects again on its loopback;
+    /// what the client sent meanwhile waits in its pipe. False when that is not to be tried.
+    fn on_loopback(&mut self, i: usize) -> bool {
+        let guest = self.fwd.guest;
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return false;
+        };
+        if !std::mem::take(&mut c.retry) || c.ways[0].done() {
+            return false;
+        }
+        let Ok(up) = connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, guest)) else {
+            return false;
+        };
+        let want = interest(&c.waits, 1);
+        if epoll::add(&self.ep, &up, EventData::new_u64(2 * i as u64 + 1), want).is_err() {
+            return false;
+        }
+        // The refused socket leaves the epoll set as it is closed here.
+        c.socks[1] = up;
+        c.armed[1] = want;
+        self.step(i, [true, true]);
+        true
     }
 
     fn close_broken(&mut self, i: usize) {
@@ -304,6 +347,11 @@ mod tests {
 
     /// An event loop forwarding to `guest` (in this namespace); its port and its forwarder.
     fn forwarder(guest: u16) -> (u16, Arc<Forwarder>, tempfile::TempDir) {
+        forwarder_at(guest, None)
+    }
+
+    /// The same, taking `own` for the namespace's own address and the port as published.
+    fn forwarder_at(guest: u16, own: Option<Ipv4Addr>) -> (u16, Arc<Forwarder>, tempfile::TempDir) {
         let tmp = tempfile::tempdir().unwrap();
         let fwd = Arc::new(Forwarder {
             state: crate::state::State::at(tmp.path().to_path_buf()),
@@ -314,11 +362,12 @@ mod tests {
             started: std::time::Instant::now(),
             marked: std::sync::atomic::AtomicU64::new(0),
             open: std::sync::atomic::AtomicUsize::new(0),
+            published: own.map(|_| crate::forward::published::Published::fixed(true)),
         });
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let f = Arc::clone(&fwd);
-        std::thread::spawn(move || run(l, f, Follow::here()));
+        std::thread::spawn(move || run(l, f, Follow::here().with_own(own)));
         (port, fwd, tmp)
     }
 
@@ -328,6 +377,17 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
             fwd.open.load(Ordering::Relaxed) == n
         })
+    }
+
+    #[test]
+    fn refused_at_the_own_address_a_connection_goes_on_at_the_loopback() {
+        // Served on 127.0.0.1 only: 127.0.0.2 (standing for the namespace's own address) refuses.
+        let guest = reversing_server();
+        let (port, fwd, _tmp) = forwarder_at(guest, Some(Ipv4Addr::new(127, 0, 0, 2)));
+        for _ in 0..3 {
+            assert_eq!(exchange(port, b"abc"), b"cba".to_vec());
+        }
+        assert!(open_becomes(&fwd, 0));
     }
 
     fn exchange(port: u16, data: &[u8]) -> Vec<u8> {

@@ -8,6 +8,8 @@ mod copy;
 mod event;
 mod netns;
 #[cfg(target_os = "linux")]
+mod published;
+#[cfg(target_os = "linux")]
 mod relay;
 #[cfg(target_os = "linux")]
 mod rootless;
@@ -78,6 +80,19 @@ struct Forwarder {
     /// Connections open now: an open connection (a websocket, a keep-alive, a slow download)
     /// keeps the VM from counting as idle even while no byte moves.
     open: std::sync::atomic::AtomicUsize,
+    /// Netns and rootless: whether the guest port is published by the VM's dockerd.
+    #[cfg(target_os = "linux")]
+    published: Option<Arc<published::Published>>,
+}
+
+/// The VM's docker socket, for a forwarder that connects from inside its namespace.
+#[cfg(target_os = "linux")]
+fn docker_socket(kind: BackendKind, marker: &Path) -> Option<PathBuf> {
+    match kind {
+        BackendKind::Netns => Netns::docker_socket_of(marker),
+        BackendKind::Rootless => Some(Rootless::docker_socket_of(marker)),
+        BackendKind::Colima | BackendKind::Auto => None,
+    }
 }
 
 /// Serialises wakes in this process: connections that arrive during a wake wait for it.
@@ -130,6 +145,9 @@ pub fn run(a: &Args<'_>) -> Result<()> {
         started: Instant::now(),
         marked: AtomicU64::new(0),
         open: std::sync::atomic::AtomicUsize::new(0),
+        #[cfg(target_os = "linux")]
+        published: docker_socket(a.kind, Path::new(a.marker))
+            .map(|socket| published::Published::watch(socket, guest)),
     });
     let ticker = Arc::clone(&fwd);
     std::thread::spawn(move || {
@@ -304,6 +322,8 @@ mod tests {
             started: Instant::now(),
             marked: AtomicU64::new(0),
             open: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(target_os = "linux")]
+            published: None,
         };
         std::fs::create_dir_all(state.vm_dir_path("wt-a")).unwrap();
         let traffic = state.vm_dir_path("wt-a").join(crate::state::files::TRAFFIC);

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::error::hint;
-
+mod discover;
+mod explicit;
 mod quick;
+
+pub use discover::discover;
 
 /// The worktree a command acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,122 +80,6 @@ impl Worktree {
     pub fn is_main(&self) -> bool {
         self.id.is_none()
     }
-}
-
-/// Finds the worktree containing `cwd`, honouring GIT_DIR and GIT_CEILING_DIRECTORIES as git does.
-pub fn discover(cwd: &Path) -> Result<Worktree> {
-    let wt = match quick::discover(cwd) {
-        Some(wt) => wt,
-        None => open_and_read(cwd)?,
-    };
-    refuse_broken_inner(cwd, &wt)?;
-    Ok(wt)
-}
-
-/// Git's discovery walks past a `.git` it cannot use (a linked worktree whose repository
-/// moved): from inside one it finds the checkout around it, and acting there would act on
-/// another worktree's VM. Refused instead, as git itself refuses there.
-fn refuse_broken_inner(cwd: &Path, wt: &Worktree) -> Result<()> {
-    // At the top of the worktree (most commands) there is nothing in between to look at.
-    if cwd == wt.root {
-        return Ok(());
-    }
-    let Ok(here) = std::fs::canonicalize(cwd) else {
-        return Ok(());
-    };
-    let Ok(inside) = here.strip_prefix(&wt.root) else {
-        return Ok(());
-    };
-    // Inside the git dir itself (`.git/…`) is not a worktree of its own.
-    if inside
-        .components()
-        .next()
-        .is_some_and(|c| c.as_os_str() == ".git")
-    {
-        return Ok(());
-    }
-    let mut dir = here.as_path();
-    while dir != wt.root {
-        if dir.join(".git").symlink_metadata().is_ok() {
-            return Err(hint(
-                format!(
-                    "{} has a .git that git cannot use (a worktree whose repository moved?); git-vmoat will not act on the checkout around it ({}) instead",
-                    dir.display(),
-                    wt.root.display()
-                ),
-                "run `git worktree repair` in the main checkout (or `git worktree repair <path>` there), then try again",
-            ));
-        }
-        let Some(up) = dir.parent() else { break };
-        dir = up;
-    }
-    Ok(())
-}
-
-/// `discover` by opening the repository: every layout and override git knows.
-fn open_and_read(cwd: &Path) -> Result<Worktree> {
-    // Only the repository's own config matters here; skipping the user's and the system's
-    // files keeps every command's start as cheap as `git rev-parse`.
-    let isolated = gix::sec::trust::Mapping {
-        full: gix::open::Options::isolated(),
-        reduced: gix::open::Options::isolated(),
-    };
-    let repo = match gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
-        cwd,
-        Default::default(),
-        isolated,
-    ) {
-        Ok(r) => r.to_thread_local(),
-        Err(err) => {
-            if no_repository(&err) {
-                return Err(hint(
-                    format!("{} is not in a git repository", cwd.display()),
-                    "run git-vmoat inside a worktree of your project (cd into it first)",
-                ));
-            }
-            return Err(anyhow::Error::new(err))
-                .with_context(|| format!("opening the git repository at {}", cwd.display()));
-        }
-    };
-    let Some(workdir) = repo.workdir() else {
-        return Err(hint(
-            format!(
-                "{} is a bare repository: it has no worktree to run",
-                repo.git_dir().display()
-            ),
-            "create a worktree with `git worktree add <path>` and run git-vmoat inside it",
-        ));
-    };
-    let root = realpath(workdir)?;
-    let common_dir = realpath(repo.common_dir())?;
-    let id = repo
-        .worktree()
-        .and_then(|wt| wt.id().ok().flatten().map(|id| id.to_string()))
-        .filter(|_| repo.kind() == gix::repository::Kind::LinkedWorkTree);
-    let main_root = if id.is_none() {
-        Some(root.clone())
-    } else if common_dir.file_name().is_some_and(|n| n == ".git")
-        && let Some(parent) = common_dir.parent().filter(|p| p.join(".git").is_dir())
-    {
-        // The usual layout: the main checkout holds the common dir as its `.git`.
-        Some(parent.to_path_buf())
-    } else {
-        match repo.main_repo() {
-            Ok(main) => main.workdir().map(realpath).transpose()?,
-            Err(_) => None,
-        }
-    };
-    let repo_id = repo
-        .config_snapshot()
-        .string(REPO_ID_KEY)
-        .and_then(|v| repo_id_of(&v.to_string()));
-    Ok(Worktree {
-        root,
-        main_root,
-        common_dir,
-        id,
-        repo_id,
-    })
 }
 
 /// Whether discovering failed because there is no repository (not because one is broken).

@@ -9,20 +9,13 @@ use std::path::{Path, PathBuf};
 use gix::discover::repository::Path as Found;
 use gix::discover::upwards::{Options, TrustPolicy};
 
+use super::discover::GitEnv;
 use super::{REPO_ID_KEY, Worktree, repo_id_of};
 
-/// Variables that change where git looks for the repository; with any set, the full open
-/// applies them as git does.
-const OVERRIDES: [&str; 4] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_COMMON_DIR",
-    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
-];
-
 /// The worktree around `cwd` (absolute), or None where only the full open can tell.
-pub(super) fn discover(cwd: &Path) -> Option<Worktree> {
-    if OVERRIDES.iter().any(|v| std::env::var_os(v).is_some()) {
+pub(super) fn discover(cwd: &Path, env: &GitEnv) -> Option<Worktree> {
+    // With any variable that moves git's search set, the full open applies it as git does.
+    if !env.is_plain() {
         return None;
     }
     // Trust only decides which config files gix would read; the full open reads the
@@ -30,9 +23,8 @@ pub(super) fn discover(cwd: &Path) -> Option<Worktree> {
     let opts = Options {
         trust: TrustPolicy::Assume(gix::sec::Trust::Full),
         current_dir: Some(cwd),
-        ..Default::default()
-    }
-    .apply_environment();
+        ..env.upwards()
+    };
     let (found, _) = gix::discover::upwards_opts(cwd, opts).ok()?;
     let (git_dir, work_dir, id) = match found {
         Found::WorkTree(work_dir) => (work_dir.join(".git"), work_dir, None),
@@ -118,8 +110,8 @@ mod tests {
 
     /// The quick answer must be exactly the full open's, or no answer at all.
     fn same(cwd: &Path) -> bool {
-        let full = super::super::open_and_read(cwd).unwrap();
-        match super::discover(cwd) {
+        let full = super::super::discover::open_and_read(cwd, &Default::default()).unwrap();
+        match super::discover(cwd, &Default::default()) {
             Some(quick) => {
                 assert_eq!(quick, full, "at {}", cwd.display());
                 true
@@ -177,7 +169,7 @@ mod tests {
         for dir in ["sep", "of-bare"] {
             assert!(!same(&base.join(dir)), "deferred at {dir}");
         }
-        assert!(super::discover(&base.join("moved")).is_none());
+        assert!(super::discover(&base.join("moved"), &Default::default()).is_none());
     }
 
     #[test]

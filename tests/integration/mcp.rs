@@ -21,7 +21,7 @@ timeout = 60
 ports = [8080]
 "#;
 
-const TOOLS: [&str; 9] = [
+pub(crate) const TOOLS: [&str; 9] = [
     "destroy",
     "down",
     "exec",

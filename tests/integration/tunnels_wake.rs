@@ -1,7 +1,8 @@
 //! Tunnels through git-vmoat's own forwarder on a container stack: bulk data arrives byte-exact,
 //! and a connection to a suspended VM's tunnel wakes the VM (netns: thawed; Colima: started
 //! again through the stand-in) and is served, by the same forwarder process; a netns tunnel
-//! follows the namespace `up` makes again after the VM's dockerd crashed.
+//! follows the namespace `up` makes again after the VM's dockerd crashed; it reaches a port
+//! docker publishes past docker's userland proxy, and any other port on the VM's loopback.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -233,8 +234,106 @@ fn a_netns_tunnel_follows_the_namespace_up_made_again_after_a_crash() {
     );
 }
 
+/// Pids of the processes named `comm` in the network namespace `id`.
+fn in_netns(id: &str, comm: &str) -> Vec<i32> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "pids", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
+fn a_netns_tunnel_reaches_a_published_port_past_dockers_proxy() {
+    let env = Env::new();
+    let wt = stack(&env, "nat", "netns");
+    env.vmoat(&wt, &["up"]).ok();
+    let port = tunnel(&env, &wt);
+    assert_eq!(page(port).as_deref(), Some("the stack's page\n"));
+    let id = netns_id(&env, "wt-nat");
+    let proxies = in_netns(&id, "docker-proxy");
+    assert!(
+        !proxies.is_empty(),
+        "no docker-proxy in the VM: this test shows nothing"
+    );
+    for p in proxies {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(p).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    let inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &id, "busybox", "wget", "-q", "-O-"])
+        .arg("http://127.0.0.1:8080/")
+        .output()
+        .unwrap();
+    assert!(
+        !inside.status.success(),
+        "the VM's own 127.0.0.1:8080 still answers without docker's proxy: this test shows nothing"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || page(port).as_deref()
+            == Some("the stack's page\n")),
+        "the tunnel needs docker's userland proxy; the forwarder's log:\n{}",
+        std::fs::read_to_string(env.state_dir().join("vms/wt-nat/tunnel-8080.log"))
+            .unwrap_or_default()
+    );
+}
+
+/// Kills the process when the test ends, passed or not.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn a_netns_tunnel_to_a_server_of_the_vm_itself_keeps_a_loopback_client() {
+    let env = Env::new();
+    let wt = stack(&env, "own", "netns");
+    env.vmoat(&wt, &["up"]).ok();
+    let id = netns_id(&env, "wt-own");
+    let guest = free_port();
+    // Not a container: a server in the VM on every address, answering with its client's.
+    let server = format!(
+        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('0.0.0.0',{guest}))\ns.listen()\nwhile True:\n c,a=s.accept()\n c.recv(4096)\n \
+         c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n'+a[0].encode())\n c.close()\n"
+    );
+    let _server = Reap(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &id, "python3", "-c", &server])
+            .spawn()
+            .unwrap(),
+    );
+    let r = env.vmoat(&wt, &["tunnel", &guest.to_string()]).ok();
+    let host: u16 = r.stdout.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let mut seen = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = fetch(host, "/").map(|b| String::from_utf8_lossy(&b).into_owned());
+            seen.is_some()
+        }),
+        "no answer through the tunnel"
+    );
+    assert_eq!(
+        seen.as_deref(),
+        Some("127.0.0.1"),
+        "the server's client address changed"
+    );
+}
+
 crate::tests! {
     a_netns_tunnel_moves_bulk_data_exactly_and_wakes_a_suspended_vm: StackNetns;
     a_colima_tunnel_rides_ssh_survives_a_suspend_and_starts_the_vm_again: StackColima;
     a_netns_tunnel_follows_the_namespace_up_made_again_after_a_crash: StackNetns;
+    a_netns_tunnel_reaches_a_published_port_past_dockers_proxy: StackNetns;
+    a_netns_tunnel_to_a_server_of_the_vm_itself_keeps_a_loopback_client: StackNetns;
 }

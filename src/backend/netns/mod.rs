@@ -104,6 +104,11 @@ impl Netns {
         Self::run_dir(vm).join("docker.sock")
     }
 
+    /// The docker socket of the VM whose forwarder marker (its namespace's path) is `marker`.
+    pub fn docker_socket_of(marker: &Path) -> Option<PathBuf> {
+        Some(Self::socket(marker.file_name()?.to_str()?))
+    }
+
     /// The worktree's dockerd, when it is running.
     fn dockerd_pid(vm: &str) -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(Self::run_dir(vm).join("docker.pid"))

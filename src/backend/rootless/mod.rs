@@ -117,6 +117,11 @@ impl Rootless {
         self.run_dir(vm).join("docker.sock")
     }
 
+    /// The docker socket of the VM whose forwarder marker (`net` in its run dir) is `marker`.
+    pub fn docker_socket_of(marker: &Path) -> PathBuf {
+        marker.with_file_name("docker.sock")
+    }
+
     /// A file in the run dir holding a pid, when that process lives and is `comm`.
     /// Its command line must name the run dir too: after a reboot a stale pid file may name
     /// a pid that another VM's rootlesskit or dockerd now has.

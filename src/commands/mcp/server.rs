@@ -249,6 +249,22 @@ impl ServerHandler for Server {
         context: rmcp::service::RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
         let name = request.name.to_string();
+        if !self.tool_router.has_route(&name) {
+            // A protocol error in the MCP specification (-32602), as the SDK answers it, but
+            // naming the tool and the ones there are.
+            let tools: Vec<String> = self
+                .tool_router
+                .list_all()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            let hint = format!("call one of: {}", tools.join(", "));
+            let data = json!({"hint": hint, "tool": name, "tools": tools});
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{name}`"),
+                Some(data),
+            ));
+        }
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
         match self.tool_router.call(tcc).await? {
             rmcp::model::CallToolResponse::Complete(r)
