@@ -63,6 +63,10 @@ pub fn resume(base: Base, force: bool) -> Result<()> {
         ));
     };
     backend.ensure_installed()?;
+    // Waits for a `down` (or its guard) still stopping the VM; one that died midway is not
+    // finished now: the VM is asked to run.
+    let _vm_lock = base.state.lock_vm(&vm)?;
+    crate::backend::stopping::forget(&base.state, &vm);
     if !suspend::wake_for_command(&base.state, backend.as_ref(), &vm, force)? {
         output::info(format!(
             "VM {vm} is not suspended ({})",

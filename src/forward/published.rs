@@ -3,24 +3,32 @@
 //! container, instead of 127.0.0.1, where docker's userland proxy copies every byte once more
 //! (that proxy cost a 200 MB download about as much CPU as the rest of the path together).
 //! Other ports (a dev server in the VM, a port published on 127.0.0.1 only) keep 127.0.0.1,
-//! so their servers still see a loopback client.
+//! so their servers still see a loopback client; so does a connection while the answer is old
+//! (after a quiet spell the port may have passed from a container to such a server).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// How often at most the daemon is asked again, and only while connections come.
 const EVERY: Duration = Duration::from_secs(2);
 /// A daemon that does not answer in this time (frozen, busy) leaves the answer as it was.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
+/// An answer older than this is not used (127.0.0.1 then): the asking thread renews it within
+/// [`EVERY`] of a connection, so it is this old only after a quiet spell.
+const FRESH_FOR: Duration = Duration::from_secs(4);
+
 /// The last answer, kept fresh by a thread of its own so a connection never waits for it.
 pub(super) struct Published {
     yes: AtomicBool,
     wanted: AtomicBool,
+    /// Milliseconds after `epoch` (plus one) of the last answer; 0 = none yet.
+    answered: AtomicU64,
+    epoch: Instant,
 }
 
 impl Published {
@@ -30,6 +38,8 @@ impl Published {
         let me = Arc::new(Self {
             yes: AtomicBool::new(false),
             wanted: AtomicBool::new(true),
+            answered: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         let asker = Arc::clone(&me);
         std::thread::spawn(move || {
@@ -37,7 +47,7 @@ impl Published {
                 if asker.wanted.swap(false, Ordering::Relaxed)
                     && let Some(yes) = ask(&socket, guest)
                 {
-                    asker.yes.store(yes, Ordering::Relaxed);
+                    asker.answer(yes);
                 }
                 std::thread::sleep(EVERY);
             }
@@ -48,16 +58,32 @@ impl Published {
     /// A fixed answer, for tests of what a connection does with it.
     #[cfg(test)]
     pub(super) fn fixed(yes: bool) -> Arc<Self> {
-        Arc::new(Self {
-            yes: AtomicBool::new(yes),
+        let me = Arc::new(Self {
+            yes: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
-        })
+            answered: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        me.answer(yes);
+        me
     }
 
-    /// The answer for this connection; asks for a fresh one for the next.
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    fn answer(&self, yes: bool) {
+        self.yes.store(yes, Ordering::Relaxed);
+        self.answered.store(self.millis(), Ordering::Relaxed);
+    }
+
+    /// The answer for this connection (no while it is old or not there yet); asks for a
+    /// fresh one for the next.
     pub(super) fn now(&self) -> bool {
         self.wanted.store(true, Ordering::Relaxed);
-        self.yes.load(Ordering::Relaxed)
+        let at = self.answered.load(Ordering::Relaxed);
+        let fresh = at != 0 && self.millis().saturating_sub(at) <= FRESH_FOR.as_millis() as u64;
+        fresh && self.yes.load(Ordering::Relaxed)
     }
 }
 
@@ -98,7 +124,25 @@ fn published_on_all(body: &str, port: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::published_on_all;
+    use super::*;
+
+    #[test]
+    fn an_old_answer_is_not_used() {
+        let p = Published::fixed(true);
+        assert!(p.now(), "a fresh yes");
+        // Answered at the start of an epoch longer ago than FRESH_FOR: a quiet spell.
+        let quiet = Published {
+            yes: AtomicBool::new(true),
+            wanted: AtomicBool::new(false),
+            answered: AtomicU64::new(1),
+            epoch: Instant::now() - FRESH_FOR - Duration::from_secs(1),
+        };
+        assert!(!quiet.now(), "an old yes goes to the loopback");
+        assert!(
+            quiet.wanted.load(Ordering::Relaxed),
+            "and asks for a fresh one"
+        );
+    }
 
     #[test]
     fn only_a_tcp_port_published_on_every_address_counts() {

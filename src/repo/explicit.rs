@@ -183,7 +183,7 @@ fn refuse_foreign(root: &Path, git_dir: &Path, common_dir: &Path) -> Result<()> 
                 "run git-vmoat at the top of the worktree, or unset GIT_DIR and GIT_WORK_TREE",
             ));
         }
-        _ => return Ok(()),
+        _ => return refuse_unrecorded(root, git_dir, common_dir, owner.as_ref(), nearest),
     };
     Err(hint(
         format!(
@@ -194,6 +194,34 @@ fn refuse_foreign(root: &Path, git_dir: &Path, common_dir: &Path) -> Result<()> 
         ),
         "unset GIT_DIR and GIT_WORK_TREE and run git-vmoat inside the worktree you mean (or `git -C <worktree> vmoat ...`)",
     ))
+}
+
+/// A linked worktree's git dir is that worktree's alone: paired with any other directory
+/// (one without a `.git` of its own too) it would run that worktree's VM on other files.
+fn refuse_unrecorded(
+    root: &Path,
+    git_dir: &Path,
+    common_dir: &Path,
+    owner: Option<&(PathBuf, Option<PathBuf>)>,
+    nearest: Option<&Path>,
+) -> Result<()> {
+    if git_dir != common_dir {
+        let own_dot_git =
+            nearest == Some(root) && owner.and_then(|(_, o)| o.as_deref()) == Some(git_dir);
+        let recorded = recorded_checkout(git_dir);
+        if !own_dot_git && recorded.as_deref() != Some(root) {
+            return Err(hint(
+                format!(
+                    "the git dir {} is the linked worktree {}'s, not the work tree {}",
+                    git_dir.display(),
+                    recorded.map_or_else(|| "?".into(), |r| r.display().to_string()),
+                    root.display()
+                ),
+                "unset GIT_DIR and GIT_WORK_TREE and run git-vmoat inside the worktree you mean (or `git -C <worktree> vmoat ...`)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The nearest `.git` at or above `dir`, and the git dir it stands for (None: unreadable).
@@ -208,6 +236,13 @@ fn enclosing_checkout(dir: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
         };
         Some((dot_git.clone(), target.and_then(|t| t.canonicalize().ok())))
     })
+}
+
+/// The checkout a linked worktree's git dir records as its own (`gitdir` names its `.git`).
+fn recorded_checkout(git_dir: &Path) -> Option<PathBuf> {
+    let dot_git = gix::discover::path::from_plain_file(&git_dir.join("gitdir"))?.ok()?;
+    let checkout = dot_git.parent()?;
+    Some(checkout.canonicalize().unwrap_or_else(|_| checkout.into()))
 }
 
 /// A linked worktree of the repository, other than `git_dir`'s, whose recorded checkout holds

@@ -56,6 +56,8 @@ pub(crate) fn provision(ctx: &Ctx, mode: Mode, force: bool) -> Result<String> {
     let vm = ctx.claim_vm_name()?;
     // One provisioning per VM at a time: a second `up` waits here, then finds it done.
     let _vm_lock = ctx.state.lock_vm(&vm)?;
+    // A `down` that died midway (its guard too) is not finished now: the VM is asked to run.
+    crate::backend::stopping::forget(&ctx.state, &vm);
     let stamp_path = ctx.state.vm_dir(&vm)?.join("provisioned");
     let info = ctx.backend.info(&vm)?;
     let state = info.state;

@@ -241,6 +241,39 @@ fn a_down_killed_with_its_guard_is_finished_by_the_watcher() {
     assert_eq!(vm_state(&env, &wt), "Stopped");
 }
 
+fn up_or_resume_after_a_down_killed_with_its_guard_keeps_the_vm_running() {
+    let env = Env::new();
+    let wt = stubborn(&env, "again", 8);
+    env.vmoat(&wt, &["up"]).ok();
+    let vm = vm_name(&env, &wt);
+    let record = env.state_dir().join("vms").join(&vm).join("stopping.json");
+    for cmd in ["up", "resume"] {
+        env.vmoat(&wt, &["suspend"]).ok();
+        interrupt_when(
+            &env,
+            &wt,
+            &["down"],
+            "stopping 1 container (up to 8s)…",
+            Signal::KILL,
+        );
+        for g in stop_guards(&env) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(g).unwrap(),
+                Signal::KILL,
+            );
+        }
+        assert!(
+            record.exists(),
+            "the stop is still to finish: this test shows nothing"
+        );
+        let r = env.vmoat(&wt, &[cmd]).ok();
+        assert!(!record.exists(), "{cmd} left the dead down's record: {r:?}");
+        // The next command must not finish that down on the VM the user just asked to run.
+        assert_eq!(vm_state(&env, &wt), "Running", "after {cmd}");
+        assert_eq!(vm_state(&env, &wt), "Running", "a second look, after {cmd}");
+    }
+}
+
 /// The watcher's idle rule: files changing in the worktree keep an otherwise idle VM awake, yet
 /// the worktree is walked for them only once the cheap signs say it is idle (not every pass).
 fn file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise() {
@@ -424,6 +457,7 @@ crate::tests! {
     an_interrupted_down_of_a_suspended_vm_is_finished_by_the_next_down: StackNetns;
     a_killed_down_of_a_suspended_vm_is_finished_by_its_guard: StackNetns;
     a_down_killed_with_its_guard_is_finished_by_the_watcher: StackNetns;
+    up_or_resume_after_a_down_killed_with_its_guard_keeps_the_vm_running: StackNetns;
     file_changes_keep_a_vm_awake_and_the_worktree_is_walked_only_when_idle_otherwise: Netns;
     waking_a_colima_vm_over_the_budget_is_refused_for_commands_and_warned_for_tunnels: StackColima;
     down_of_a_stopped_colima_vm_stops_nothing: StackColima;

@@ -239,6 +239,27 @@ fn a_work_tree_of_another_worktree_or_none_at_all_is_refused() {
         ("GIT_WORK_TREE", p("main/sub")),
     ];
     fx.refused("plain", &pair, "main/sub");
+    // A linked worktree's git dir with a directory that is no checkout at all.
+    let linked_dir = vec![("GIT_DIR", p("main/.git/worktrees/linked"))];
+    for (cwd, vars) in [
+        ("plain", linked_dir.clone()),
+        (
+            "main",
+            vec![
+                ("GIT_DIR", p("main/.git/worktrees/linked")),
+                ("GIT_WORK_TREE", p("plain")),
+            ],
+        ),
+        (
+            "plain",
+            vec![
+                ("GIT_DIR", p("linked/.git")),
+                ("GIT_WORK_TREE", fx.base.display().to_string()),
+            ],
+        ),
+    ] {
+        fx.fails(cwd, &vars, "is the linked worktree");
+    }
     // A worktree whose `.git` file is gone is still another worktree's checkout.
     fx.git("main", &["worktree", "add", "-q", "../gone"]);
     std::fs::remove_file(fx.base.join("gone/.git")).unwrap();
