@@ -9,8 +9,8 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often at most the daemon is asked again, and only while connections come.
@@ -19,7 +19,8 @@ const EVERY: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 /// An answer older than this is not used (127.0.0.1 then): the asking thread renews it within
-/// [`EVERY`] of a connection, so it is this old only after a quiet spell.
+/// [`EVERY`] of a connection, so it is this old only after a quiet spell, when the first
+/// connection wakes that thread to ask at once.
 const FRESH_FOR: Duration = Duration::from_secs(4);
 
 /// The last answer, kept fresh by a thread of its own so a connection never waits for it.
@@ -29,6 +30,7 @@ pub(super) struct Published {
     /// Milliseconds after `epoch` (plus one) of the last answer; 0 = none yet.
     answered: AtomicU64,
     epoch: Instant,
+    asker: OnceLock<std::thread::Thread>,
 }
 
 impl Published {
@@ -40,18 +42,21 @@ impl Published {
             wanted: AtomicBool::new(true),
             answered: AtomicU64::new(0),
             epoch: Instant::now(),
+            asker: OnceLock::new(),
         });
         let asker = Arc::clone(&me);
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             loop {
                 if asker.wanted.swap(false, Ordering::Relaxed)
                     && let Some(yes) = ask(&socket, guest)
                 {
                     asker.answer(yes);
                 }
-                std::thread::sleep(EVERY);
+                // Woken early only by a connection that found the answer old.
+                std::thread::park_timeout(EVERY);
             }
         });
+        let _ = me.asker.set(thread.thread().clone());
         me
     }
 
@@ -63,6 +68,7 @@ impl Published {
             wanted: AtomicBool::new(false),
             answered: AtomicU64::new(0),
             epoch: Instant::now(),
+            asker: OnceLock::new(),
         });
         me.answer(yes);
         me
@@ -83,6 +89,9 @@ impl Published {
         self.wanted.store(true, Ordering::Relaxed);
         let at = self.answered.load(Ordering::Relaxed);
         let fresh = at != 0 && self.millis().saturating_sub(at) <= FRESH_FOR.as_millis() as u64;
+        if !fresh && let Some(t) = self.asker.get() {
+            t.unpark();
+        }
         fresh && self.yes.load(Ordering::Relaxed)
     }
 }
@@ -136,6 +145,7 @@ mod tests {
             wanted: AtomicBool::new(false),
             answered: AtomicU64::new(1),
             epoch: Instant::now() - FRESH_FOR - Duration::from_secs(1),
+            asker: OnceLock::new(),
         };
         assert!(!quiet.now(), "an old yes goes to the loopback");
         assert!(
