@@ -160,17 +160,26 @@ pub(super) fn open_and_read(cwd: &Path, env: &GitEnv) -> Result<Worktree> {
         .worktree()
         .and_then(|wt| wt.id().ok().flatten().map(|id| id.to_string()))
         .filter(|_| repo.kind() == gix::repository::Kind::LinkedWorkTree);
-    let main_root = if id.is_none() {
-        Some(root.clone())
-    } else {
-        linked_main_root(&repo, &common_dir)?
+    assemble(&repo, root, common_dir, id)
+}
+
+/// The worktree at `root` of `repo`, linked (`id`) or main, with its repository's identity.
+pub(super) fn assemble(
+    repo: &gix::Repository,
+    root: PathBuf,
+    common_dir: PathBuf,
+    id: Option<String>,
+) -> Result<Worktree> {
+    let main_root = match id {
+        None => Some(root.clone()),
+        Some(_) => linked_main_root(repo, &common_dir)?,
     };
     Ok(Worktree {
         root,
         main_root,
         common_dir,
         id,
-        repo_id: repo_id(&repo),
+        repo_id: repo_id(repo),
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use gix::discover::repository::Path as Found;
 
-use super::discover::{GitEnv, bare, linked_main_root, not_in_repository, repo_id};
+use super::discover::{GitEnv, assemble, bare, not_in_repository};
 use super::{Worktree, no_repository, realpath};
 use crate::error::hint;
 
@@ -34,17 +34,7 @@ pub(super) fn discover(cwd: &Path, env: &GitEnv) -> Result<Worktree> {
     };
     let id = worktree_id(&git_dir, &common_dir)?;
     refuse_foreign(&root, &git_dir, &common_dir)?;
-    let main_root = match id {
-        None => Some(root.clone()),
-        Some(_) => linked_main_root(&repo, &common_dir)?,
-    };
-    Ok(Worktree {
-        root,
-        main_root,
-        common_dir,
-        id,
-        repo_id: repo_id(&repo),
-    })
+    assemble(&repo, root, common_dir, id)
 }
 
 /// `GIT_DIR`, relative to `cwd`: a git dir, or a `.git` file pointing at one. Unlike a plain
@@ -257,9 +247,7 @@ fn registered_elsewhere(
     let entries = std::fs::read_dir(common_dir.join("worktrees")).ok()?;
     entries.flatten().find_map(|entry| {
         let admin = entry.path();
-        let dot_git = gix::discover::path::from_plain_file(&admin.join("gitdir"))?.ok()?;
-        let checkout = dot_git.parent()?;
-        let checkout = checkout.canonicalize().unwrap_or_else(|_| checkout.into());
+        let checkout = recorded_checkout(&admin)?;
         let ours = admin.canonicalize().is_ok_and(|a| a == git_dir);
         let farther = nearest.is_some_and(|n| n != checkout && n.starts_with(&checkout));
         (root.starts_with(&checkout) && !ours && !farther).then_some(checkout)

@@ -149,6 +149,16 @@ fn stop_guards(env: &Env) -> Vec<i32> {
         .collect()
 }
 
+/// Kills (-9) the one stop guard of this test's `down`, as a crash of its session would.
+fn kill_the_stop_guard(env: &Env) {
+    let guards = stop_guards(env);
+    assert_eq!(guards.len(), 1, "{guards:?}");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(guards[0]).unwrap(),
+        Signal::KILL,
+    );
+}
+
 /// Killed (-9) with the `docker stop` it ran, while a container that ignores SIGTERM held it
 /// after the thaw, a `down` of a suspended VM is finished by its guard: the VM is not left
 /// running, and the guard says so on the `down`'s stderr.
@@ -212,12 +222,7 @@ fn a_down_killed_with_its_guard_is_finished_by_the_watcher() {
         "stopping 1 container (up to 8s)…",
         Signal::KILL,
     );
-    let guards = stop_guards(&env);
-    assert_eq!(guards.len(), 1, "{guards:?}");
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(guards[0]).unwrap(),
-        Signal::KILL,
-    );
+    kill_the_stop_guard(&env);
     let record = env.state_dir().join("vms").join(&vm).join("stopping.json");
     assert!(record.exists(), "the stop is still to finish");
     let w = Watcher::start(&env, &wt, &["--interval", "1"]);
@@ -256,12 +261,7 @@ fn up_or_resume_after_a_down_killed_with_its_guard_keeps_the_vm_running() {
             "stopping 1 container (up to 8s)…",
             Signal::KILL,
         );
-        for g in stop_guards(&env) {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(g).unwrap(),
-                Signal::KILL,
-            );
-        }
+        kill_the_stop_guard(&env);
         assert!(
             record.exists(),
             "the stop is still to finish: this test shows nothing"
