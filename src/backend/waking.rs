@@ -86,7 +86,6 @@ impl Backend for Waking {
         self.inner.preflight(spec)
     }
     fn start(&self, vm: &str, spec: &StartSpec<'_>, current: &VmState) -> Result<()> {
-        stopping::forget(&self.state, vm);
         self.wake(vm)?;
         let current = if *current == VmState::Suspended {
             self.inner.info(vm)?.state
